@@ -1,0 +1,198 @@
+"""Convolution geometry exactly as ``torch.nn.Conv{1,2,3}d`` defines it.
+
+A :class:`ConvGeometry` fixes everything a grid graph needs: input size, kernel
+size, stride, the per-side padding, dilation and the padding mode. It is the
+single place where torch's argument conventions (ints or tuples, ``"same"`` and
+``"valid"``, asymmetric ``"same"`` padding for even kernels, the limits torch puts
+on circular and reflect padding) are resolved, so that the graph builder and the
+dense execution path agree by construction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+IntOrTuple = Union[int, Sequence[int]]
+Padding = Union[str, int, Sequence[int]]
+
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
+
+
+def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
+    """``value`` as a tuple of ``ndim`` non-negative ints, or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+    if isinstance(value, int):
+        out = (value,) * ndim
+    else:
+        out = tuple(value)
+        if len(out) == 1 and ndim > 1:
+            out = out * ndim
+        if len(out) != ndim or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+            raise ValueError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+    if any(v < 0 for v in out):
+        raise ValueError(f"{name} must be non-negative, got {value!r}")
+    return out
+
+
+def infer_ndim(*values) -> int:
+    """Number of spatial dims: the length of the first tuple among ``values`` (1 if all are ints)."""
+    for v in values:
+        if isinstance(v, (tuple, list, torch.Size)) and len(v) > 1:
+            return len(v)
+    return 1
+
+
+def resolve_padding(padding: Padding, kernel_size: Tuple[int, ...], stride: Tuple[int, ...],
+                    dilation: Tuple[int, ...]) -> Tuple[Tuple[int, int], ...]:
+    """Per-dimension ``(left, right)`` padding as torch's conv layers apply it.
+
+    ``"same"`` pads ``dilation * (kernel - 1)`` in total, ``total // 2`` on the left
+    and the rest on the right (so an even kernel pads one more on the right), and,
+    as in torch, is only defined for stride 1.
+    """
+    ndim = len(kernel_size)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * ndim
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(
+                    f"padding='same' is only defined for stride 1 (as in torch), got stride={stride}; "
+                    "pass an explicit integer padding for strided convolutions")
+            out = []
+            for k, d in zip(kernel_size, dilation):
+                total = d * (k - 1)
+                out.append((total // 2, total - total // 2))
+            return tuple(out)
+        raise ValueError(f"padding must be 'same', 'valid', an int or a tuple of ints, got {padding!r}")
+    return tuple((p, p) for p in ntuple(padding, ndim, "padding"))
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The geometry of one convolution applied to an input of spatial size ``in_size``.
+
+    Args:
+        in_size: input spatial shape, one entry per spatial dim.
+        kernel_size, stride, dilation: per-dim ints.
+        padding: per-dim ``(left, right)`` pairs (see :func:`resolve_padding`).
+        padding_mode: one of ``"zeros"``, ``"circular"``, ``"reflect"``, ``"replicate"``.
+
+    Use :meth:`create` to build one from torch-style arguments with validation.
+    """
+
+    in_size: Tuple[int, ...]
+    kernel_size: Tuple[int, ...]
+    stride: Tuple[int, ...]
+    padding: Tuple[Tuple[int, int], ...]
+    dilation: Tuple[int, ...]
+    padding_mode: str = "zeros"
+
+    @classmethod
+    def create(cls, size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
+               padding: Padding = 0, dilation: IntOrTuple = 1,
+               padding_mode: str = "zeros") -> "ConvGeometry":
+        """Validate torch-style conv arguments and resolve them for input ``size``."""
+        ndim = infer_ndim(size, kernel_size, stride, padding, dilation)
+        if ndim > 3:
+            raise ValueError(f"gridgnn supports 1, 2 or 3 spatial dims, got {ndim} from size={size!r}")
+        in_size = ntuple(size, ndim, "size")
+        kernel_size = ntuple(kernel_size, ndim, "kernel_size")
+        stride = ntuple(stride, ndim, "stride")
+        dilation = ntuple(dilation, ndim, "dilation")
+        if any(k < 1 for k in kernel_size):
+            raise ValueError(f"kernel_size must be positive, got {kernel_size}")
+        if any(s < 1 for s in stride):
+            raise ValueError(f"stride must be positive, got {stride}")
+        if any(d < 1 for d in dilation):
+            raise ValueError(f"dilation must be positive, got {dilation}")
+        if any(n < 1 for n in in_size):
+            raise ValueError(f"size must be positive in every dim, got {in_size}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        pads = resolve_padding(padding, kernel_size, stride, dilation)
+        geom = cls(in_size, kernel_size, stride, pads, dilation, padding_mode)
+        geom._validate()
+        return geom
+
+    def _validate(self) -> None:
+        for d, (n, (left, right)) in enumerate(zip(self.in_size, self.padding)):
+            if self.padding_mode == "reflect" and max(left, right) >= n:
+                raise ValueError(
+                    f"reflect padding ({left}, {right}) in spatial dim {d} must be smaller than the input "
+                    f"size {n} there; use a larger input, less padding or padding_mode='replicate'")
+            if self.padding_mode == "circular" and max(left, right) > n:
+                raise ValueError(
+                    f"circular padding ({left}, {right}) in spatial dim {d} wraps around more than once "
+                    f"for input size {n}; use padding <= {n} or a larger input")
+        for d, (n, (left, right), k, dil) in enumerate(zip(self.in_size, self.padding, self.kernel_size,
+                                                           self.dilation)):
+            span = dil * (k - 1) + 1
+            if n + left + right < span:
+                raise ValueError(
+                    f"input size {n} in spatial dim {d} (padded to {n + left + right}) is smaller than the "
+                    f"dilated kernel extent {span} (kernel_size={k}, dilation={dil}); use an input of at "
+                    f"least {span - left - right} there or more padding")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.in_size)
+
+    @property
+    def out_size(self) -> Tuple[int, ...]:
+        """Output spatial shape, ``floor((n + l + r - dil * (k - 1) - 1) / s) + 1`` per dim."""
+        return tuple((n + left + right - d * (k - 1) - 1) // s + 1
+                     for n, (left, right), k, s, d in zip(self.in_size, self.padding, self.kernel_size,
+                                                          self.stride, self.dilation))
+
+    @property
+    def num_offsets(self) -> int:
+        return math.prod(self.kernel_size)
+
+    def with_size(self, size: IntOrTuple) -> "ConvGeometry":
+        """The same conv applied to another input size (re-validated)."""
+        geom = ConvGeometry(ntuple(size, self.ndim, "size"), self.kernel_size, self.stride, self.padding,
+                            self.dilation, self.padding_mode)
+        geom._validate()
+        return geom
+
+    def window_coords(self, dim: int, device=None) -> Tensor:
+        """Unpadded input coordinate read by (output position, kernel offset) in one dim.
+
+        Returns a LongTensor ``[out_size[dim], kernel_size[dim]]`` with
+        ``o * stride - left + k * dilation``; entries outside ``[0, in_size)`` lie in
+        the padding.
+        """
+        out = torch.arange(self.out_size[dim], device=device) * self.stride[dim] - self.padding[dim][0]
+        offs = torch.arange(self.kernel_size[dim], device=device) * self.dilation[dim]
+        return out[:, None] + offs[None, :]  # [O_d, K_d]
+
+    def remap(self, coord: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
+        """Map padded coordinates in one dim to input coordinates by the padding mode.
+
+        Returns ``(source_coord, valid)``: ``valid`` is false only for zero padding
+        (those positions read a zero and carry no edge); other modes remap into
+        the input as ``torch.nn.functional.pad`` does (circular wraps, reflect
+        mirrors without repeating the border, replicate clamps).
+        """
+        n = self.in_size[dim]
+        inside = (coord >= 0) & (coord < n)
+        if self.padding_mode == "zeros":
+            return coord.clamp(0, n - 1), inside
+        if self.padding_mode == "circular":
+            src = torch.remainder(coord, n)
+        elif self.padding_mode == "reflect":
+            src = torch.where(coord < 0, -coord, torch.where(coord >= n, 2 * (n - 1) - coord, coord))
+        else:  # replicate
+            src = coord.clamp(0, n - 1)
+        return src, torch.ones_like(inside)
+
+    def describe(self) -> str:
+        """A short torch-style description, e.g. ``k=(3, 3) s=(1, 1) p=((1, 1), (1, 1)) d=(1, 1) zeros``."""
+        return (f"in={self.in_size} k={self.kernel_size} s={self.stride} p={self.padding} "
+                f"d={self.dilation} {self.padding_mode}")

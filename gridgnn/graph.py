@@ -1,0 +1,320 @@
+"""Images, signals and volumes as grid graphs.
+
+A convolution with kernel ``k``, stride ``s``, padding ``p``, dilation ``d`` and a
+padding mode reads, for every output position ``o`` and kernel offset ``t``, one
+input position (or a padded zero). :func:`grid_graph` turns exactly that into a
+directed graph: an edge ``j -> i`` of type ``t`` for every output node ``i`` and
+offset ``t`` whose input position ``j`` is a real pixel. Zero padding drops the
+edge (a zero message changes nothing); circular, reflect and replicate padding
+remap it to the pixel that torch's padding would copy.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .geometry import ConvGeometry, IntOrTuple, Padding, ntuple
+
+__all__ = ["GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image"]
+
+
+class GridGraph:
+    r"""The typed, directed graph a convolution runs on.
+
+    Node ``j`` is an input position (row-major over ``in_size``), node ``i`` an
+    output position (row-major over ``out_size``). An edge ``j -> i`` of type
+    ``t`` means "output ``i`` reads input ``j`` through kernel offset ``t``", with
+    ``t`` the row-major index into the kernel window, i.e. the index into
+    ``conv.weight.flatten(2)[..., t]``. A convolution is then
+
+    .. math::
+        \mathbf{Y} = \mathbf{b} + \sum_{t} \mathbf{A}_t \mathbf{X} \mathbf{W}_t^{\top}
+        \qquad
+        \mathbf{y}_i = \mathbf{b} + \sum_{(j \to i,\, t) \in \mathcal{E}} \mathbf{W}_t \mathbf{x}_j
+
+    where :math:`\mathbf{A}_t` is the 0/1 adjacency of the type-``t`` edges.
+
+    Build one with :func:`grid_graph` or :func:`graph_for`; graphs made that way
+    are *complete* (exactly the conv's geometry) and the layers may run them by a
+    dense path. :meth:`mask` gives an incomplete graph (missing pixels), which
+    the layers run by general message passing.
+
+    Attributes:
+        edge_index (LongTensor ``[2, E]``): row 0 source (input position), row 1 target (output position).
+        edge_type (LongTensor ``[E]``): kernel offset id of each edge.
+        geometry (ConvGeometry): the conv geometry the graph was built from.
+        is_complete (bool): every edge the geometry defines is present, and no other.
+
+    Edges are stored offset-major (all edges of offset 0, then offset 1, ...),
+    and within one offset by target node.
+    """
+
+    def __init__(self, geometry: ConvGeometry, edge_index: Tensor, edge_type: Tensor,
+                 is_complete: bool = True):
+        if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_type.shape != edge_index.shape[1:]:
+            raise ValueError(f"edge_index must be [2, E] and edge_type [E], got {tuple(edge_index.shape)} "
+                             f"and {tuple(edge_type.shape)}")
+        self.geometry = geometry
+        self.edge_index = edge_index
+        self.edge_type = edge_type
+        self.is_complete = is_complete
+
+    # -- geometry ------------------------------------------------------------
+    in_size = property(lambda self: self.geometry.in_size, doc="Input spatial shape.")
+    out_size = property(lambda self: self.geometry.out_size, doc="Output spatial shape.")
+    kernel_size = property(lambda self: self.geometry.kernel_size, doc="Kernel shape.")
+    stride = property(lambda self: self.geometry.stride, doc="Stride per dim.")
+    padding = property(lambda self: self.geometry.padding, doc="(left, right) padding per dim.")
+    dilation = property(lambda self: self.geometry.dilation, doc="Dilation per dim.")
+    padding_mode = property(lambda self: self.geometry.padding_mode, doc="Padding mode.")
+    ndim = property(lambda self: self.geometry.ndim, doc="Number of spatial dims.")
+    num_offsets = property(lambda self: self.geometry.num_offsets, doc="Number of edge types (kernel offsets).")
+
+    @property
+    def num_src_nodes(self) -> int:
+        return math.prod(self.in_size)
+
+    @property
+    def num_dst_nodes(self) -> int:
+        return math.prod(self.out_size)
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.size(1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.edge_index.device
+
+    @property
+    def shares_nodes(self) -> bool:
+        """Source and target nodes are the same pixels (stride 1 and equal input/output size)."""
+        return self.in_size == self.out_size and all(s == 1 for s in self.stride)
+
+    @property
+    def pos(self) -> Tensor:
+        """FloatTensor ``[num_src_nodes, ndim]``: grid coordinates of the input positions."""
+        return _grid_coords(self.in_size, self.device)
+
+    @property
+    def dst_pos(self) -> Tensor:
+        """FloatTensor ``[num_dst_nodes, ndim]``: grid coordinates of the output positions."""
+        return _grid_coords(self.out_size, self.device)
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """``(num_src_nodes, num_dst_nodes)``, PyG's ``size`` argument for bipartite propagation."""
+        return (self.num_src_nodes, self.num_dst_nodes)
+
+    # -- derived graphs ------------------------------------------------------
+    def to(self, device) -> "GridGraph":
+        """The same graph with its tensors on ``device``."""
+        return GridGraph(self.geometry, self.edge_index.to(device), self.edge_type.to(device),
+                         self.is_complete)
+
+    def mask(self, src_mask: Optional[Tensor] = None, dst_mask: Optional[Tensor] = None) -> "GridGraph":
+        """Drop the edges leaving masked-out input pixels and/or entering masked-out outputs.
+
+        Running a conv layer on ``g.mask(m)`` equals the conv on the image with the
+        pixels where ``m`` is false set to zero. A ``dst_mask`` leaves the outputs it
+        excludes with no messages (bias only), as sparse "submanifold" convs do.
+
+        Args:
+            src_mask (BoolTensor): ``[num_src_nodes]`` or shaped like ``in_size``.
+            dst_mask (BoolTensor): ``[num_dst_nodes]`` or shaped like ``out_size``.
+        """
+        keep = torch.ones(self.num_edges, dtype=torch.bool, device=self.device)
+        for name, m, n, row in (("src_mask", src_mask, self.num_src_nodes, 0),
+                                ("dst_mask", dst_mask, self.num_dst_nodes, 1)):
+            if m is None:
+                continue
+            if m.dtype != torch.bool or m.numel() != n:
+                raise ValueError(f"{name} must be a bool tensor with {n} entries (one per node), got "
+                                 f"dtype {m.dtype} and shape {tuple(m.shape)}")
+            keep &= m.reshape(-1).to(self.device)[self.edge_index[row]]
+        return GridGraph(self.geometry, self.edge_index[:, keep], self.edge_type[keep], is_complete=False)
+
+    # -- interop -------------------------------------------------------------
+    def to_pyg(self):
+        """A ``torch_geometric.data.Data`` with ``edge_index``, ``edge_type``, ``pos`` and ``num_nodes``.
+
+        When source and target are different pixel sets (strided or size-changing
+        convs), ``pos`` holds the input positions and the data also carries
+        ``dst_pos``, ``num_src_nodes`` and ``num_dst_nodes``; pass
+        ``size=(data.num_src_nodes, data.num_dst_nodes)`` to a PyG layer.
+        """
+        from torch_geometric.data import Data
+
+        data = Data(edge_index=self.edge_index, edge_type=self.edge_type, pos=self.pos,
+                    num_nodes=max(self.num_src_nodes, self.num_dst_nodes))
+        if not self.shares_nodes:
+            data.dst_pos = self.dst_pos
+            data.num_src_nodes = self.num_src_nodes
+            data.num_dst_nodes = self.num_dst_nodes
+        return data
+
+    def to_networkx(self):
+        """A ``networkx.MultiDiGraph`` with node attribute ``pos`` and edge attribute ``offset``.
+
+        Nodes are ints (row-major positions) when source and target share pixels,
+        else ``("in", j)`` and ``("out", i)``. Each edge also carries
+        ``kernel_index``, the offset as a tuple over the kernel window. Parallel
+        edges (replicate/reflect padding reading one pixel twice) are kept.
+        """
+        import networkx as nx
+
+        graph = nx.MultiDiGraph()
+        src, dst = self.edge_index.tolist()
+        types = self.edge_type.tolist()
+        kernel_index = [tuple(int(v) for v in torch.unravel_index(torch.tensor(t), self.kernel_size))
+                        for t in range(self.num_offsets)]
+        if self.shares_nodes:
+            graph.add_nodes_from((i, {"pos": tuple(p)}) for i, p in enumerate(self.pos.tolist()))
+        else:
+            graph.add_nodes_from((("in", j), {"pos": tuple(p)}) for j, p in enumerate(self.pos.tolist()))
+            graph.add_nodes_from((("out", i), {"pos": tuple(p)}) for i, p in enumerate(self.dst_pos.tolist()))
+            src = [("in", j) for j in src]
+            dst = [("out", i) for i in dst]
+        graph.add_edges_from((j, i, {"offset": t, "kernel_index": kernel_index[t]})
+                             for j, i, t in zip(src, dst, types))
+        return graph
+
+    def __repr__(self) -> str:
+        g = self.geometry
+        extra = "" if self.is_complete else ", masked"
+        return (f"GridGraph(in_size={g.in_size}, out_size={g.out_size}, kernel_size={g.kernel_size}, "
+                f"stride={g.stride}, padding={g.padding}, dilation={g.dilation}, "
+                f"padding_mode='{g.padding_mode}', num_edges={self.num_edges}{extra})")
+
+
+def _grid_coords(size: Tuple[int, ...], device) -> Tensor:
+    axes = [torch.arange(n, device=device, dtype=torch.float) for n in size]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(size))  # [N, ndim]
+
+
+def _build_edges(geom: ConvGeometry, device: torch.device) -> Tuple[Tensor, Tensor]:
+    """All (source, target, offset) triples of ``geom``, vectorised over nodes and offsets."""
+    ndim = geom.ndim
+    in_strides = [math.prod(geom.in_size[d + 1:]) for d in range(ndim)]
+    src = torch.zeros((), dtype=torch.long, device=device)
+    valid = torch.ones((), dtype=torch.bool, device=device)
+    for d in range(ndim):
+        coord, ok = geom.remap(geom.window_coords(d, device), d)  # [O_d, K_d] each
+        shape = [1] * (2 * ndim)
+        shape[d], shape[ndim + d] = geom.kernel_size[d], geom.out_size[d]
+        # lay out as [K_1, ..., K_n, O_1, ..., O_n]: offset-major, then target row-major
+        src = src + coord.t().reshape(shape) * in_strides[d]
+        valid = valid & ok.t().reshape(shape)
+    num_k, num_out = geom.num_offsets, math.prod(geom.out_size)
+    src = src.expand(*geom.kernel_size, *geom.out_size).reshape(num_k, num_out)
+    valid = valid.expand(*geom.kernel_size, *geom.out_size).reshape(num_k, num_out)
+    dst = torch.arange(num_out, device=device).expand(num_k, num_out)
+    edge_type = torch.arange(num_k, device=device)[:, None].expand(num_k, num_out)
+    edge_index = torch.stack([src[valid], dst[valid]])  # [2, E]
+    return edge_index, edge_type[valid]
+
+
+def _canonical_device(device) -> torch.device:
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_graph(geom: ConvGeometry, device: torch.device) -> GridGraph:
+    edge_index, edge_type = _build_edges(geom, device)
+    return GridGraph(geom, edge_index, edge_type, is_complete=True)
+
+
+def graph_from_geometry(geom: ConvGeometry, device=None) -> GridGraph:
+    """The complete :class:`GridGraph` of ``geom`` on ``device``, cached by geometry and device."""
+    return _cached_graph(geom, _canonical_device(device))
+
+
+def grid_graph(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: Padding = 0,
+               dilation: IntOrTuple = 1, padding_mode: str = "zeros", device=None) -> GridGraph:
+    r"""The grid graph of a convolution on an input of spatial shape ``size``.
+
+    Arguments follow ``torch.nn.Conv{1,2,3}d`` exactly (ints broadcast over the
+    spatial dims; ``padding`` may be ``"same"`` or ``"valid"``). The graph has one
+    edge :math:`j \to i` of type :math:`t` for each output node :math:`i` and kernel
+    offset :math:`t` that reads a real input pixel :math:`j`:
+
+    .. math::
+        j = \mathrm{pad}(i \cdot s - p_{\mathrm{left}} + t \cdot d)
+
+    where ``pad`` drops the edge for zero padding and remaps it for circular
+    (torus), reflect and replicate padding. Graphs are cached by geometry and
+    device, so calling this in a forward pass costs a dictionary look-up.
+
+    Args:
+        size (int or tuple): input spatial shape (1, 2 or 3 dims).
+        kernel_size, stride, padding, dilation, padding_mode: as in ``torch.nn.Conv2d``.
+        device: where the edge tensors live (default CPU).
+
+    Shapes:
+        - **edge_index**: ``[2, E]``, **edge_type**: ``[E]`` with
+          ``E = num_dst_nodes * num_offsets`` for non-zero padding modes.
+
+    Example:
+        >>> g = grid_graph((4, 4), 3, padding=1)
+        >>> g.num_src_nodes, g.num_offsets, g.num_edges
+        (16, 9, 100)
+    """
+    geom = ConvGeometry.create(size, kernel_size, stride, padding, dilation, padding_mode)
+    return graph_from_geometry(geom, device)
+
+
+def conv_geometry(conv, size: IntOrTuple) -> ConvGeometry:
+    """The :class:`ConvGeometry` of a torch conv (or gridgnn image layer) for input ``size``."""
+    ndim = len(conv.kernel_size)
+    return ConvGeometry.create(ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
+                               conv.dilation, conv.padding_mode)
+
+
+def graph_for(conv, size: IntOrTuple) -> GridGraph:
+    """The :class:`GridGraph` with ``conv``'s geometry for an input of spatial ``size``.
+
+    Args:
+        conv: an ``nn.Conv1d/2d/3d`` or ``gridgnn.nn.GridConv1d/2d/3d``.
+        size: the input's spatial shape (``x.shape[2:]``).
+
+    Example:
+        >>> conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        >>> graph_for(conv, (8, 8)).out_size
+        (4, 4)
+    """
+    return graph_from_geometry(conv_geometry(conv, size), conv.weight.device)
+
+
+def to_nodes(x: Tensor) -> Tensor:
+    """Image to node features: ``[B, C, *S] -> [B, N, C]`` with ``N = prod(S)`` row-major.
+
+    A view (no copy) when ``x`` is channels-last; NCHW inputs are copied once.
+
+    Example:
+        >>> to_nodes(torch.zeros(2, 3, 4, 5)).shape
+        torch.Size([2, 20, 3])
+    """
+    if x.dim() < 3:
+        raise ValueError(f"to_nodes expects an image [B, C, *spatial] with 1-3 spatial dims, got shape "
+                         f"{tuple(x.shape)}; add a batch dim with x[None] for a single image")
+    b, c = x.shape[:2]
+    return x.movedim(1, -1).reshape(b, -1, c)
+
+
+def to_image(x: Tensor, size: Union[int, Sequence[int]]) -> Tensor:
+    """Node features to image: ``[B, N, C] -> [B, C, *size]``; the inverse of :func:`to_nodes`.
+
+    Returns a channels-last view of ``x`` (no copy).
+    """
+    size = (size,) if isinstance(size, int) else tuple(size)
+    if x.dim() != 3 or x.size(1) != math.prod(size):
+        raise ValueError(f"to_image expects node features [B, N, C] with N = prod(size) = {math.prod(size)}, "
+                         f"got shape {tuple(x.shape)}")
+    return x.reshape(x.size(0), *size, x.size(2)).movedim(-1, 1)

@@ -1,0 +1,6 @@
+"""Graph layers: node-wise maps and offset-typed message passing, plus image-level drop-ins."""
+from .conv_nd import GridConv1d, GridConv2d, GridConv3d
+from .grid_conv import GridConv
+from .node_linear import NodeLinear
+
+__all__ = ["NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d"]
