@@ -51,8 +51,9 @@ class _GridConvNd(GridConv):
             raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
         check_like_weight(x, self.weight, name)
         if x.size(1) != self.in_channels:
+            hint = f" (a {nd + 1}-dim input is read as unbatched [C, *spatial])" if unbatched else ""
             raise ValueError(f"{name}: input has {x.size(1)} channels (dim 1) but the layer expects "
-                             f"in_channels={self.in_channels}")
+                             f"in_channels={self.in_channels}{hint}")
         geom = self.geometry(x.shape[2:])
         nodes = to_nodes(x)                                                  # [B, N_in, C_in]
         if self.path == "general":

@@ -1,0 +1,87 @@
+"""Command line: ``python -m gridgnn verify`` runs the equivalence sweep; ``info`` prints the set-up."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .sweep import available_devices, conv_configs, sweep
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+HEADER = f"{'config':<58} {'path':<8} {'device':<6} {'dtype':<8} {'max abs err':>11} {'max rel err':>11}  result"
+
+
+def _row(result) -> str:
+    dtype = str(result.dtype).replace("torch.", "")
+    if result.error:
+        return (f"{result.config.label():<58} {result.path:<8} {result.device:<6} {dtype:<8} {'-':>11} {'-':>11}  "
+                f"FAIL ({result.error.splitlines()[0]})")
+    rep = result.report
+    return (f"{result.config.label():<58} {result.path:<8} {result.device:<6} {dtype:<8} {rep.max_abs:11.2e} "
+            f"{rep.max_rel:11.2e}  {'pass' if rep.passed else 'FAIL'}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    devices = args.device or available_devices()
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("error: --device cuda asked for, but CUDA is not available here", file=sys.stderr)
+        return 2
+    configs = conv_configs(args.dims, quick=args.quick)
+    dtypes = [_DTYPES[d] for d in args.dtype]
+    total = len(configs) * len(devices) * len(dtypes) * len(args.path)
+    print(f"gridgnn {__version__} equivalence sweep: {len(configs)} conv configurations x devices {devices} x "
+          f"dtypes {args.dtype} x paths {args.path} = {total} checks (forward and all gradients vs torch)")
+    print(HEADER)
+    passed = failed = 0
+    with tqdm(total=total, desc="verify", unit="cfg", file=sys.stderr, disable=args.no_progress or None) as bar:
+        for result in sweep(configs, devices, dtypes, args.path):
+            ok = result.passed
+            passed, failed = passed + ok, failed + (not ok)
+            if not args.failures_only or not ok:
+                bar.write(_row(result), file=sys.stdout)
+            bar.update()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import networkx
+    import torch_geometric
+
+    print(f"gridgnn {__version__}\ntorch {torch.__version__}\ntorch_geometric {torch_geometric.__version__}\n"
+          f"networkx {networkx.__version__}\ndevices {available_devices()}")
+    if torch.cuda.is_available():
+        print(f"cuda device {torch.cuda.get_device_name()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gridgnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    verify = sub.add_parser("verify", help="check GridConv1d/2d/3d against torch's convs over a sweep")
+    verify.add_argument("--device", action="append", choices=["cpu", "cuda"],
+                        help="device to check (repeatable; default: every available device)")
+    verify.add_argument("--dtype", nargs="+", choices=sorted(_DTYPES), default=["float32", "float64"])
+    verify.add_argument("--path", nargs="+", choices=["auto", "general"], default=["auto", "general"],
+                        help="GridConv execution paths to check")
+    verify.add_argument("--dims", nargs="+", type=int, choices=[1, 2, 3], default=[1, 2, 3])
+    verify.add_argument("--quick", action="store_true", help="every 6th configuration only")
+    verify.add_argument("--failures-only", action="store_true", help="print only the failing rows")
+    verify.add_argument("--no-progress", action="store_true", help="no progress bar")
+    verify.set_defaults(func=cmd_verify)
+    info = sub.add_parser("info", help="print versions and devices")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Public test helpers: prove a graph layer equals the torch conv it mirrors.
+
+:func:`assert_conv_equivalent` runs a torch conv and its graph twin on the same
+random input and compares outputs and every gradient (input, weight, bias)
+against one tolerance table, :data:`TOLERANCES`, with TF32 switched off so that
+GPU comparisons see true float32 arithmetic. Users call it on their own layers
+the way e3nn's ``assert_equivariant`` is called.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .graph import graph_for, to_image, to_nodes
+from .nn import GridConv, GridConv1d, GridConv2d, GridConv3d, NodeLinear
+
+__all__ = ["Tolerance", "TOLERANCES", "tolerance", "no_tf32", "Error", "compare", "EquivalenceReport",
+           "check_conv_equivalent", "assert_conv_equivalent"]
+
+
+class Tolerance(NamedTuple):
+    """Normwise tolerance: ``max|a - b| <= atol + rtol * max|b|``."""
+
+    atol: float
+    rtol: float
+
+
+#: The one tolerance table for every equivalence check in gridgnn, per dtype.
+TOLERANCES: Dict[torch.dtype, Tolerance] = {
+    torch.float64: Tolerance(atol=1e-12, rtol=1e-10),
+    torch.float32: Tolerance(atol=1e-5, rtol=1e-5),
+    torch.float16: Tolerance(atol=1e-3, rtol=2e-3),
+    torch.bfloat16: Tolerance(atol=1e-2, rtol=2e-2),
+}
+
+
+def tolerance(dtype: torch.dtype) -> Tolerance:
+    """The :data:`TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one)."""
+    if dtype not in TOLERANCES:
+        raise ValueError(f"no tolerance for dtype {dtype}; floating dtypes with one: {list(TOLERANCES)}")
+    return TOLERANCES[dtype]
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Switch TF32 off for matmuls and cuDNN inside the block, restoring the settings after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+class Error(NamedTuple):
+    """``abs = max|a - b|``, ``scale = max|b|`` and the normwise ``rel = abs / scale``."""
+
+    abs: float
+    rel: float
+    scale: float
+
+    def within(self, tol: Tolerance) -> bool:
+        return self.abs <= tol.atol + tol.rtol * self.scale
+
+
+def compare(actual: Tensor, expected: Tensor) -> Error:
+    """The :class:`Error` of ``actual`` against ``expected`` (shapes must match)."""
+    if actual.shape != expected.shape:
+        raise AssertionError(f"shape mismatch: got {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    if actual.numel() == 0:
+        return Error(0.0, 0.0, 0.0)
+    err = (actual.double() - expected.double()).abs().max().item()
+    scale = expected.double().abs().max().item()
+    return Error(err, err / scale if scale > 0 else err, scale)
+
+
+@dataclass
+class EquivalenceReport:
+    """The :class:`Error` of each compared tensor: ``{"output": ..., "grad_input": ..., ...}``."""
+
+    errors: Dict[str, Error] = field(default_factory=dict)
+    tol: Tolerance = TOLERANCES[torch.float32]
+    context: str = ""
+
+    @property
+    def max_abs(self) -> float:
+        return max((e.abs for e in self.errors.values()), default=0.0)
+
+    @property
+    def max_rel(self) -> float:
+        return max((e.rel for e in self.errors.values()), default=0.0)
+
+    def failures(self) -> Dict[str, Error]:
+        """The entries whose error exceeds ``atol + rtol * scale``."""
+        return {name: e for name, e in self.errors.items() if not e.within(self.tol)}
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures()
+
+    def raise_on_failure(self) -> None:
+        """Raise an ``AssertionError`` naming every tensor out of tolerance."""
+        failures = self.failures()
+        if failures:
+            lines = [f"  {name}: max abs err {e.abs:.3e}, rel err {e.rel:.3e}" for name, e in failures.items()]
+            raise AssertionError(f"{self.context}: out of tolerance (atol={self.tol.atol:g}, "
+                                 f"rtol={self.tol.rtol:g}):\n" + "\n".join(lines))
+
+
+_DROP_INS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
+
+
+def _default_size(conv: nn.Module) -> tuple:
+    # large enough for the dilated kernel with no padding, and odd/even mixed to catch transpositions
+    return tuple(max(7 + d, (k - 1) * dil + 2) for d, (k, dil) in enumerate(zip(conv.kernel_size, conv.dilation)))
+
+
+def _graph_runner(conv: nn.Module, layer: nn.Module, size: Sequence[int]):
+    """A function image -> image running ``layer`` the way its kind expects its input."""
+    if isinstance(layer, tuple(_DROP_INS.values())):
+        return layer
+    if isinstance(layer, GridConv):
+        graph = graph_for(conv, size)
+        return lambda x: to_image(layer(to_nodes(x), graph), graph.out_size)
+    if isinstance(layer, NodeLinear):
+        return lambda x: to_image(layer(to_nodes(x)), x.shape[2:])
+    raise TypeError(f"graph_layer must be a NodeLinear, GridConv or GridConv1d/2d/3d, got {type(layer).__name__}")
+
+
+def check_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = None,
+                          input_size: Union[int, Sequence[int], None] = None, dtype: torch.dtype = torch.float32,
+                          device: Union[str, torch.device] = "cpu", batch_size: int = 2, backward: bool = True,
+                          copy_weights: bool = True, seed: int = 0,
+                          tol: Optional[Tolerance] = None) -> EquivalenceReport:
+    """Compare ``graph_layer`` with ``conv`` and return the report without raising.
+
+    Arguments as :func:`assert_conv_equivalent`; read ``report.passed`` and
+    ``report.failures()``.
+    """
+    if not (isinstance(conv, nn.modules.conv._ConvNd) and not conv.transposed):
+        raise TypeError(f"conv must be an nn.Conv1d/2d/3d (the reference), got {type(conv).__name__}")
+    device = torch.device(device)
+    reference = copy.deepcopy(conv).to(device=device, dtype=dtype)
+    nd = len(conv.kernel_size)
+    layer = _DROP_INS[nd].from_conv(reference) if graph_layer is None else copy.deepcopy(graph_layer)
+    layer = layer.to(device=device, dtype=dtype)
+    if copy_weights:
+        with torch.no_grad():
+            layer.weight.copy_(reference.weight.reshape(layer.weight.shape))
+            if (layer.bias is None) != (reference.bias is None):
+                raise AssertionError("bias mismatch: one layer has a bias and the other does not")
+            if layer.bias is not None:
+                layer.bias.copy_(reference.bias)
+    size = _default_size(conv) if input_size is None else \
+        ((input_size,) * nd if isinstance(input_size, int) else tuple(input_size))
+    run_graph = _graph_runner(reference, layer, size)
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, conv.in_channels, *size, generator=gen, dtype=torch.float64)
+    x_ref = x.to(device=device, dtype=dtype).requires_grad_(backward)
+    x_graph = x.to(device=device, dtype=dtype).requires_grad_(backward)
+    tol = tolerance(dtype) if tol is None else tol
+    report = EquivalenceReport(tol=tol)
+    with no_tf32():
+        y_ref, y_graph = reference(x_ref), run_graph(x_graph)
+        report.errors["output"] = compare(y_graph.detach(), y_ref.detach())
+        if backward:
+            grad = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+            y_ref.backward(grad)
+            y_graph.backward(grad)
+            report.errors["grad_input"] = compare(x_graph.grad, x_ref.grad)
+            report.errors["grad_weight"] = compare(layer.weight.grad.reshape(reference.weight.shape),
+                                                   reference.weight.grad)
+            if reference.bias is not None:
+                report.errors["grad_bias"] = compare(layer.bias.grad, reference.bias.grad)
+    report.context = f"{type(layer).__name__} vs {conv!r} ({dtype}, {device}, input size {size})"
+    return report
+
+
+def assert_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = None,
+                           input_size: Union[int, Sequence[int], None] = None, dtype: torch.dtype = torch.float32,
+                           device: Union[str, torch.device] = "cpu", batch_size: int = 2, backward: bool = True,
+                           copy_weights: bool = True, seed: int = 0,
+                           tol: Optional[Tolerance] = None) -> EquivalenceReport:
+    r"""Assert that ``graph_layer`` computes exactly what the torch ``conv`` computes.
+
+    Both run on one random input :math:`X` (float ``dtype`` on ``device``); the
+    check compares :math:`Y`, and with ``backward`` also :math:`\partial L/\partial X`,
+    :math:`\partial L/\partial W` and :math:`\partial L/\partial b` for a random
+    upstream gradient, each normwise: ``max|a - b| <= atol + rtol * max|b|`` with
+    the :data:`TOLERANCES` entry of ``dtype`` and TF32 off. Neither argument is
+    modified: the check runs on copies.
+
+    Args:
+        conv: the reference ``nn.Conv1d/2d/3d``.
+        graph_layer: a ``GridConv1d/2d/3d`` (image in, image out), ``GridConv``
+            (run on :func:`graph_for` ``(conv, size)``) or ``NodeLinear`` (1x1, stride 1).
+            Default: ``GridConv{n}d.from_conv(conv)``.
+        input_size: spatial input size (default: a size that fits the kernel).
+        copy_weights: load ``conv``'s weights into the copy of ``graph_layer`` first.
+        tol: override the table's tolerance.
+
+    Returns:
+        :class:`EquivalenceReport` with the error of every compared tensor.
+
+    Raises:
+        AssertionError: naming every quantity out of tolerance, with its error.
+
+    Example:
+        >>> report = assert_conv_equivalent(torch.nn.Conv2d(4, 8, 3, padding=1), dtype=torch.float64)
+        >>> report.passed
+        True
+    """
+    report = check_conv_equivalent(conv, graph_layer, input_size, dtype, device, batch_size, backward,
+                                   copy_weights, seed, tol)
+    report.raise_on_failure()
+    return report

@@ -1,0 +1,56 @@
+import re
+
+import torch
+
+from gridgnn import __main__ as cli
+from gridgnn import sweep
+from gridgnn.sweep import conv_configs
+
+
+def test_sweep_covers_every_geometry_axis():
+    configs = conv_configs()
+    assert len(configs) >= 200
+    for attr, values in [("ndim", {1, 2, 3}), ("kernel_size", {1, 2, 3}), ("stride", {1, 2}),
+                         ("padding", {0, 1, "same", "valid"}), ("dilation", {1, 2}), ("groups", {1, 2, 4}),
+                         ("bias", {True, False}), ("padding_mode", {"zeros", "circular", "reflect", "replicate"})]:
+        assert {getattr(c, attr) for c in configs} == values, attr
+    assert {(c.groups, c.bias) for c in configs} == {(g, b) for g in (1, 2, 4) for b in (True, False)}
+    assert not any(c.padding == "same" and c.stride > 1 for c in configs)
+
+
+def test_verify_prints_table_and_summary(capsys):
+    code = cli.main(["verify", "--quick", "--dims", "1", "--dtype", "float64", "--device", "cpu", "--no-progress"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("1d ")]
+    assert code == 0 and rows and all(line.endswith("pass") for line in rows)
+    assert re.search(rf"^{len(rows)} passed, 0 failed$", out, re.M)
+    assert "max abs err" in out
+
+
+def test_verify_fails_with_exit_1(monkeypatch, capsys):
+    real = sweep.check_conv_equivalent
+
+    def broken(conv, layer, *args, **kwargs):
+        with torch.no_grad():
+            layer.weight.add_(1.0)
+        return real(conv, layer, *args, copy_weights=False, **kwargs)
+
+    monkeypatch.setattr(sweep, "check_conv_equivalent", broken)
+    code = cli.main(["verify", "--quick", "--dims", "2", "--dtype", "float32", "--path", "auto", "--no-progress",
+                     "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL" in out and re.search(r"^0 passed, \d+ failed$", out, re.M)
+
+
+def test_verify_reports_crashes_as_failures(monkeypatch, capsys):
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sweep, "check_conv_equivalent", crash)
+    code = cli.main(["verify", "--quick", "--dims", "1", "--dtype", "float32", "--path", "auto", "--no-progress"])
+    assert code == 1 and "FAIL (RuntimeError: boom)" in capsys.readouterr().out
+
+
+def test_info(capsys):
+    assert cli.main(["info"]) == 0
+    assert "torch_geometric" in capsys.readouterr().out
