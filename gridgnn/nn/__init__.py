@@ -2,5 +2,6 @@
 from .conv_nd import GridConv1d, GridConv2d, GridConv3d
 from .grid_conv import GridConv
 from .node_linear import NodeLinear
+from .shuffle import ChannelShuffle
 
-__all__ = ["NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d"]
+__all__ = ["NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d", "ChannelShuffle"]
