@@ -1,7 +1,8 @@
 """gridgnn: convolutional networks as graph neural networks on grid graphs."""
+from .convert import convert, verify
 from .geometry import ConvGeometry
 from .graph import GridGraph, graph_for, grid_graph, to_image, to_nodes
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvGeometry", "GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image"]
+__all__ = ["ConvGeometry", "GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image", "convert", "verify"]

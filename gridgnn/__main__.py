@@ -25,7 +25,43 @@ def _row(result) -> str:
             f"{rep.max_rel:11.2e}  {'pass' if rep.passed else 'FAIL'}")
 
 
+def _load_model(spec: str, input_shape: Optional[str]):
+    """``module:callable`` -> (model, example input). The callable returns a model or (model, input)."""
+    import importlib
+
+    if ":" not in spec:
+        raise SystemExit(f"error: --model must be 'module:callable', got {spec!r}")
+    module_name, attr = spec.split(":", 1)
+    sys.path.insert(0, "")
+    factory = importlib.import_module(module_name)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    made = factory()
+    model, example = made if isinstance(made, tuple) else (made, None)
+    if input_shape:
+        example = torch.randn(*[int(n) for n in input_shape.split(",")])
+    if example is None:
+        raise SystemExit("error: --input-shape B,C,H,W is needed unless the callable returns (model, input)")
+    return model, example
+
+
+def cmd_verify_model(args: argparse.Namespace) -> int:
+    from .convert import verify
+
+    model, example = _load_model(args.model, args.input_shape)
+    failed = 0
+    for device in args.device or available_devices():
+        for dtype in args.dtype:
+            report = verify(model, example, dtype=_DTYPES[dtype], device=device)
+            print(f"== {args.model} on {device}, {dtype}\n{report}")
+            failed += not report.passed
+    print(f"{(len(args.device or available_devices()) * len(args.dtype)) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.model:
+        return cmd_verify_model(args)
     devices = args.device or available_devices()
     if "cuda" in devices and not torch.cuda.is_available():
         print("error: --device cuda asked for, but CUDA is not available here", file=sys.stderr)
@@ -72,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--quick", action="store_true", help="every 6th configuration only")
     verify.add_argument("--failures-only", action="store_true", help="print only the failing rows")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
+    verify.add_argument("--model", help="verify a model instead of the sweep: 'module:callable' returning a "
+                                        "model or (model, example_input)")
+    verify.add_argument("--input-shape", help="example input shape for --model, e.g. 2,3,32,32")
     verify.set_defaults(func=cmd_verify)
     info = sub.add_parser("info", help="print versions and devices")
     info.set_defaults(func=cmd_info)

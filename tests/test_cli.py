@@ -54,3 +54,17 @@ def test_verify_reports_crashes_as_failures(monkeypatch, capsys):
 def test_info(capsys):
     assert cli.main(["info"]) == 0
     assert "torch_geometric" in capsys.readouterr().out
+
+
+def test_verify_a_users_model(capsys, monkeypatch, tmp_path):
+    (tmp_path / "my_models.py").write_text(
+        "import torch\n"
+        "def small():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))\n"
+        "def with_input():\n"
+        "    return small(), torch.randn(1, 3, 6, 6)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["verify", "--model", "my_models:small", "--input-shape", "2,3,8,8", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "2 convs converted" in out and re.search(r"^2 passed, 0 failed$", out, re.M)
+    assert cli.main(["verify", "--model", "my_models:with_input", "--dtype", "float64", "--device", "cpu"]) == 0

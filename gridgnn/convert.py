@@ -1,0 +1,259 @@
+"""Run real CNNs as grid GNNs: swap every torch conv for its graph twin, and prove the outputs match.
+
+:func:`convert` walks the module tree and replaces each ``nn.Conv1d/2d/3d`` by
+the :class:`~gridgnn.nn.GridConv1d`/``2d``/``3d`` with the same geometry. The
+twin takes over the conv's own ``weight`` and ``bias`` parameters (in the copy,
+or in the model itself with ``inplace=True``), so parameter names, shapes and
+``state_dict`` keys are unchanged: a checkpoint of the original loads into the
+converted model with ``converted.load_state_dict(original_state_dict)`` and the
+other way round. :func:`verify` runs both models and reports the error of every
+converted layer and of the output.
+"""
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten
+
+from .nn import GridConv1d, GridConv2d, GridConv3d
+from .testing import Error, Tolerance, compare, no_tf32, tolerance
+
+__all__ = ["convert", "verify", "VerifyReport", "LayerError"]
+
+_TWINS = {nn.Conv1d: GridConv1d, nn.Conv2d: GridConv2d, nn.Conv3d: GridConv3d}
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+               "_backward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks")
+
+
+def _twin_of(conv: nn.Module, path: str, unsupported: str) -> Optional[nn.Module]:
+    """The graph twin of ``conv`` sharing its parameters, or None (with a warning or error) if it can't be."""
+    reason = None
+    if type(conv) in _TWINS:
+        if "forward" in vars(conv):
+            reason = "its forward was replaced on the instance"
+        elif conv.padding_mode not in ("zeros", "circular", "reflect", "replicate"):
+            reason = f"padding_mode={conv.padding_mode!r} is not supported"
+    elif isinstance(conv, nn.modules.conv._ConvNd):
+        reason = (f"{type(conv).__name__} is a transposed conv" if conv.transposed else
+                  f"{type(conv).__name__} subclasses a torch conv and may change its forward")
+    else:
+        return None
+    if reason is not None:
+        message = f"gridgnn.convert: not converting {path or 'the model'}: {reason}"
+        if unsupported == "error":
+            raise TypeError(message)
+        if unsupported == "warn":
+            warnings.warn(message, stacklevel=3)
+        return None
+    twin = _TWINS[type(conv)](conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                              conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, device="meta")
+    twin.weight, twin.bias = conv.weight, conv.bias   # the conv's own parameters: no copy, no re-initialisation
+    for name in _HOOK_DICTS:                          # keep hooks users registered on the conv
+        if hasattr(conv, name):
+            setattr(twin, name, getattr(conv, name))
+    return twin.train(conv.training)
+
+
+def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn") -> nn.Module:
+    r"""Replace every ``nn.Conv1d/2d/3d`` in ``model`` by its grid-graph twin.
+
+    Each conv :math:`y = b + \sum_t W_t \star x` becomes message passing over the
+    offset-typed edges of its grid graph,
+    :math:`\mathbf{y}_i = \mathbf{b} + \sum_{(j \to i, t)} \mathbf{W}_t \mathbf{x}_j`
+    (:class:`~gridgnn.nn.GridConv2d` and friends), with every geometry torch
+    allows (kernel, stride, padding incl. ``"same"``, dilation, groups incl.
+    depthwise, padding mode). Other modules are left alone.
+
+    Args:
+        model: any ``nn.Module`` (a bare conv too).
+        inplace: convert ``model`` itself. Default: a deep copy; the original is
+            untouched and shares nothing with the result.
+        unsupported: what to do with convs that cannot be converted faithfully
+            (conv subclasses, transposed convs, convs with a replaced ``forward``):
+            ``"warn"`` (default; the module is kept as is and named in the
+            warning), ``"error"`` (``TypeError``) or ``"ignore"``.
+
+    Returns:
+        The converted model. Parameter names and ``state_dict`` keys are those of
+        the original, so its checkpoints load unchanged; ``.to("cuda")`` and
+        optimisers work as on any module.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+        >>> convert(net)
+        Sequential(
+          (0): GridConv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
+          (1): ReLU()
+        )
+    """
+    if unsupported not in ("warn", "error", "ignore"):
+        raise ValueError(f"unsupported must be 'warn', 'error' or 'ignore', got {unsupported!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert expects an nn.Module, got {type(model).__name__}")
+    model = model if inplace else copy.deepcopy(model)
+    root_twin = _twin_of(model, "", unsupported)
+    if root_twin is not None:
+        return root_twin
+    for path, module in list(model.named_modules()):
+        for name, child in list(module.named_children()):
+            twin = _twin_of(child, f"{path}.{name}" if path else name, unsupported)
+            if twin is not None:
+                setattr(module, name, twin)
+    return model
+
+
+def converted_layers(model: nn.Module) -> List[str]:
+    """Paths of the grid-graph conv layers in ``model``."""
+    return [path for path, m in model.named_modules() if isinstance(m, tuple(_TWINS.values()))]
+
+
+@dataclass
+class LayerError:
+    """Error of one converted layer's output against the original conv's output."""
+
+    path: str
+    error: Error
+    passed: bool
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` measured. ``str(report)`` is a per-layer table."""
+
+    output: Error
+    layers: List[LayerError]
+    num_converted: int
+    time_original: float
+    time_converted: float
+    dtype: torch.dtype
+    device: str
+    tol: Tolerance
+    skipped: List[str] = field(default_factory=list)
+
+    @property
+    def max_abs(self) -> float:
+        return self.output.abs
+
+    @property
+    def max_rel(self) -> float:
+        return self.output.rel
+
+    @property
+    def passed(self) -> bool:
+        return self.output.within(self.tol) and all(layer.passed for layer in self.layers)
+
+    @property
+    def worst_layer(self) -> Optional[LayerError]:
+        return max(self.layers, key=lambda layer: layer.error.rel, default=None)
+
+    def __str__(self) -> str:
+        width = max([len(layer.path) for layer in self.layers] + [5])
+        lines = [f"{'layer':<{width}}  {'max abs err':>11}  {'max rel err':>11}  result"]
+        for layer in self.layers:
+            lines.append(f"{layer.path:<{width}}  {layer.error.abs:11.2e}  {layer.error.rel:11.2e}  "
+                         f"{'pass' if layer.passed else 'FAIL'}")
+        lines.append(f"{'output':<{width}}  {self.output.abs:11.2e}  {self.output.rel:11.2e}  "
+                     f"{'pass' if self.output.within(self.tol) else 'FAIL'}")
+        lines.append(f"{self.num_converted} convs converted ({self.dtype}, {self.device}); forward "
+                     f"original {self.time_original * 1e3:.2f} ms, converted {self.time_converted * 1e3:.2f} ms "
+                     f"({self.time_converted / max(self.time_original, 1e-12):.2f}x)")
+        if self.skipped:
+            lines.append("not converted: " + ", ".join(self.skipped))
+        return "\n".join(lines)
+
+
+def _capture_outputs(model: nn.Module, paths: List[str]):
+    outputs: Dict[str, Tensor] = {}
+    modules = dict(model.named_modules())
+    handles = [modules[p].register_forward_hook(
+        lambda mod, args, out, p=p: outputs.__setitem__(p, out.detach())) for p in paths]
+    return outputs, handles
+
+
+def _flat_tensors(out: Any) -> List[Tensor]:
+    leaves, _ = tree_flatten(out)
+    return [t for t in leaves if isinstance(t, Tensor)]
+
+
+def _timed(model: nn.Module, inputs: Tuple, repeats: int, sync) -> Tuple[Any, float]:
+    with torch.no_grad():
+        out = model(*inputs)
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            model(*inputs)
+            sync()
+            times.append(time.perf_counter() - start)
+    return out, sorted(times)[len(times) // 2]
+
+
+def verify(model: nn.Module, example_input, dtype: torch.dtype = torch.float64, device=None,
+           strict: bool = False, eval_mode: bool = True, repeats: int = 3,
+           tol: Optional[Tolerance] = None) -> VerifyReport:
+    """Run ``model`` and its :func:`convert`-ed twin on ``example_input`` and compare them.
+
+    Both run on copies (``model`` is untouched) in ``dtype`` (float64 by default)
+    on ``device`` (default: where the model's parameters are), in eval mode
+    unless ``eval_mode=False``, with TF32 off. Forward hooks record each conv's
+    output and its twin's; the report holds the error of every converted layer,
+    of the final output (every tensor in it), the number of layers converted and
+    the median forward time of each model.
+
+    Args:
+        model: the original model.
+        example_input: a tensor or a tuple of positional inputs.
+        strict: raise ``AssertionError`` naming the worst layer if anything is out of tolerance.
+        tol: override the :data:`gridgnn.testing.TOLERANCES` entry for ``dtype``.
+
+    Returns:
+        :class:`VerifyReport`; ``print(report)`` shows the per-layer table.
+    """
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    device = torch.device(device)
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    inputs = tuple(t.to(device=device, dtype=dtype) if isinstance(t, Tensor) and t.is_floating_point()
+                   else t for t in inputs)
+    original = copy.deepcopy(model).to(device=device, dtype=dtype)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        twin = convert(original, inplace=False)
+    skipped = [str(w.message).split("not converting ")[-1] for w in caught if "gridgnn.convert" in str(w.message)]
+    if eval_mode:
+        original.eval(), twin.eval()
+    paths = converted_layers(twin)
+    tol = tolerance(dtype) if tol is None else tol
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with no_tf32():
+        ref_outputs, ref_handles = _capture_outputs(original, paths)
+        ref, time_original = _timed(original, inputs, repeats, sync)
+        ref_snapshot = dict(ref_outputs)
+        twin_outputs, twin_handles = _capture_outputs(twin, paths)
+        out, time_converted = _timed(twin, inputs, repeats, sync)
+    for handle in ref_handles + twin_handles:
+        handle.remove()
+    layers = []
+    for p in paths:
+        err = compare(twin_outputs[p], ref_snapshot[p]) if p in ref_snapshot and p in twin_outputs \
+            else Error(0.0, 0.0, 0.0)
+        layers.append(LayerError(p, err, err.within(tol)))
+    ref_flat, out_flat = _flat_tensors(ref), _flat_tensors(out)
+    errors = [compare(a, b) for a, b in zip(out_flat, ref_flat)]
+    output = max(errors, key=lambda e: e.rel, default=Error(0.0, 0.0, 0.0))
+    report = VerifyReport(output, layers, len(paths), time_original, time_converted, dtype, str(device), tol,
+                          skipped)
+    if strict and not report.passed:
+        worst = report.worst_layer
+        where = f"worst layer {worst.path} (rel err {worst.error.rel:.2e})" if worst else "no converted layer"
+        raise AssertionError(f"converted model differs from the original: output rel err {output.rel:.2e}, "
+                             f"{where}\n{report}")
+    return report
