@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
-from .nn import GridConv1d, GridConv2d, GridConv3d
+from .graph import conv_geometry, to_image, to_nodes
+from .nn import GridConv1d, GridConv2d, GridConv3d, NodeLinear
 from .testing import Error, Tolerance, compare, no_tf32, tolerance
 
-__all__ = ["convert", "verify", "VerifyReport", "LayerError"]
+__all__ = ["convert", "to_torch_convs", "verify", "VerifyReport", "LayerError"]
 
 _TWINS = {nn.Conv1d: GridConv1d, nn.Conv2d: GridConv2d, nn.Conv3d: GridConv3d}
 _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -34,17 +36,18 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_a
 
 def _twin_of(conv: nn.Module, path: str, unsupported: str) -> Optional[nn.Module]:
     """The graph twin of ``conv`` sharing its parameters, or None (with a warning or error) if it can't be."""
-    reason = None
-    if type(conv) in _TWINS:
-        if "forward" in vars(conv):
-            reason = "its forward was replaced on the instance"
-        elif conv.padding_mode not in ("zeros", "circular", "reflect", "replicate"):
-            reason = f"padding_mode={conv.padding_mode!r} is not supported"
-    elif isinstance(conv, nn.modules.conv._ConvNd):
-        reason = (f"{type(conv).__name__} is a transposed conv" if conv.transposed else
-                  f"{type(conv).__name__} subclasses a torch conv and may change its forward")
+    base = next((b for b in _TWINS if isinstance(conv, b)), None)
+    if base is None:
+        if not isinstance(conv, nn.modules.conv._ConvNd):
+            return None
+        reason = f"{type(conv).__name__} is a transposed conv" if conv.transposed else \
+            f"{type(conv).__name__} is not a Conv1d/2d/3d"
+    elif type(conv).forward is not base.forward or type(conv)._conv_forward is not base._conv_forward:
+        reason = f"{type(conv).__name__} subclasses {base.__name__} and overrides its forward"
+    elif "forward" in vars(conv):
+        reason = "its forward was replaced on the instance"
     else:
-        return None
+        reason = None
     if reason is not None:
         message = f"gridgnn.convert: not converting {path or 'the model'}: {reason}"
         if unsupported == "error":
@@ -52,7 +55,7 @@ def _twin_of(conv: nn.Module, path: str, unsupported: str) -> Optional[nn.Module
         if unsupported == "warn":
             warnings.warn(message, stacklevel=3)
         return None
-    twin = _TWINS[type(conv)](conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+    twin = _TWINS[base](conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                               conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, device="meta")
     twin.weight, twin.bias = conv.weight, conv.bias   # the conv's own parameters: no copy, no re-initialisation
     for name in _HOOK_DICTS:                          # keep hooks users registered on the conv
@@ -76,7 +79,8 @@ def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn") 
         inplace: convert ``model`` itself. Default: a deep copy; the original is
             untouched and shares nothing with the result.
         unsupported: what to do with convs that cannot be converted faithfully
-            (conv subclasses, transposed convs, convs with a replaced ``forward``):
+            (subclasses overriding ``forward``, transposed convs, convs with a
+            replaced ``forward``; subclasses that only add attributes are converted):
             ``"warn"`` (default; the module is kept as is and named in the
             warning), ``"error"`` (``TypeError``) or ``"ignore"``.
 
@@ -98,15 +102,74 @@ def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn") 
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert expects an nn.Module, got {type(model).__name__}")
     model = model if inplace else copy.deepcopy(model)
-    root_twin = _twin_of(model, "", unsupported)
-    if root_twin is not None:
-        return root_twin
+    return _replace_modules(model, lambda module, path: _twin_of(module, path, unsupported))
+
+
+def _replace_modules(model: nn.Module, replacement) -> nn.Module:
+    """Swap each module for ``replacement(module, path)`` where that is not None (the root too)."""
+    root = replacement(model, "")
+    if root is not None:
+        return root
     for path, module in list(model.named_modules()):
         for name, child in list(module.named_children()):
-            twin = _twin_of(child, f"{path}.{name}" if path else name, unsupported)
-            if twin is not None:
-                setattr(module, name, twin)
+            new = replacement(child, f"{path}.{name}" if path else name)
+            if new is not None:
+                setattr(module, name, new)
     return model
+
+
+class _TorchConvOnNodes:
+    """Mixin for torch convs that also run on node features (the reference twin of a GridConv{n}d)."""
+
+    def geometry(self, size):
+        return conv_geometry(self, size)
+
+    def forward_nodes(self, x: Tensor, size) -> Tensor:
+        batched = x if x.dim() == 3 else x.unsqueeze(0)
+        out = to_nodes(self(to_image(batched, tuple(size))))
+        return out if x.dim() == 3 else out.squeeze(0)
+
+
+_TORCH_ON_NODES = {nd: type(f"TorchConv{nd}dOnNodes", (_TorchConvOnNodes, conv), {"__module__": __name__})
+                   for nd, conv in ((1, nn.Conv1d), (2, nn.Conv2d), (3, nn.Conv3d))}
+
+
+class TorchPointwiseOnNodes(nn.Module):
+    """The reference twin of :class:`~gridgnn.nn.NodeLinear`: a 1x1 ``conv1d`` over the nodes, by torch."""
+
+    def __init__(self, layer: NodeLinear):
+        super().__init__()
+        self.groups = layer.groups
+        self.weight, self.bias = layer.weight, layer.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(-1, x.size(-1), 1)                                          # [M, C_in, 1]
+        out = F.conv1d(flat, self.weight.unsqueeze(-1), self.bias, groups=self.groups)  # [M, C_out, 1]
+        return out.view(*x.shape[:-1], -1)
+
+
+def to_torch_convs(model: nn.Module) -> nn.Module:
+    """The inverse of :func:`convert`, for references: a copy of ``model`` computing through torch's convs.
+
+    Every ``GridConv1d/2d/3d`` becomes the ``nn.Conv{n}d`` with its geometry (with
+    a ``forward_nodes`` method, so graph-native blocks run unchanged) and every
+    ``NodeLinear`` a 1x1 torch conv over the nodes. Parameters are copied, names
+    and ``state_dict`` keys kept: the twin starts from the same init, so training
+    both on the same batches must give the same loss curve.
+    """
+    def twin(layer: nn.Module, path: str) -> Optional[nn.Module]:
+        if isinstance(layer, tuple(_TWINS.values())):
+            nd = layer._ndim
+            conv = _TORCH_ON_NODES[nd](layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                       layer.padding, layer.dilation, layer.groups, layer.bias is not None,
+                                       layer.padding_mode, device="meta")
+            conv.weight, conv.bias = layer.weight, layer.bias
+            return conv.train(layer.training)
+        if isinstance(layer, NodeLinear):
+            return TorchPointwiseOnNodes(layer).train(layer.training)
+        return None
+
+    return _replace_modules(copy.deepcopy(model), twin)
 
 
 def converted_layers(model: nn.Module) -> List[str]:

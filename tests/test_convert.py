@@ -75,7 +75,7 @@ def test_unsupported_convs_are_named_not_skipped_silently():
     patched.forward = lambda x: x
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(WeightStandardizedConv(4, 4, 3)),
                           nn.ConvTranspose2d(4, 4, 2), patched)
-    with pytest.warns(UserWarning, match="not converting 1.0: WeightStandardizedConv subclasses"):
+    with pytest.warns(UserWarning, match="not converting 1.0: WeightStandardizedConv subclasses Conv2d and overrides its forward"):
         converted = gg.convert(model)
     assert isinstance(converted[0], GridConv2d) and type(converted[1][0]) is WeightStandardizedConv
     with pytest.raises(TypeError, match="not converting 2: ConvTranspose2d is a transposed conv"):
@@ -86,6 +86,10 @@ def test_unsupported_convs_are_named_not_skipped_silently():
     assert not caught
     with pytest.warns(UserWarning, match="3: its forward was replaced"):
         gg.convert(nn.Sequential(nn.Identity(), nn.Identity(), nn.Identity(), patched))
+    class TaggedConv(nn.Conv2d):  # adds an attribute only: converted
+        tag = "stem"
+
+    assert isinstance(gg.convert(nn.Sequential(TaggedConv(3, 3, 1)))[0], GridConv2d)
     with pytest.raises(ValueError, match="unsupported must be"):
         gg.convert(model, unsupported="skip")
     report = gg.verify(model, torch.randn(1, 3, 8, 8))

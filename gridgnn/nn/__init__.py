@@ -1,7 +1,13 @@
-"""Graph layers: node-wise maps and offset-typed message passing, plus image-level drop-ins."""
+"""Graph layers: node-wise maps and offset-typed message passing, image-level drop-ins and blocks."""
+from .blocks import (Bottleneck, GridBlock, InceptionBlock, InvertedResidual, NiNBlock, ProjectionShortcut,
+                     ShuffleUnit, SqueezeExcitation)
 from .conv_nd import GridConv1d, GridConv2d, GridConv3d
 from .grid_conv import GridConv
 from .node_linear import NodeLinear
+from .norm import NodeBatchNorm
+from .pool import GridMaxPool, global_mean_pool_nodes
 from .shuffle import ChannelShuffle
 
-__all__ = ["NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d", "ChannelShuffle"]
+__all__ = ["NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d", "ChannelShuffle", "NodeBatchNorm",
+           "GridMaxPool", "global_mean_pool_nodes", "GridBlock", "ProjectionShortcut", "Bottleneck",
+           "InceptionBlock", "InvertedResidual", "SqueezeExcitation", "NiNBlock", "ShuffleUnit"]

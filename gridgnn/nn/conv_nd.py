@@ -1,14 +1,15 @@
 """Image-level drop-ins for ``nn.Conv1d/2d/3d`` that run as grid-graph message passing."""
 from __future__ import annotations
 
+import math
 from typing import Union
 
 import torch
 from torch import Tensor
 
 from ..geometry import PADDING_MODES, ConvGeometry, IntOrTuple, Padding, ntuple, resolve_padding
-from ..graph import graph_from_geometry, to_image, to_nodes
-from ._checks import check_like_weight
+from ..graph import conv_geometry, graph_from_geometry, to_image, to_nodes
+from ._checks import check_like_weight, check_node_features
 from ._init import check_torch_conv, copy_conv_parameters
 from .dense import dense_grid_conv
 from .grid_conv import GridConv
@@ -36,8 +37,7 @@ class _GridConvNd(GridConv):
 
     def geometry(self, size) -> ConvGeometry:
         """The :class:`ConvGeometry` of this layer for an input of spatial ``size``."""
-        return ConvGeometry.create(tuple(size), self.kernel_size, self.stride, self.padding, self.dilation,
-                                   self.padding_mode)
+        return conv_geometry(self, size)
 
     def forward(self, input: Tensor) -> Tensor:
         nd, name = self._ndim, type(self).__name__
@@ -55,16 +55,29 @@ class _GridConvNd(GridConv):
             raise ValueError(f"{name}: input has {x.size(1)} channels (dim 1) but the layer expects "
                              f"in_channels={self.in_channels}{hint}")
         geom = self.geometry(x.shape[2:])
-        nodes = to_nodes(x)                                                  # [B, N_in, C_in]
-        if self.path == "general":
-            out = super().forward(nodes, graph_from_geometry(geom, x.device))
-        else:  # the complete grid needs no edge tensors on the dense path
-            out = dense_grid_conv(nodes, geom, self.weight, self.bias, self.groups)  # [B, N_out, C_out]
+        out = self._run_nodes(to_nodes(x), geom)                             # [B, N_out, C_out]
         out = to_image(out, geom.out_size)                                   # [B, C_out, *S_out] channels-last view
         fmt = _MEMORY_FORMATS[nd] if x.is_contiguous(memory_format=_MEMORY_FORMATS[nd]) and \
             not x.is_contiguous() else torch.contiguous_format
         out = out.contiguous(memory_format=fmt)
         return out.squeeze(0) if unbatched else out
+
+    def forward_nodes(self, x: Tensor, size) -> Tensor:
+        """The layer on node features: ``[B, N_in, C_in]`` (or ``[N_in, C_in]``) of a grid of spatial
+        ``size`` -> ``[B, N_out, C_out]``, ``N_out = prod(self.geometry(size).out_size)``."""
+        check_node_features(x, self.in_channels, self.weight, type(self).__name__)
+        geom = self.geometry(size)
+        if x.size(-2) != math.prod(geom.in_size):
+            raise ValueError(f"{type(self).__name__}: x has {x.size(-2)} nodes but size={geom.in_size} has "
+                             f"{math.prod(geom.in_size)}")
+        batched = x if x.dim() == 3 else x.unsqueeze(0)
+        out = self._run_nodes(batched, geom)
+        return out if x.dim() == 3 else out.squeeze(0)
+
+    def _run_nodes(self, nodes: Tensor, geom: ConvGeometry) -> Tensor:
+        if self.path == "general":
+            return GridConv.forward(self, nodes, graph_from_geometry(geom, nodes.device))
+        return dense_grid_conv(nodes, geom, self.weight, self.bias, self.groups)  # complete grid: no edge tensors
 
     @classmethod
     def from_conv(cls, conv: torch.nn.Module, **kwargs) -> "_GridConvNd":

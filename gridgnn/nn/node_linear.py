@@ -50,7 +50,8 @@ class NodeLinear(nn.Module):
     Shapes:
         - **input:** node features :math:`(*, C_{in})`, e.g. ``[N, C_in]`` or ``[B, N, C_in]``
         - **output:** :math:`(*, C_{out})`
-        - **weight:** :math:`(C_{out}, C_{in} / g)`, i.e. ``conv.weight[..., 0, 0]``
+        - **weight:** :math:`(C_{out}, C_{in} / g)`, i.e. ``conv.weight[..., 0, 0]``; a 1x1 conv's
+          ``state_dict`` loads directly (the trailing 1x1 is dropped).
 
     Example:
         >>> layer = NodeLinear(8, 16)
@@ -87,6 +88,13 @@ class NodeLinear(nn.Module):
         layer = cls(conv.in_channels, conv.out_channels, conv.bias is not None, conv.groups,
                     device=conv.weight.device, dtype=conv.weight.dtype)
         return copy_conv_parameters(layer, conv)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # accept a 1x1 conv's checkpoint: weight [C_out, C_in/g, 1, ..., 1] -> [C_out, C_in/g]
+        weight = state_dict.get(prefix + "weight")
+        if weight is not None and weight.dim() > 2 and all(n == 1 for n in weight.shape[2:]):
+            state_dict[prefix + "weight"] = weight.flatten(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
