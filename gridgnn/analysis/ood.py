@@ -1,0 +1,67 @@
+"""Mahalanobis out-of-distribution scores on node (1x1-layer) activations."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class MahalanobisScorer:
+    r"""Class-conditional Gaussians with one shared covariance, fitted on feature vectors.
+
+    .. math::
+        \boldsymbol{\mu}_k = \tfrac{1}{N_k}\textstyle\sum_{y_i = k} \mathbf{f}_i,\quad
+        \boldsymbol{\Sigma} = \tfrac{1}{N}\textstyle\sum_i (\mathbf{f}_i - \boldsymbol{\mu}_{y_i})
+            (\mathbf{f}_i - \boldsymbol{\mu}_{y_i})^{\top},\quad
+        s(\mathbf{f}) = \min_k (\mathbf{f} - \boldsymbol{\mu}_k)^{\top}\boldsymbol{\Sigma}^{-1}(\mathbf{f} - \boldsymbol{\mu}_k)
+
+    A large score means far from every class: out of distribution (Lee et al., 2018).
+    """
+
+    means: Tensor       # [K, D]
+    precision: Tensor   # [D, D]
+
+    @classmethod
+    def fit(cls, features: Tensor, labels: Tensor, eps: float = 1e-6) -> "MahalanobisScorer":
+        """Fit on ``features [N, D]`` with integer ``labels [N]``; ``eps`` regularises the covariance."""
+        if features.dim() != 2 or labels.shape != features.shape[:1]:
+            raise ValueError(f"features must be [N, D] and labels [N], got {tuple(features.shape)} and "
+                             f"{tuple(labels.shape)}")
+        classes = labels.unique()
+        means = torch.stack([features[labels == k].mean(0) for k in classes])      # [K, D]
+        centered = features - means[torch.searchsorted(classes, labels)]
+        cov = centered.T @ centered / len(features)
+        cov = cov + eps * torch.eye(cov.size(0), dtype=cov.dtype, device=cov.device)
+        return cls(means, torch.linalg.inv(cov))
+
+    def score(self, features: Tensor) -> Tensor:
+        """``[M]``: the smallest squared Mahalanobis distance of each feature vector to a class mean."""
+        diff = features[:, None, :] - self.means[None]                              # [M, K, D]
+        dist = torch.einsum("mkd,de,mke->mk", diff, self.precision, diff)
+        return dist.min(dim=1).values
+
+
+def mahalanobis_score(train_features: Tensor, train_labels: Tensor, features: Tensor) -> Tensor:
+    """Fit a :class:`MahalanobisScorer` on ``train_features`` and score ``features``."""
+    return MahalanobisScorer.fit(train_features, train_labels).score(features)
+
+
+def node_activations(model: nn.Module, layer: nn.Module, inputs: Tensor) -> Tensor:
+    """Mean over nodes of ``layer``'s output while ``model`` runs on ``inputs``: ``[B, C]`` features.
+
+    Works for node features ``[B, N, C]`` (gridgnn layers) and images ``[B, C, *S]``.
+    """
+    captured = []
+    handle = layer.register_forward_hook(lambda mod, args, out: captured.append(out.detach()))
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        handle.remove()
+    if not captured:
+        raise ValueError("the layer did not run in the model's forward pass")
+    out = captured[-1]
+    # node features [B, N, C] from gridgnn layers; images [B, C, *S] from torch layers
+    return out.mean(-2) if out.dim() == 3 and not isinstance(layer, nn.modules.conv._ConvNd) else out.flatten(2).mean(-1)
