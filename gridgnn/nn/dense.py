@@ -1,20 +1,35 @@
 """Dense execution of a grid conv on a complete grid graph.
 
-On a complete grid the messages a node receives are its kernel window, so they
-can be gathered for all nodes at once with strided views of the node tensor
-``[B, *S, C]`` (padding remapped exactly as the graph's edges are), laid out as
-``[B * N_out, C_in * K]`` and contracted with the weight in one (grouped) GEMM.
-No torch conv op is involved.
+On a complete grid every node receives one message per kernel offset, from the
+node at a fixed displacement. Two ways to compute all messages at once, neither
+a torch conv op:
+
+* **shifted slices** (stride 1): pad the node tensor ``[B, *S, C]`` as the
+  graph's edges say and flatten it to ``[M, C]``. The source of every edge of
+  offset ``t`` is then the node ``off_t`` rows further on, so the messages of
+  offset ``t`` are one contiguous slice ``flat[off_t : off_t + L]`` and the layer
+  is ``K`` GEMMs accumulated in place, ``Y += X_t W_t^T``, with no gathered copy.
+  Outputs computed at padding positions are cropped. Backward is the same
+  pattern transposed (:class:`ShiftedSliceConv`).
+* **gathered windows** (any stride, any groups): gather each node's window
+  with strided views into ``[B * N_out, K * C_in]`` (channels innermost, so the
+  gather copies contiguous runs) and contract with the weight in one GEMM.
+
+:func:`dense_grid_conv` picks the faster one for the shape.
 """
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..geometry import ConvGeometry
+
+# below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
+SHIFT_MAX_CHANNELS = 128
 
 
 def pad_nodes(x: Tensor, geom: ConvGeometry) -> Tensor:
@@ -38,20 +53,116 @@ def pad_nodes(x: Tensor, geom: ConvGeometry) -> Tensor:
     return x
 
 
+class ShiftedSliceConv(torch.autograd.Function):
+    """``out[p] = sum_t W_t x[p + off_t]`` over a flattened padded node tensor, forward and backward by slice GEMMs.
+
+    ``weight`` is ``[K, C_in, C_out]`` (dense) or ``[K, C]`` (depthwise, elementwise).
+    Only rows ``< L = M - max(offsets)`` of the output are computed (the rest are
+    padding positions the caller crops).
+    """
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, weight: Tensor, bias: Optional[Tensor], offsets: List[int]) -> Tensor:
+        rows, length = flat.size(0), flat.size(0) - max(offsets)
+        depthwise = weight.dim() == 2
+        out = flat.new_empty(rows, weight.size(-1))
+        acc = out[:length]
+        if bias is None:
+            acc.zero_()
+        else:
+            acc.copy_(bias.expand_as(acc))
+        for t, off in enumerate(offsets):
+            src = flat[off:off + length]                                          # [L, C_in], contiguous
+            if depthwise:
+                acc.addcmul_(src, weight[t])
+            else:
+                acc.addmm_(src, weight[t])
+        out[length:].zero_()
+        ctx.save_for_backward(flat, weight)
+        ctx.offsets, ctx.has_bias = offsets, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        flat, weight = ctx.saved_tensors
+        offsets = ctx.offsets
+        length = flat.size(0) - max(offsets)
+        grad = grad_out[:length]
+        depthwise = weight.dim() == 2
+        grad_flat = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_flat = torch.zeros_like(flat)
+            for t, off in enumerate(offsets):
+                if depthwise:
+                    grad_flat[off:off + length].addcmul_(grad, weight[t])
+                else:
+                    grad_flat[off:off + length].addmm_(grad, weight[t].t())
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.stack([(flat[off:off + length] * grad).sum(0) if depthwise
+                                       else flat[off:off + length].t() @ grad for off in offsets])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_flat, grad_weight, grad_bias, None
+
+
+def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
+                        depthwise: bool) -> Tensor:
+    """Stride-1 grid conv by :class:`ShiftedSliceConv`: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
+    b, c_out = x.size(0), weight.size(0)
+    padded = pad_nodes(x, geom)                                                  # [B, *P, C_in]
+    size = padded.shape[1:-1]
+    strides = [math.prod(size[d + 1:]) for d in range(geom.ndim)]
+    offsets = [sum(k * dil * st for k, dil, st in zip(index, geom.dilation, strides))
+               for index in _kernel_indices(geom.kernel_size)]                   # row-major, as edge_type
+    w = weight.flatten(2)                                                        # [C_out, C_in/G, K]
+    w = w[:, 0].t() if depthwise else w.permute(2, 1, 0)                         # [K, C] or [K, C_in, C_out]
+    flat = padded.reshape(-1, padded.size(-1))                                   # [B*prod(P), C_in]
+    out = ShiftedSliceConv.apply(flat, w.contiguous(), bias, offsets)            # [B*prod(P), C_out]
+    out = out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in geom.out_size)]
+    return out.reshape(b, -1, c_out)
+
+
+def _kernel_indices(kernel_size):
+    grids = torch.meshgrid(*[torch.arange(k) for k in kernel_size], indexing="ij")
+    return torch.stack(grids, -1).reshape(-1, len(kernel_size)).tolist()
+
+
 def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:
-    """Kernel windows of every output node: ``[B, *S_in, C] -> [B, *S_out, C, *kernel]`` (a strided view)."""
+    """Kernel windows of every output node: ``[B, *S_in, C] -> [B, *S_out, *kernel, C]`` (a strided view)."""
     x = pad_nodes(x, geom)
     for d in range(geom.ndim):
         span = geom.dilation[d] * (geom.kernel_size[d] - 1) + 1
         x = x.unfold(1 + d, span, geom.stride[d])            # new trailing axis of length span
         if geom.dilation[d] > 1:
             x = x[..., ::geom.dilation[d]]
-    return x
+    nd = geom.ndim
+    # [B, *S_out, C, *K] -> [B, *S_out, *K, C]: channels innermost, matching edge_type order then channel
+    return x.permute(0, *range(1, 1 + nd), *range(2 + nd, 2 + 2 * nd), 1 + nd)
+
+
+def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
+                          groups: int) -> Tensor:
+    """Grid conv by gathered windows and one (grouped) GEMM: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
+    b, c_in = x.size(0), x.size(-1)
+    c_out, num_k = weight.size(0), geom.num_offsets
+    windows = gather_windows(x, geom)                                             # [B, *S_out, *K, C_in]
+    n_out = math.prod(geom.out_size)
+    if groups == 1:
+        cols = windows.reshape(b * n_out, num_k * c_in)                           # [B*N_out, K*C_in], im2col
+        w = weight.flatten(2).transpose(1, 2).reshape(c_out, -1)                  # [C_out, K*C_in]
+        out = torch.addmm(bias, cols, w.t()) if bias is not None else cols @ w.t()
+    else:
+        cols = windows.reshape(b * n_out, num_k, groups, c_in // groups)          # [B*N_out, K, G, C_in/G]
+        wg = weight.flatten(2).view(groups, c_out // groups, c_in // groups, num_k)  # [G, C_out/G, C_in/G, K]
+        out = torch.einsum("nkgi,goik->ngo", cols, wg).reshape(b * n_out, c_out)
+        if bias is not None:
+            out = out + bias
+    return out.view(b, n_out, c_out)
 
 
 def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
                     groups: int) -> Tensor:
-    """Grid conv by gathered windows and one GEMM.
+    """Grid conv on the complete grid of ``geom``.
 
     Args:
         x: node features ``[B, N_in, C_in]`` with ``N_in = prod(geom.in_size)``.
@@ -61,17 +172,10 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
         node features ``[B, N_out, C_out]``.
     """
     b, c_in = x.size(0), x.size(-1)
-    c_out, num_k = weight.size(0), geom.num_offsets
-    windows = gather_windows(x.view(b, *geom.in_size, c_in), geom)   # [B, *S_out, C_in, *K]
-    n_out = windows[0].numel() // (c_in * num_k)
-    if groups == 1:
-        cols = windows.reshape(b * n_out, c_in * num_k)              # [B*N_out, C_in*K], im2col
-        out = torch.addmm(bias, cols, weight.view(c_out, -1).t()) if bias is not None \
-            else cols @ weight.view(c_out, -1).t()                   # [B*N_out, C_out]
-    else:
-        cols = windows.reshape(b * n_out, groups, (c_in // groups) * num_k)       # [B*N_out, G, C_in/G*K]
-        wg = weight.view(groups, c_out // groups, -1)                              # [G, C_out/G, C_in/G*K]
-        out = torch.einsum("ngi,goi->ngo", cols, wg).reshape(b * n_out, c_out)     # [B*N_out, C_out]
-        if bias is not None:
-            out = out + bias
-    return out.view(b, n_out, c_out)
+    c_out = weight.size(0)
+    image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
+    stride_one = all(s == 1 for s in geom.stride)
+    depthwise = groups == c_in == c_out
+    if stride_one and (depthwise or (groups == 1 and c_in < SHIFT_MAX_CHANNELS)):
+        return _shifted_slice_conv(image, geom, weight, bias, depthwise)
+    return _gathered_window_conv(image, geom, weight, bias, groups)
