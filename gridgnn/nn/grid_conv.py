@@ -13,6 +13,7 @@ from ..graph import GridGraph
 from ._checks import check_edges, check_node_features
 from ._init import check_groups, check_torch_conv, conv_parameters, copy_conv_parameters, reset_conv_parameters
 from .dense import dense_grid_conv
+from .offset_plan import per_offset_conv
 
 PATHS = ("auto", "dense", "general")
 
@@ -40,13 +41,16 @@ class GridConv(MessagePassing):
     to the edges that exist. With ``groups = g``, each :math:`\mathbf{W}_t` is
     block-diagonal over ``g`` channel blocks (``g = in_channels``: depthwise).
 
-    Execution paths (``path``): ``"general"`` works on any typed graph and
-    computes per-offset transforms with GEMMs, then gathers and scatter-adds
-    them through :class:`~torch_geometric.nn.conv.MessagePassing` (or, when
-    there are fewer targets than sources, aggregates per (target, offset) first
-    and transforms after); ``"dense"`` runs complete grids by gathering each
-    node's kernel window with strided views and one GEMM. ``"auto"`` takes the
-    dense path whenever the graph is a complete :class:`GridGraph`.
+    Execution paths (``path``): ``"general"`` works on any typed graph. On a
+    :class:`GridGraph` it groups the edges by offset once (cached on the graph)
+    and runs, per offset, gather -> GEMM with :math:`\mathbf{W}_t` -> scatter-add:
+    one message per edge (:mod:`gridgnn.nn.offset_plan`). On raw ``edge_index``
+    it computes the transforms with one GEMM and gathers and scatter-adds them
+    through :class:`~torch_geometric.nn.conv.MessagePassing`'s ``propagate`` (or,
+    when there are fewer targets than sources, aggregates per (target, offset)
+    first and transforms after). ``"dense"`` runs complete grids with shifted slices or gathered
+    windows and GEMMs (:mod:`gridgnn.nn.dense`). ``"auto"`` takes the dense path
+    whenever the graph is a complete :class:`GridGraph`.
 
     Args:
         in_channels (int): input node channels :math:`C_{in}`.
@@ -110,7 +114,8 @@ class GridConv(MessagePassing):
                 batched = x if x.dim() == 3 else x.unsqueeze(0)
                 out = dense_grid_conv(batched, graph.geometry, self.weight, self.bias, self.groups)
                 return out if x.dim() == 3 else out.squeeze(0)
-            edge_index, edge_type, size = graph.edge_index, graph.edge_type, graph.size
+            out = per_offset_conv(x, graph, self.weight, self.groups)
+            return out if self.bias is None else out + self.bias
         else:
             if edge_type is None:
                 raise ValueError(f"{name}: pass edge_type (the kernel offset of each edge) with edge_index, "
