@@ -19,6 +19,7 @@ a torch conv op:
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import List, Optional
 
@@ -123,8 +124,8 @@ def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Opt
 
 
 def _kernel_indices(kernel_size):
-    grids = torch.meshgrid(*[torch.arange(k) for k in kernel_size], indexing="ij")
-    return torch.stack(grids, -1).reshape(-1, len(kernel_size)).tolist()
+    """Kernel offsets as index tuples, row-major (the order of ``edge_type``); plain ints, so traceable."""
+    return itertools.product(*(range(k) for k in kernel_size))
 
 
 def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:
