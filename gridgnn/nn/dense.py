@@ -54,30 +54,39 @@ def pad_nodes(x: Tensor, geom: ConvGeometry) -> Tensor:
     return x
 
 
+def _row_chunks(length: int, channels: int):
+    """Row ranges whose ``[rows, C]`` block (~256 KiB of float32) stays in cache across the K offsets."""
+    rows = max(64, (1 << 16) // max(channels, 1))
+    return ((start, min(length, start + rows)) for start in range(0, length, rows))
+
+
 class ShiftedSliceConv(torch.autograd.Function):
     """``out[p] = sum_t W_t x[p + off_t]`` over a flattened padded node tensor, forward and backward by slice GEMMs.
 
-    ``weight`` is ``[K, C_in, C_out]`` (dense) or ``[K, C]`` (depthwise, elementwise).
-    Only rows ``< L = M - max(offsets)`` of the output are computed (the rest are
-    padding positions the caller crops).
+    ``weight`` is ``[K, C_in, C_out]`` (dense: one GEMM per offset) or ``[K, C]``
+    (depthwise: elementwise products, accumulated block by block so each
+    output block stays in cache across the offsets). Only rows
+    ``< L = M - max(offsets)`` of the output are computed (the rest are padding
+    positions the caller crops).
     """
 
     @staticmethod
     def forward(ctx, flat: Tensor, weight: Tensor, bias: Optional[Tensor], offsets: List[int]) -> Tensor:
         rows, length = flat.size(0), flat.size(0) - max(offsets)
-        depthwise = weight.dim() == 2
         out = flat.new_empty(rows, weight.size(-1))
         acc = out[:length]
         if bias is None:
             acc.zero_()
         else:
             acc.copy_(bias.expand_as(acc))
-        for t, off in enumerate(offsets):
-            src = flat[off:off + length]                                          # [L, C_in], contiguous
-            if depthwise:
-                acc.addcmul_(src, weight[t])
-            else:
-                acc.addmm_(src, weight[t])
+        if weight.dim() == 2:                                                    # depthwise
+            for start, end in _row_chunks(length, flat.size(1)):
+                block = acc[start:end]
+                for t, off in enumerate(offsets):
+                    block.addcmul_(flat[start + off:end + off], weight[t])
+        else:
+            for t, off in enumerate(offsets):
+                acc.addmm_(flat[off:off + length], weight[t])                     # [L, C_in] @ [C_in, C_out]
         out[length:].zero_()
         ctx.save_for_backward(flat, weight)
         ctx.offsets, ctx.has_bias = offsets, bias is not None
@@ -93,14 +102,21 @@ class ShiftedSliceConv(torch.autograd.Function):
         grad_flat = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_flat = torch.zeros_like(flat)
-            for t, off in enumerate(offsets):
-                if depthwise:
-                    grad_flat[off:off + length].addcmul_(grad, weight[t])
-                else:
+            if depthwise:
+                for start, end in _row_chunks(length, flat.size(1)):
+                    for t, off in enumerate(offsets):
+                        grad_flat[start + off:end + off].addcmul_(grad[start:end], weight[t])
+            else:
+                for t, off in enumerate(offsets):
                     grad_flat[off:off + length].addmm_(grad, weight[t].t())
         if ctx.needs_input_grad[1]:
-            grad_weight = torch.stack([(flat[off:off + length] * grad).sum(0) if depthwise
-                                       else flat[off:off + length].t() @ grad for off in offsets])
+            if depthwise:
+                grad_weight = torch.zeros_like(weight)
+                for start, end in _row_chunks(length, flat.size(1)):
+                    for t, off in enumerate(offsets):
+                        grad_weight[t] += (flat[start + off:end + off] * grad[start:end]).sum(0)
+            else:
+                grad_weight = torch.stack([flat[off:off + length].t() @ grad for off in offsets])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_flat, grad_weight, grad_bias, None

@@ -1,0 +1,150 @@
+"""Layer benchmarks: gridgnn's graph layers against torch's convs and PyG's RGCNConv, side by side.
+
+* NodeLinear vs 1x1 ``nn.Conv2d`` (NCHW and channels_last) on ResNet-50 / MobileNetV2 pointwise shapes;
+* GridConv2d (dense path) vs 3x3 ``nn.Conv2d`` (best of NCHW and channels_last), incl. depthwise;
+* the same graphs through GridConv's general path, an edge-list gather/scatter ``propagate`` and PyG's ``RGCNConv``;
+* masked grids (30/50/70/90% of pixels kept): general path vs RGCNConv.
+
+Forward and forward+backward, batch 1/8/32, median of repeats (torch.utils.benchmark), TF32 off,
+fp32 (and bf16 on CUDA). Usage:
+
+    python benchmarks/layers.py [--quick] [--device cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.benchmark import Timer  # noqa: E402
+from torch_geometric.nn import RGCNConv  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import gridgnn as gg  # noqa: E402
+from _common import markdown_table, write_result  # noqa: E402
+from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
+from gridgnn.testing import no_tf32  # noqa: E402
+
+POINTWISE = [(256, 64, 56), (512, 128, 28), (1024, 256, 14), (96, 576, 14)]          # (C_in, C_out, size)
+SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56), (576, 576, 14)]  # (C, groups, size)
+
+
+def timed(fn, min_run_time):
+    return Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+
+
+def run_pair(reference, candidate, make_inputs, backward, min_run_time):
+    """Median seconds of reference and candidate (each its best input layout), forward or forward+backward."""
+    results = []
+    for module, layouts in ((reference, make_inputs[0]), (candidate, make_inputs[1])):
+        best = float("inf")
+        for x in layouts():
+            if backward:
+                x.requires_grad_(True)
+
+                def step(module=module, x=x):
+                    module(x).sum().backward()
+            else:
+                def step(module=module, x=x):
+                    with torch.no_grad():
+                        module(x)
+            best = min(best, timed(step, min_run_time))
+        results.append(best)
+    return results
+
+
+def image_layouts(shape, device, dtype):
+    x = torch.randn(shape, device=device, dtype=dtype)
+    return lambda: [x.clone(), x.clone().contiguous(memory_format=torch.channels_last)]
+
+
+def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
+    rows = []
+    jobs = [("1x1", p, b, bw) for p in POINTWISE for b in batches for bw in (False, True)]
+    jobs += [("3x3", s, b, bw) for s in SPATIAL for b in batches for bw in (False, True)]
+    for kind, spec, batch, backward in tqdm(jobs, desc=f"layers {dtype}"):
+        if kind == "1x1":
+            cin, cout, size = spec
+            conv = torch.nn.Conv2d(cin, cout, 1, bias=False).to(device, dtype)
+            graph = NodeLinear.from_conv(conv)
+            x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
+            nodes = lambda x=x: [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
+            label = f"1x1 {cin}->{cout} @{size}"
+            ref, cand = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes), backward, min_run_time)
+        else:
+            c, groups, size = spec
+            conv = torch.nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False).to(device, dtype)
+            graph = GridConv2d.from_conv(conv)
+            layouts = image_layouts((batch, c, size, size), device, dtype)
+            label = f"3x3 C={c}{' dw' if groups > 1 else ''} @{size}"
+            ref, cand = run_pair(conv, graph, (layouts, layouts), backward, min_run_time)
+        rows.append((label, batch, "fwd+bwd" if backward else "fwd", f"{ref * 1e3:.2f}", f"{cand * 1e3:.2f}",
+                     f"{cand / ref:.2f}"))
+    return rows
+
+
+def bench_graph_paths(device, min_run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3)):
+    """GridConv general path vs edge-list propagate vs RGCNConv on (masked) 3x3 grid graphs, batch 8, forward."""
+    rows = []
+    for (c, size), density in tqdm([(s, d) for s in ((64, 28), (64, 56), (256, 14)) for d in densities],
+                                   desc="graph paths"):
+        batch = 8 if size <= 28 else 1
+        torch.manual_seed(0)
+        graph = gg.grid_graph((size, size), 3, padding=1, device=device)
+        if density < 1:
+            graph = graph.mask(torch.rand(size * size, device=device) < density)
+        layer = GridConv(c, c, 3, bias=False, path="general").to(device)
+        rgcn = RGCNConv(c, c, 9, aggr="add", root_weight=False, bias=False).to(device)
+        x = torch.randn(batch, size * size, c, device=device)
+        ei, et = graph.edge_index, graph.edge_type
+        with torch.no_grad():
+            general = timed(lambda: layer(x, graph), min_run_time)
+            edge_list = timed(lambda: layer(x, ei, et), min_run_time)
+            pyg = timed(lambda: [rgcn(x[i], ei, et) for i in range(batch)], min_run_time)
+        rows.append((f"C={c} @{size} B={batch}", f"{density:.0%}", graph.num_edges, f"{general * 1e3:.2f}",
+                     f"{edge_list * 1e3:.2f}", f"{pyg * 1e3:.2f}", f"{pyg / general:.2f}"))
+    return rows
+
+
+def plot_ratios(rows, title):
+    fig, ax = plt.subplots(figsize=(9, 4))
+    labels = [f"{r[0]} B{r[1]} {r[2]}" for r in rows]
+    ax.barh(range(len(rows)), [float(r[-1]) for r in rows], color=["tab:blue" if r[2] == "fwd" else "tab:orange"
+                                                                   for r in rows])
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=5)
+    ax.set(xlabel="gridgnn time / torch time (lower is better)", title=title)
+    return fig
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="batch 8 only, shorter timing runs")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    batches = (8,) if args.quick else (1, 8, 32)
+    min_run_time = 0.1 if args.quick else 0.3
+    dtypes = [torch.float32] + ([torch.bfloat16] if args.device == "cuda" else [])
+    with no_tf32():
+        for dtype in dtypes:
+            rows = bench_pointwise_and_spatial(batches, args.device, dtype, min_run_time)
+            name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}"
+            body = markdown_table(("layer", "batch", "pass", "torch ms", "gridgnn ms", "ratio"), rows)
+            print(write_result(name, f"NodeLinear / GridConv2d vs torch conv ({args.device}, {dtype})", body,
+                               plot_ratios(rows, f"{args.device} {dtype}")).read_text())
+        rows = bench_graph_paths(args.device, min_run_time)
+        body = markdown_table(("graph", "pixels kept", "edges", "general ms", "edge-list propagate ms",
+                               "RGCNConv ms", "RGCN / general"), rows)
+        print(write_result(f"graph_paths_{args.device}", f"general path vs RGCNConv ({args.device})", body)
+              .read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
