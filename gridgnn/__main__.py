@@ -6,7 +6,7 @@ import sys
 from typing import List, Optional
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import __version__
 from .sweep import available_devices, conv_configs, sweep

@@ -24,7 +24,7 @@ ShuffleNet's channel shuffle between them it takes exactly that many
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -113,6 +113,11 @@ class _Grouped(Spec):
         _check_groups(channels, self.groups, out, self)
         return out
 
+    def __repr__(self) -> str:  # omit the default out_channels=None
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                 if not (f.name == "out_channels" and self.out_channels is None)]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     def apply(self, reach: Reach) -> Reach:
         c, g = reach.channels, self.groups
         out = self.num_out(c)
@@ -126,7 +131,7 @@ class _Grouped(Spec):
         return Reach(rows, torch.arange(g, device=rows.device).repeat_interleave(out // g))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Pointwise(_Grouped):
     """1x1 conv with ``groups`` channel blocks (``groups=1``: dense); ``out_channels`` defaults to the input's."""
 
@@ -134,7 +139,7 @@ class Pointwise(_Grouped):
     out_channels: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Conv(_Grouped):
     """A k x k conv with ``groups``: across channels the same flow as :class:`Pointwise`."""
 

@@ -295,7 +295,10 @@ def graph_for(conv, size: IntOrTuple) -> GridGraph:
 def to_nodes(x: Tensor) -> Tensor:
     """Image to node features: ``[B, C, *S] -> [B, N, C]`` with ``N = prod(S)`` row-major.
 
-    A view (no copy) when ``x`` is channels-last; NCHW inputs are copied once.
+    Always a view (no copy). For a channels-last ``x`` it is contiguous: each
+    node's channel vector is adjacent in memory, the node matrix layout GEMMs
+    want. For an NCHW ``x`` it is strided (a node's channels lie ``N`` apart),
+    and a layer that needs contiguous rows copies it once.
 
     Example:
         >>> to_nodes(torch.zeros(2, 3, 4, 5)).shape

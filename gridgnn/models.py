@@ -15,7 +15,7 @@ from typing import List, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .graph import to_nodes
 from .nn import Bottleneck, GridConv2d, InvertedResidual, NodeBatchNorm, ShuffleUnit

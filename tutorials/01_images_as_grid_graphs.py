@@ -97,13 +97,16 @@ plt.show()
 
 # %% [markdown]
 # ## channels_last is the node layout
-# In `channels_last` memory the channel vector of each pixel is contiguous: the image *is* the node
-# matrix, and `to_nodes` returns a view without copying.
+# `to_nodes` never copies: it returns a view. In `channels_last` memory each pixel's channel vector
+# is contiguous, so the image *is* the `[N, C]` node matrix; from NCHW memory the view is strided
+# (a node's channels lie `N` apart) and a GEMM has to gather it first.
 
 # %%
 cl = image.contiguous(memory_format=torch.channels_last)
-print("to_nodes(channels_last) shares memory:", gg.to_nodes(cl).data_ptr() == cl.data_ptr())
-print("to_nodes(NCHW) shares memory:        ", gg.to_nodes(image).data_ptr() == image.data_ptr())
+for name, img in (("channels_last", cl), ("NCHW", image)):
+    nodes_view = gg.to_nodes(img)
+    print(f"{name:<14} shares memory: {nodes_view.data_ptr() == img.data_ptr()},  node matrix contiguous: "
+          f"{nodes_view.is_contiguous()},  strides {nodes_view.stride()}")
 
 # %% [markdown]
 # ## Translation equivariance
