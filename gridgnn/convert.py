@@ -106,15 +106,22 @@ def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn") 
 
 
 def _replace_modules(model: nn.Module, replacement) -> nn.Module:
-    """Swap each module for ``replacement(module, path)`` where that is not None (the root too)."""
+    """Swap each module for ``replacement(module, path)`` where that is not None (the root too).
+
+    A module registered in several places (weight tying) gets one replacement, shared the same way.
+    """
     root = replacement(model, "")
     if root is not None:
         return root
+    done = {}
     for path, module in list(model.named_modules()):
-        for name, child in list(module.named_children()):
-            new = replacement(child, f"{path}.{name}" if path else name)
-            if new is not None:
-                setattr(module, name, new)
+        for name, child in list(module._modules.items()):   # every reference, not only the first
+            if child is None:
+                continue
+            if id(child) not in done:
+                done[id(child)] = replacement(child, f"{path}.{name}" if path else name)
+            if done[id(child)] is not None:
+                setattr(module, name, done[id(child)])
     return model
 
 

@@ -308,7 +308,7 @@ def to_nodes(x: Tensor) -> Tensor:
         raise ValueError(f"to_nodes expects an image [B, C, *spatial] with 1-3 spatial dims, got shape "
                          f"{tuple(x.shape)}; add a batch dim with x[None] for a single image")
     b, c = x.shape[:2]
-    return x.movedim(1, -1).reshape(b, -1, c)
+    return x.movedim(1, -1).reshape(b, math.prod(x.shape[2:]), c)
 
 
 def to_image(x: Tensor, size: Union[int, Sequence[int]]) -> Tensor:

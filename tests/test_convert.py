@@ -119,3 +119,13 @@ def test_converted_model_on_every_device(device):
     report = gg.verify(model, torch.randn(shape, device=device), device=device)
     assert report.passed and report.device.startswith(device)
     assert next(converted.parameters()).device.type == device
+
+
+def test_shared_convs_stay_shared():
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    model = nn.Sequential(conv, nn.ReLU(), conv, nn.Sequential(conv))
+    converted = gg.convert(model)
+    assert isinstance(converted[0], GridConv2d) and converted[0] is converted[2] is converted[3][0]
+    assert len(list(converted.parameters())) == 2
+    x = torch.randn(1, 3, 6, 6)
+    torch.testing.assert_close(converted(x), model(x))

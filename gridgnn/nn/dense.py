@@ -72,7 +72,7 @@ class ShiftedSliceConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, flat: Tensor, weight: Tensor, bias: Optional[Tensor], offsets: List[int]) -> Tensor:
-        rows, length = flat.size(0), flat.size(0) - max(offsets)
+        rows, length = flat.size(0), max(flat.size(0) - max(offsets), 0)
         out = flat.new_empty(rows, weight.size(-1))
         acc = out[:length]
         if bias is None:
@@ -96,7 +96,7 @@ class ShiftedSliceConv(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         flat, weight = ctx.saved_tensors
         offsets = ctx.offsets
-        length = flat.size(0) - max(offsets)
+        length = max(flat.size(0) - max(offsets), 0)
         grad = grad_out[:length]
         depthwise = weight.dim() == 2
         grad_flat = grad_weight = grad_bias = None
@@ -136,7 +136,7 @@ def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Opt
     flat = padded.reshape(-1, padded.size(-1))                                   # [B*prod(P), C_in]
     out = ShiftedSliceConv.apply(flat, w.contiguous(), bias, offsets)            # [B*prod(P), C_out]
     out = out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in geom.out_size)]
-    return out.reshape(b, -1, c_out)
+    return out.reshape(b, math.prod(geom.out_size), c_out)
 
 
 def _kernel_indices(kernel_size):

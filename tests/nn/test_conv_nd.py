@@ -88,3 +88,18 @@ def test_errors():
         GridConv2d.from_conv(torch.nn.Conv1d(2, 2, 3))
     with pytest.raises(TypeError, match="nn.Conv1d/2d/3d"):
         GridConv2d.from_conv(torch.nn.ConvTranspose2d(2, 2, 3))
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(padding=1, groups=4), dict(stride=2)])
+def test_empty_batch(kwargs):
+    conv = torch.nn.Conv2d(4, 4, 3, **kwargs)
+    x = torch.randn(0, 4, 6, 6, requires_grad=True)
+    out = GridConv2d.from_conv(conv)(x)
+    assert out.shape == conv(x).shape
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+def test_bfloat16_on_cpu():
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1).bfloat16()
+    assert_conv_equivalent(conv, dtype=torch.bfloat16, backward=False)
