@@ -136,9 +136,11 @@ class GridConv(MessagePassing):
         if edge_type is not None or size is not None:
             raise ValueError(f"{name}: a GridGraph carries its own edge types and size; pass only (x, graph)")
         if graph.kernel_size != self.kernel_size:
+            hint = (f"; an int kernel_size means a {len(self.kernel_size)}-D kernel, pass dim={graph.ndim} (or "
+                    f"kernel_size={graph.kernel_size}) for this graph" if graph.ndim != len(self.kernel_size) else "")
             raise ValueError(f"{name}: the graph was built for kernel_size={graph.kernel_size} but the layer "
                              f"has kernel_size={self.kernel_size}; build it with grid_graph(size, "
-                             f"{self.kernel_size}, ...)")
+                             f"{self.kernel_size}, ...){hint}")
         if x.size(-2) != graph.num_src_nodes:
             raise ValueError(f"{name}: x has {x.size(-2)} nodes but the graph has {graph.num_src_nodes} source "
                              f"nodes (in_size={graph.in_size}); build the graph for this input, e.g. "

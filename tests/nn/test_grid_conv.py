@@ -168,6 +168,8 @@ def test_errors():
         layer(torch.randn(9, 4), g)
     with pytest.raises(ValueError, match="built for kernel_size=\\(5, 5\\)"):
         layer(x, gg.grid_graph((4, 4), 5, padding=2))
+    with pytest.raises(ValueError, match="pass dim=1"):
+        layer(torch.randn(16, 4), gg.grid_graph(16, 3, padding=1))
     with pytest.raises(ValueError, match="edge_type must lie in \\[0, 9\\)"):
         layer(x, g.edge_index, g.edge_type + 1)
     with pytest.raises(ValueError, match="source indices"):
