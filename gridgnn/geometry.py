@@ -154,13 +154,6 @@ class ConvGeometry:
     def num_offsets(self) -> int:
         return math.prod(self.kernel_size)
 
-    def with_size(self, size: IntOrTuple) -> "ConvGeometry":
-        """The same conv applied to another input size (re-validated)."""
-        geom = ConvGeometry(ntuple(size, self.ndim, "size"), self.kernel_size, self.stride, self.padding,
-                            self.dilation, self.padding_mode)
-        geom._validate()
-        return geom
-
     def window_coords(self, dim: int, device=None) -> Tensor:
         """Unpadded input coordinate read by (output position, kernel offset) in one dim.
 
@@ -191,8 +184,3 @@ class ConvGeometry:
         else:  # replicate
             src = coord.clamp(0, n - 1)
         return src, torch.ones_like(inside)
-
-    def describe(self) -> str:
-        """A short torch-style description, e.g. ``k=(3, 3) s=(1, 1) p=((1, 1), (1, 1)) d=(1, 1) zeros``."""
-        return (f"in={self.in_size} k={self.kernel_size} s={self.stride} p={self.padding} "
-                f"d={self.dilation} {self.padding_mode}")

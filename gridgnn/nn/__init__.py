@@ -5,9 +5,9 @@ from .conv_nd import GridConv1d, GridConv2d, GridConv3d
 from .grid_conv import GridConv
 from .node_linear import NodeLinear
 from .norm import NodeBatchNorm
-from .pool import GridMaxPool, global_mean_pool_nodes
+from .pool import GridMaxPool
 from .shuffle import ChannelShuffle
 
 __all__ = ["NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d", "ChannelShuffle", "NodeBatchNorm",
-           "GridMaxPool", "global_mean_pool_nodes", "GridBlock", "ProjectionShortcut", "Bottleneck",
+           "GridMaxPool", "GridBlock", "ProjectionShortcut", "Bottleneck",
            "InceptionBlock", "InvertedResidual", "SqueezeExcitation", "NiNBlock", "ShuffleUnit"]

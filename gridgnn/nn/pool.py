@@ -45,7 +45,3 @@ class GridMaxPool(nn.Module):
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-
-def global_mean_pool_nodes(x: Tensor) -> Tensor:
-    """Mean over all nodes: ``[B, N, C] -> [B, C]`` (global average pooling of the image)."""
-    return x.mean(-2)
