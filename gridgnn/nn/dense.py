@@ -55,8 +55,8 @@ def pad_nodes(x: Tensor, geom: ConvGeometry) -> Tensor:
 
 
 def _row_chunks(length: int, channels: int):
-    """Row ranges whose ``[rows, C]`` block (~256 KiB of float32) stays in cache across the K offsets."""
-    rows = max(64, (1 << 16) // max(channels, 1))
+    """Row ranges whose ``[rows, C]`` block (~1 MiB of float32) stays in cache across the K offsets."""
+    rows = max(256, (1 << 18) // max(channels, 1))
     return ((start, min(length, start + rows)) for start in range(0, length, rows))
 
 
@@ -75,16 +75,20 @@ class ShiftedSliceConv(torch.autograd.Function):
         rows, length = flat.size(0), max(flat.size(0) - max(offsets), 0)
         out = flat.new_empty(rows, weight.size(-1))
         acc = out[:length]
-        if bias is None:
-            acc.zero_()
-        else:
-            acc.copy_(bias.expand_as(acc))
         if weight.dim() == 2:                                                    # depthwise
+            taps = list(zip(offsets, weight.unbind(0)))
             for start, end in _row_chunks(length, flat.size(1)):
                 block = acc[start:end]
-                for t, off in enumerate(offsets):
-                    block.addcmul_(flat[start + off:end + off], weight[t])
+                torch.mul(flat[start + offsets[0]:end + offsets[0]], taps[0][1], out=block)
+                for off, w in taps[1:]:
+                    block.addcmul_(flat[start + off:end + off], w)
+            if bias is not None:
+                acc.add_(bias)
         else:
+            if bias is None:
+                acc.zero_()
+            else:
+                acc.copy_(bias.expand_as(acc))
             for t, off in enumerate(offsets):
                 acc.addmm_(flat[off:off + length], weight[t])                     # [L, C_in] @ [C_in, C_out]
         out[length:].zero_()
@@ -103,18 +107,22 @@ class ShiftedSliceConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_flat = torch.zeros_like(flat)
             if depthwise:
+                taps = list(zip(offsets, weight.unbind(0)))
                 for start, end in _row_chunks(length, flat.size(1)):
-                    for t, off in enumerate(offsets):
-                        grad_flat[start + off:end + off].addcmul_(grad[start:end], weight[t])
+                    block = grad[start:end]
+                    for off, w in taps:
+                        grad_flat[start + off:end + off].addcmul_(block, w)
             else:
                 for t, off in enumerate(offsets):
                     grad_flat[off:off + length].addmm_(grad, weight[t].t())
         if ctx.needs_input_grad[1]:
             if depthwise:
                 grad_weight = torch.zeros_like(weight)
+                rows = list(grad_weight.unbind(0))
                 for start, end in _row_chunks(length, flat.size(1)):
-                    for t, off in enumerate(offsets):
-                        grad_weight[t] += (flat[start + off:end + off] * grad[start:end]).sum(0)
+                    block = grad[start:end]
+                    for off, row in zip(offsets, rows):
+                        row += (flat[start + off:end + off] * block).sum(0)
             else:
                 grad_weight = torch.stack([flat[off:off + length].t() @ grad for off in offsets])
         if ctx.has_bias and ctx.needs_input_grad[2]:
