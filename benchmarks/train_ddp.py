@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     rows = []
     for epoch in range(args.epochs):
         sampler.set_epoch(epoch)
-        start, total, count = time.perf_counter(), torch.zeros(2, device=device), 0
+        start, total = time.perf_counter(), torch.zeros(2, device=device)
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             opt.zero_grad()

@@ -24,6 +24,7 @@ ShuffleNet's channel shuffle between them it takes exactly that many
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, fields
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -371,10 +372,8 @@ def reachability(specs: Sequence[Spec], channels: int, device=None) -> Tensor:
     Equal to the non-zero pattern of the stack's Jacobian (for generic weights),
     computed structurally (:class:`Reach`), never by float matrix products.
     """
-    reach = Reach.identity(channels, device)
-    for reach in _walk(specs, channels, device):
-        pass
-    return reach.dense()
+    last = deque(_walk(specs, channels, device), maxlen=1)   # keep only the final reach
+    return (last[0] if last else Reach.identity(channels, device)).dense()
 
 
 def mixing_depth(specs: Sequence[Spec], channels: int, device=None) -> Optional[int]:

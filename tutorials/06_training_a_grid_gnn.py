@@ -96,7 +96,7 @@ net = SparseDigitNet()
 opt = torch.optim.Adam(net.parameters(), lr=0.01)
 train_loader = DataLoader(graphs[:1280], batch_size=64, shuffle=True)
 history = []
-for epoch in range(8):
+for _ in range(8):
     for batch in train_loader:
         opt.zero_grad()
         loss = F.cross_entropy(net(batch), batch.y)

@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from gridgnn import analysis
 from gridgnn.models import GridResNet, digits_dataset
-from gridgnn.nn import NodeLinear, SqueezeExcitation
+from gridgnn.nn import SqueezeExcitation
 
 torch.manual_seed(0)
 
@@ -60,7 +60,7 @@ images, labels = digits_dataset()
 train, test = slice(0, 1400), slice(1400, None)
 model = GridResNet(widths=(16, 32))
 opt = torch.optim.Adam(model.parameters(), lr=0.01)
-for epoch in range(6):
+for _ in range(6):
     for idx in torch.randperm(1400).split(64):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(images[train][idx]), labels[train][idx]).backward()
@@ -119,7 +119,7 @@ seen = labels < 8
 in_model = GridResNet(widths=(16, 32))
 opt = torch.optim.Adam(in_model.parameters(), lr=0.01)
 train_idx = torch.nonzero(seen[:1400]).flatten()
-for epoch in range(6):
+for _ in range(6):
     for idx in train_idx[torch.randperm(len(train_idx))].split(64):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(in_model(images[idx]), labels[idx]).backward()

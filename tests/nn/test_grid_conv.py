@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 import gridgnn as gg
 from gridgnn.nn import GridConv
-from gridgnn.testing import assert_conv_equivalent, compare, tolerance
+from gridgnn.testing import assert_conv_equivalent
 from helpers import TORCH_CONVS, dense_typed_conv, graph_adjacency
 
 MODES = ["zeros", "circular", "reflect", "replicate"]
