@@ -367,17 +367,46 @@ def reachability_by_depth(specs: Sequence[Spec], channels: int, device=None) -> 
 
 
 def reachability(specs: Sequence[Spec], channels: int, device=None) -> Tensor:
-    """BoolTensor ``[C_out, C_in]``: true iff output channel ``o`` depends on input channel ``i``.
+    r"""BoolTensor ``[C_out, C_in]``: true iff output channel ``o`` depends on input channel ``i``.
 
-    Equal to the non-zero pattern of the stack's Jacobian (for generic weights),
-    computed structurally (:class:`Reach`), never by float matrix products.
+    With :math:`\mathbf{M}_\ell` the 0/1 connectivity of spec :math:`\ell`
+    (:func:`connectivity`), the reach is the boolean product
+
+    .. math::
+        \mathbf{R} = \mathbf{M}_L \odot \cdots \odot \mathbf{M}_1,
+        \qquad
+        R_{oi} = 1 \iff \text{a path } (0, i) \to \dots \to (L, o) \text{ exists in } :func:`flow_graph`,
+
+    equal to the non-zero pattern of the stack's Jacobian (for generic weights).
+    Computed structurally (:class:`Reach`: block ORs and row gathers), never by
+    float matrix products.
+
+    Args:
+        specs: the layer specs, first layer first.
+        channels (int): input channels :math:`C_{in}`.
+        device: where to compute (CUDA works too).
+
+    Shapes:
+        - **output:** ``[C_out, C_in]`` bool, ``C_out`` the channels after the last spec
     """
     last = deque(_walk(specs, channels, device), maxlen=1)   # keep only the final reach
     return (last[0] if last else Reach.identity(channels, device)).dense()
 
 
 def mixing_depth(specs: Sequence[Spec], channels: int, device=None) -> Optional[int]:
-    """The smallest number of leading specs after which every output depends on every input; None if never."""
+    r"""The smallest number of leading specs after which every output depends on every input; None if never.
+
+    .. math::
+        d^\ast = \min \{ d : \mathbf{M}_d \odot \cdots \odot \mathbf{M}_1 = \mathbf{1}\mathbf{1}^{\top} \}
+
+    i.e. the first depth at which every node ``(d, o)`` of :func:`flow_graph` is reachable
+    from every input node ``(0, i)``. ``0`` when ``channels == 1``.
+
+    Args:
+        specs: the layer specs, first layer first.
+        channels (int): input channels.
+        device: where to compute.
+    """
     if Reach.identity(channels, device).all():
         return 0
     for depth, reach in enumerate(_walk(specs, channels, device), start=1):

@@ -110,6 +110,9 @@ class GridConv(MessagePassing):
         if isinstance(edge_index, GridGraph):
             graph = edge_index
             self._check_graph(x, graph, edge_type, size)
+            if self.path == "dense" and not graph.is_complete:
+                raise ValueError(f"{name}: path='dense' needs a complete GridGraph, got a masked one; use "
+                                 "path='general' or 'auto'")
             if self.path != "general" and graph.is_complete:
                 batched = x if x.dim() == 3 else x.unsqueeze(0)
                 out = dense_grid_conv(batched, graph.geometry, self.weight, self.bias, self.groups)

@@ -19,14 +19,13 @@ from ..graph import GridGraph
 
 def offset_groups(graph: GridGraph) -> List[Tuple[int, Tensor, Tensor]]:
     """``[(t, src_t, dst_t), ...]`` for every offset ``t`` with at least one edge (cached on ``graph``)."""
-    cache = graph.__dict__.setdefault("_offset_groups", None)
-    if cache is None:
+    groups = getattr(graph, "_offset_groups", None)
+    if groups is None:
         order = torch.argsort(graph.edge_type, stable=True)
-        counts = torch.bincount(graph.edge_type, minlength=graph.num_offsets).tolist()
+        counts = torch.bincount(graph.edge_type, minlength=graph.num_offsets).tolist()  # one sync per graph
         chunks = graph.edge_index[:, order].split(counts, dim=1)                 # [2, E_t] per offset
-        cache = [(t, chunk[0], chunk[1]) for t, chunk in enumerate(chunks) if chunk.size(1)]
-        graph._offset_groups = cache
-    return cache
+        groups = graph._offset_groups = [(t, c[0], c[1]) for t, c in enumerate(chunks) if c.size(1)]
+    return groups
 
 
 def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:

@@ -184,6 +184,8 @@ def test_errors():
         layer(torch.randn(1, 1, 16, 4), g)
     with pytest.raises(ValueError, match="path='dense' needs a complete GridGraph"):
         GridConv(4, 6, 3, path="dense")(x, g.edge_index, g.edge_type)
+    with pytest.raises(ValueError, match="path='dense' needs a complete GridGraph, got a masked one"):
+        GridConv(4, 6, 3, path="dense")(x, g.mask(torch.rand(16) > 0.5))
     with pytest.raises(ValueError, match="carries its own edge types"):
         layer(x, g, g.edge_type)
 
