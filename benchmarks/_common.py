@@ -5,6 +5,7 @@ import pathlib
 import platform
 
 import torch
+from torch.utils.benchmark import Timer
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -34,3 +35,13 @@ def write_result(name: str, title: str, body: str, figure=None) -> pathlib.Path:
     path = RESULTS / f"{name}.md"
     path.write_text(text)
     return path
+
+
+def timed(fn, min_run_time: float) -> float:
+    """Median seconds of ``fn()`` over repeats, on all of torch's current threads.
+
+    ``torch.utils.benchmark.Timer`` runs single-threaded unless told otherwise; the
+    targets are stated for the thread count the scripts set (``--threads``).
+    """
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median

@@ -15,10 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.benchmark import Timer  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from _common import markdown_table, write_result  # noqa: E402
+from _common import markdown_table, timed, write_result  # noqa: E402
 from gridgnn import flow  # noqa: E402
 
 CHANNELS = (64, 256, 1024, 4096)
@@ -39,11 +38,8 @@ def main(argv=None) -> int:
     rows, times = [], {}
     for c, d in tqdm(list((c, d) for c in CHANNELS for d in DEPTHS), desc="reachability"):
         specs = stack(c, d)
-        timer = Timer("flow.reachability(specs, c, device)", globals=dict(flow=flow, specs=specs, c=c,
-                                                                          device=args.device))
-        m = timer.blocked_autorange(min_run_time=0.3)
-        times[c, d] = m.median
-        rows.append((c, d, f"{m.median * 1e3:.2f}", flow.mixing_depth(specs, c, args.device)))
+        times[c, d] = timed(lambda: flow.reachability(specs, c, args.device), 0.3)
+        rows.append((c, d, f"{times[c, d] * 1e3:.2f}", flow.mixing_depth(specs, c, args.device)))
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for c in CHANNELS:
         ax.plot(DEPTHS, [times[c, d] * 1e3 for d in DEPTHS], marker="o", label=f"C={c}")

@@ -20,21 +20,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.benchmark import Timer  # noqa: E402
 from torch_geometric.nn import RGCNConv  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import gridgnn as gg  # noqa: E402
-from _common import markdown_table, write_result  # noqa: E402
+from _common import markdown_table, timed, write_result  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
 from gridgnn.testing import no_tf32  # noqa: E402
 
 POINTWISE = [(256, 64, 56), (512, 128, 28), (1024, 256, 14), (96, 576, 14)]          # (C_in, C_out, size)
 SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56), (576, 576, 14)]  # (C, groups, size)
-
-
-def timed(fn, min_run_time):
-    return Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
 
 
 def run_pair(reference, candidate, make_inputs, backward, min_run_time):

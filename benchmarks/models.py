@@ -11,10 +11,9 @@ import argparse
 import sys
 
 import torch
-from torch.utils.benchmark import Timer
 
 import gridgnn as gg
-from _common import markdown_table, write_result
+from _common import markdown_table, timed, write_result
 from gridgnn.testing import no_tf32
 from reference_models import mobilenet_v2, resnet50
 
@@ -24,8 +23,7 @@ def best_time(model, x, min_run_time):
     for fmt in (torch.contiguous_format, torch.channels_last):
         xf = x.contiguous(memory_format=fmt)
         with torch.no_grad():
-            times.append(Timer("model(x)", globals={"model": model, "x": xf}).blocked_autorange(
-                min_run_time=min_run_time).median)
+            times.append(timed(lambda xf=xf: model(xf), min_run_time))
     return min(times)
 
 

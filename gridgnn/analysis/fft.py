@@ -74,7 +74,8 @@ def fft_vs_direct_timing(sizes: Sequence[int], kernel_sizes: Sequence[int], chan
                          min_run_time: float = 0.05) -> List[dict]:
     """Median seconds of direct (message passing, :class:`GridConv1d/2d`) vs FFT convolution.
 
-    Returns one dict per (size, kernel) with ``size``, ``kernel``, ``direct``, ``fft`` seconds.
+    Timed on all of torch's current threads. Returns one dict per (size, kernel) with ``size``,
+    ``kernel``, ``direct``, ``fft`` seconds.
     """
     from torch.utils.benchmark import Timer
 
@@ -85,8 +86,8 @@ def fft_vs_direct_timing(sizes: Sequence[int], kernel_sizes: Sequence[int], chan
             layer = layer_cls(channels, channels, k, padding=k // 2, bias=False)
             x = torch.randn(1, channels, *([n] * ndim))
             env = {"layer": layer, "x": x, "fft_conv": fft_conv, "torch": torch}
-            direct = Timer("with torch.no_grad(): layer(x)", globals=env).blocked_autorange(min_run_time=min_run_time)
-            fft = Timer("with torch.no_grad(): fft_conv(x, layer.weight)", globals=env).blocked_autorange(
-                min_run_time=min_run_time)
+            direct, fft = (Timer(f"with torch.no_grad(): {stmt}", globals=env, num_threads=torch.get_num_threads())
+                           .blocked_autorange(min_run_time=min_run_time)
+                           for stmt in ("layer(x)", "fft_conv(x, layer.weight)"))
             rows.append({"size": n, "kernel": k, "direct": direct.median, "fft": fft.median})
     return rows
