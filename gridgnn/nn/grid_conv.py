@@ -13,7 +13,7 @@ from ..graph import GridGraph
 from ._checks import check_edges, check_node_features
 from ._init import check_groups, check_torch_conv, conv_parameters, copy_conv_parameters, reset_conv_parameters
 from .dense import dense_grid_conv
-from .offset_plan import per_offset_conv
+from .offset_plan import general_conv, node_transform
 
 PATHS = ("auto", "dense", "general")
 
@@ -42,9 +42,12 @@ class GridConv(MessagePassing):
     block-diagonal over ``g`` channel blocks (``g = in_channels``: depthwise).
 
     Execution paths (``path``): ``"general"`` works on any typed graph. On a
-    :class:`GridGraph` it groups the edges by offset once (cached on the graph)
-    and runs, per offset, gather -> GEMM with :math:`\mathbf{W}_t` -> scatter-add:
-    one message per edge (:mod:`gridgnn.nn.offset_plan`). On raw ``edge_index``
+    :class:`GridGraph` it plans once per graph (cached on it) and runs either,
+    per offset, gather -> GEMM with :math:`\mathbf{W}_t` -> scatter-add (one
+    message per edge), or one GEMM transforming every active source by every
+    :math:`\mathbf{W}_t` followed by a fused per-target gather-sum; the second
+    when it wastes few MACs, i.e. when sources send about ``K`` edges each
+    (complete grids, masked inputs; :mod:`gridgnn.nn.offset_plan`). On raw ``edge_index``
     it computes the transforms with one GEMM and gathers and scatter-adds them
     through :class:`~torch_geometric.nn.conv.MessagePassing`'s ``propagate`` (or,
     when there are fewer targets than sources, aggregates per (target, offset)
@@ -117,7 +120,7 @@ class GridConv(MessagePassing):
                 batched = x if x.dim() == 3 else x.unsqueeze(0)
                 out = dense_grid_conv(batched, graph.geometry, self.weight, self.bias, self.groups)
                 return out if x.dim() == 3 else out.squeeze(0)
-            out = per_offset_conv(x, graph, self.weight, self.groups)
+            out = general_conv(x, graph, self.weight, self.groups)
             return out if self.bias is None else out + self.bias
         else:
             if edge_type is None:
@@ -165,24 +168,13 @@ class GridConv(MessagePassing):
             out = self._window_transform(agg.unflatten(-2, (num_dst, num_k)))    # [*, N_dst, C_out]
         else:
             # transform every node by every offset, then gather (node, offset) rows along the edges
-            y = self._node_transform(x)                                           # [*, N_src, K, C_out]
+            y = node_transform(x, self.weight, self.groups)                       # [*, N_src, K, C_out]
             slots = torch.stack([src * num_k + edge_type, dst])
             out = self.propagate(slots, x=y.flatten(-3, -2), size=(num_src * num_k, num_dst))  # [*, N_dst, C_out]
         return out if self.bias is None else out + self.bias
 
     def message(self, x_j: Tensor) -> Tensor:
         return x_j
-
-    def _node_transform(self, x: Tensor) -> Tensor:
-        """``W_t x_n`` for every node ``n`` and offset ``t``: ``[*, N, C_in] -> [*, N, K, C_out]``."""
-        g, k = self.groups, self.num_offsets
-        w = self.weight.flatten(2)                                                # [C_out, C_in/G, K]
-        if g == 1:
-            y = x @ w.permute(1, 2, 0).reshape(self.in_channels, k * self.out_channels)  # [*, N, K*C_out]
-            return y.unflatten(-1, (k, self.out_channels))
-        wg = w.view(g, self.out_channels // g, -1, k)                             # [G, C_out/G, C_in/G, K]
-        y = torch.einsum("...ngi,goik->...nkgo", x.unflatten(-1, (g, -1)), wg)    # [*, N, K, G, C_out/G]
-        return y.flatten(-2)
 
     def _window_transform(self, agg: Tensor) -> Tensor:
         """``sum_t W_t a_{n,t}`` for aggregated windows: ``[*, N, K, C_in] -> [*, N, C_out]``."""

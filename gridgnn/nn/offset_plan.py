@@ -1,20 +1,37 @@
-"""Edges grouped by kernel offset, once per graph, for the general path of :class:`GridConv`.
+"""Execution plans for the general path of :class:`GridConv` on a :class:`~gridgnn.GridGraph`.
 
 Message passing over typed edges, ``y_i = b + sum_{(j -> i, t)} W_t x_j``, is
-computed offset by offset: gather the sources of the type-``t`` edges, one GEMM
-with ``W_t``, scatter-add into the targets. That costs exactly ``E * C_in/g *
-C_out`` MACs (one message per edge, whatever the stride or mask) and never holds
-more than one offset's messages. The grouping (a stable sort of the edges by
-type) is cached on the :class:`~gridgnn.GridGraph`, which is immutable.
+computed in one of two orders, both cached per graph (a GridGraph is immutable):
+
+* **per offset** (:func:`per_offset_conv`): gather the sources of the type-``t``
+  edges, one GEMM with ``W_t``, scatter-add into the targets. Exactly ``E *
+  C_in/g * C_out`` MACs (one message per edge, whatever the stride or mask), and
+  never more than one offset's messages in memory.
+* **transform first** (:func:`transform_first_conv`): one GEMM computes ``W_t
+  x_j`` for every *active* source ``j`` (one with at least one out-edge) and
+  every offset ``t``; each target then sums the rows its edges name, a fused
+  gather-sum (:class:`GatherSum`, ``embedding_bag``'s CSR kernel). It costs
+  ``N_active * K * C_in * C_out`` MACs, which equals the per-offset count when
+  every active source sends ``K`` edges (complete grids, masked *input* pixels)
+  and exceeds it when sources send fewer (strides, masked outputs).
+
+:func:`general_conv` picks the cheaper one from those counts.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..graph import GridGraph
+
+#: The transform-first order runs when its GEMM rows (active sources x offsets)
+#: are at most this many times the edges: its one wide GEMM and fused gather-sum
+#: run faster per MAC than K narrow GEMMs with a gather and a scatter each.
+TRANSFORM_FIRST_MAX_ROWS_PER_EDGE = 1.25
 
 
 def offset_groups(graph: GridGraph) -> List[Tuple[int, Tensor, Tensor]]:
@@ -44,3 +61,114 @@ def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) ->
             messages = torch.einsum("...gi,goi->...go", messages.unflatten(-1, (groups, -1)), wg).flatten(-2)
         out.index_add_(-2, dst, messages)
     return out
+
+
+def node_transform(x: Tensor, weight: Tensor, groups: int) -> Tensor:
+    """``W_t x_n`` for every node ``n`` and offset ``t``: ``[*, N, C_in] -> [*, N, K, C_out]``."""
+    c_out, k = weight.size(0), weight[0, 0].numel()
+    w = weight.flatten(2)                                                        # [C_out, C_in/G, K]
+    if groups == 1:
+        y = x @ w.permute(1, 2, 0).reshape(x.size(-1), k * c_out)               # [*, N, K*C_out]
+        return y.unflatten(-1, (k, c_out))
+    wg = w.view(groups, c_out // groups, -1, k)                                  # [G, C_out/G, C_in/G, K]
+    y = torch.einsum("...ngi,goik->...nkgo", x.unflatten(-1, (groups, -1)), wg)  # [*, N, K, G, C_out/G]
+    return y.flatten(-2)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A 0/1 matrix ``A`` of shape ``[num_bags, num_rows]`` in CSR form: bag ``i`` sums rows ``index[ptr[i]:ptr[i+1]]``."""
+
+    index: Tensor                                                                # [nnz]
+    ptr: Tensor                                                                  # [num_bags + 1]
+    num_rows: int
+
+    @classmethod
+    def from_pairs(cls, bag: Tensor, row: Tensor, num_bags: int, num_rows: int) -> "Segments":
+        order = torch.argsort(bag, stable=True)
+        ptr = torch.zeros(num_bags + 1, dtype=torch.long, device=bag.device)
+        ptr[1:] = torch.bincount(bag, minlength=num_bags).cumsum(0)
+        return cls(row[order], ptr, num_rows)
+
+    def batched(self, batch: int) -> Tuple[Tensor, Tensor]:
+        """``(index, offsets)`` of the block-diagonal ``I_batch (x) A`` for ``embedding_bag``."""
+        if batch == 1:
+            return self.index, self.ptr
+        nnz = self.index.numel()
+        shift = torch.arange(batch, device=self.index.device)[:, None]           # [B, 1]
+        index = (self.index + shift * self.num_rows).flatten()                   # [B*nnz]
+        offsets = torch.cat([(self.ptr[:-1] + shift * nnz).flatten(), self.ptr.new_full((1,), batch * nnz)])
+        return index, offsets
+
+    def apply(self, y: Tensor) -> Tensor:
+        """``A y`` per batch item: ``[B, num_rows, C] -> [B, num_bags, C]`` (one fused gather-sum)."""
+        index, offsets = self.batched(y.size(0))
+        out = F.embedding_bag(index, y.reshape(-1, y.size(-1)), offsets, mode="sum", include_last_offset=True)
+        return out.view(y.size(0), -1, y.size(-1))
+
+
+class GatherSum(torch.autograd.Function):
+    """``out = A y`` with ``A`` a 0/1 :class:`Segments` matrix; the backward is ``A^T g``, the same op transposed.
+
+    Written as its own adjoint pair, so gradients of every order exist (``embedding_bag``'s
+    own backward is not differentiable) and both directions run the fused CSR kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, a: Segments, a_t: Segments) -> Tensor:
+        ctx.segments = (a, a_t)
+        return a.apply(y)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, a_t = ctx.segments
+        return GatherSum.apply(grad, a_t, a), None, None
+
+
+@dataclass(frozen=True)
+class TransformPlan:
+    """Active sources and the (target <- source, offset) sums of the transform-first order."""
+
+    active: Tensor            # [N_active] source nodes with an out-edge
+    compact: bool             # whether some sources are inactive (else ``active`` is every node)
+    gather: Segments          # [N_dst, N_active*K]: target i sums rows (j, t) of its in-edges
+    scatter: Segments         # its transpose, for the backward
+
+
+def transform_plan(graph: GridGraph) -> TransformPlan:
+    """The :class:`TransformPlan` of ``graph`` (cached on it; one host sync when built)."""
+    plan = getattr(graph, "_transform_plan", None)
+    if plan is None:
+        src, dst = graph.edge_index
+        k = graph.num_offsets
+        is_active = torch.zeros(graph.num_src_nodes, dtype=torch.bool, device=graph.device)
+        is_active[src] = True
+        active = is_active.nonzero().flatten()
+        num_rows = active.numel() * k                                              # the sync
+        position = torch.cumsum(is_active, 0) - 1                                  # node -> its active rank
+        row = position[src] * k + graph.edge_type                                  # [E] rows of y [N_active*K]
+        plan = graph._transform_plan = TransformPlan(
+            active, active.numel() < graph.num_src_nodes,
+            Segments.from_pairs(dst, row, graph.num_dst_nodes, num_rows),
+            Segments.from_pairs(row, dst, num_rows, graph.num_dst_nodes))
+    return plan
+
+
+def transform_first_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:
+    """``[*, N_src, C_in] -> [*, N_dst, C_out]``: one GEMM over active sources x offsets, then a fused gather-sum."""
+    plan = transform_plan(graph)
+    batched = x if x.dim() == 3 else x.unsqueeze(0)                              # [B, N_src, C_in]
+    if plan.compact:
+        batched = batched.index_select(1, plan.active)                           # [B, N_active, C_in]
+    y = node_transform(batched, weight, groups).flatten(1, 2)                    # [B, N_active*K, C_out]
+    out = GatherSum.apply(y, plan.gather, plan.scatter)                          # [B, N_dst, C_out]
+    return out if x.dim() == 3 else out.squeeze(0)
+
+
+def general_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:
+    """The general path on a GridGraph: transform first when its GEMM is about as exact as per offset."""
+    if groups == 1 and graph.num_edges:
+        plan = transform_plan(graph)
+        if plan.gather.num_rows <= TRANSFORM_FIRST_MAX_ROWS_PER_EDGE * graph.num_edges:
+            return transform_first_conv(x, graph, weight, groups)
+    return per_offset_conv(x, graph, weight, groups)
