@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from torch_geometric.data import Batch  # noqa: E402
 from torch_geometric.nn import RGCNConv  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -83,7 +84,11 @@ def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
 
 
 def bench_graph_paths(device, min_run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3)):
-    """GridConv general path vs edge-list propagate vs RGCNConv on (masked) 3x3 grid graphs, batch 8, forward."""
+    """GridConv general path vs edge-list propagate vs RGCNConv on (masked) 3x3 grid graphs, forward.
+
+    RGCNConv runs both ways a PyG user would batch: per sample, and once on the disjoint union of the
+    batch's graphs (``torch_geometric.data.Batch``); the speed-up is against the faster of the two.
+    """
     rows = []
     for (c, size), density in tqdm([(s, d) for s in ((64, 28), (64, 56), (256, 14)) for d in densities],
                                    desc="graph paths"):
@@ -96,12 +101,15 @@ def bench_graph_paths(device, min_run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3))
         rgcn = RGCNConv(c, c, 9, aggr="add", root_weight=False, bias=False).to(device)
         x = torch.randn(batch, size * size, c, device=device)
         ei, et = graph.edge_index, graph.edge_type
+        union = Batch.from_data_list([graph.to_pyg()] * batch)
         with torch.no_grad():
             general = timed(lambda: layer(x, graph), min_run_time)
             edge_list = timed(lambda: layer(x, ei, et), min_run_time)
-            pyg = timed(lambda: [rgcn(x[i], ei, et) for i in range(batch)], min_run_time)
+            looped = timed(lambda: [rgcn(x[i], ei, et) for i in range(batch)], min_run_time)
+            batched = timed(lambda: rgcn(x.reshape(-1, c), union.edge_index, union.edge_type), min_run_time)
         rows.append((f"C={c} @{size} B={batch}", f"{density:.0%}", graph.num_edges, f"{general * 1e3:.2f}",
-                     f"{edge_list * 1e3:.2f}", f"{pyg * 1e3:.2f}", f"{pyg / general:.2f}"))
+                     f"{edge_list * 1e3:.2f}", f"{looped * 1e3:.2f}", f"{batched * 1e3:.2f}",
+                     f"{min(looped, batched) / general:.2f}"))
     return rows
 
 
@@ -135,7 +143,7 @@ def main(argv=None) -> int:
                                plot_ratios(rows, f"{args.device} {dtype}")).read_text())
         rows = bench_graph_paths(args.device, min_run_time)
         body = markdown_table(("graph", "pixels kept", "edges", "general ms", "edge-list propagate ms",
-                               "RGCNConv ms", "RGCN / general"), rows)
+                               "RGCNConv per sample ms", "RGCNConv batched ms", "best RGCN / general"), rows)
         print(write_result(f"graph_paths_{args.device}", f"general path vs RGCNConv ({args.device})", body)
               .read_text())
     return 0

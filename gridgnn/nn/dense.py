@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..geometry import ConvGeometry
+from ._gemm import linear
 
 # below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
 SHIFT_MAX_CHANNELS = 128
@@ -175,7 +176,7 @@ def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: O
     if groups == 1:
         cols = windows.reshape(b * n_out, num_k * c_in)                           # [B*N_out, K*C_in], im2col
         w = weight.flatten(2).transpose(1, 2).reshape(c_out, -1)                  # [C_out, K*C_in]
-        out = torch.addmm(bias, cols, w.t()) if bias is not None else cols @ w.t()
+        out = linear(cols, w, bias)
     else:
         cols = windows.reshape(b * n_out, num_k, groups, c_in // groups)          # [B*N_out, K, G, C_in/G]
         wg = weight.flatten(2).view(groups, c_out // groups, c_in // groups, num_k)  # [G, C_out/G, C_in/G, K]

@@ -11,6 +11,7 @@ from torch_geometric.nn import MessagePassing
 from ..geometry import ntuple
 from ..graph import GridGraph
 from ._checks import check_edges, check_node_features
+from ._gemm import linear
 from ._init import check_groups, check_torch_conv, conv_parameters, copy_conv_parameters, reset_conv_parameters
 from .dense import dense_grid_conv
 from .offset_plan import general_conv, node_transform
@@ -181,7 +182,7 @@ class GridConv(MessagePassing):
         g, k = self.groups, self.num_offsets
         w = self.weight.flatten(2)                                                # [C_out, C_in/G, K]
         if g == 1:
-            return agg.flatten(-2) @ w.permute(2, 1, 0).reshape(k * self.in_channels, self.out_channels)
+            return linear(agg.flatten(-2), w.permute(0, 2, 1).reshape(self.out_channels, k * self.in_channels))
         wg = w.view(g, self.out_channels // g, -1, k)                             # [G, C_out/G, C_in/G, K]
         y = torch.einsum("...nkgi,goik->...ngo", agg.unflatten(-1, (g, -1)), wg)  # [*, N, G, C_out/G]
         return y.flatten(-2)

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-import torch.nn.functional as F
 
 from ._checks import check_node_features
+from ._gemm import linear
 from ._init import check_groups, check_torch_conv, conv_parameters, copy_conv_parameters, reset_conv_parameters
 
 
 def grouped_linear(x: Tensor, weight: Tensor, bias, groups: int) -> Tensor:
     """``x [..., C_in] -> [..., C_out]`` through a block-diagonal weight ``[C_out, C_in / groups]``."""
     if groups == 1:
-        return F.linear(x, weight, bias)
+        return linear(x, weight, bias)
     out_per_group = weight.size(0) // groups
     xg = x.unflatten(-1, (groups, -1))                             # [..., G, C_in/G]
     wg = weight.view(groups, out_per_group, -1)                    # [G, C_out/G, C_in/G]

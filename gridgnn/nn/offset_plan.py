@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..graph import GridGraph
+from ._gemm import linear
 
 #: The transform-first order runs when its GEMM rows (active sources x offsets)
 #: are at most this many times the edges: its one wide GEMM and fused gather-sum
@@ -53,7 +54,7 @@ def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) ->
     for t, src, dst in offset_groups(graph):
         messages = x.index_select(-2, src)                                       # [*, E_t, C_in]
         if groups == 1:
-            messages = messages @ w[..., t].t()                                  # [*, E_t, C_out]
+            messages = linear(messages, w[..., t])                               # [*, E_t, C_out]
         elif groups == c_in == c_out:                                            # depthwise
             messages = messages * w[:, 0, t]
         else:
@@ -68,7 +69,7 @@ def node_transform(x: Tensor, weight: Tensor, groups: int) -> Tensor:
     c_out, k = weight.size(0), weight[0, 0].numel()
     w = weight.flatten(2)                                                        # [C_out, C_in/G, K]
     if groups == 1:
-        y = x @ w.permute(1, 2, 0).reshape(x.size(-1), k * c_out)               # [*, N, K*C_out]
+        y = linear(x, w.permute(2, 0, 1).reshape(k * c_out, x.size(-1)))        # [*, N, K*C_out]
         return y.unflatten(-1, (k, c_out))
     wg = w.view(groups, c_out // groups, -1, k)                                  # [G, C_out/G, C_in/G, K]
     y = torch.einsum("...ngi,goik->...nkgo", x.unflatten(-1, (groups, -1)), wg)  # [*, N, K, G, C_out/G]

@@ -9,9 +9,10 @@ from gridgnn.nn import ChannelShuffle, GridConv1d, GridConv2d, GridConv3d, NodeL
     lambda: GridConv2d(4, 6, 3, padding=1),
     lambda: GridConv2d(4, 4, 3, padding=1, groups=4, padding_mode="reflect"),
     lambda: GridConv2d(4, 6, 3, stride=2, padding=1, groups=2),
+    lambda: GridConv2d(4, 6, 3, stride=2, padding=1),
     lambda: GridConv1d(4, 4, 2, padding="same", dilation=2, padding_mode="circular"),
     lambda: GridConv3d(4, 4, 3, padding=1, padding_mode="replicate"),
-], ids=["dense", "depthwise-reflect", "strided-grouped", "1d-same", "3d-replicate"])
+], ids=["dense", "depthwise-reflect", "strided-grouped", "strided-im2col", "1d-same", "3d-replicate"])
 def test_drop_ins_compile_fullgraph_forward_and_backward(make):
     layer = make()
     x = torch.randn(2, 4, *([6] * layer._ndim), requires_grad=True)

@@ -1,0 +1,58 @@
+"""The node-wise GEMM every layer ends in: ``x @ weight.T (+ bias)``, on the fastest kernel torch ships.
+
+On CPU float32, torch's own convs and ``torch.compile``'s CPU code run their GEMMs
+through oneDNN (``torch.ops.mkldnn._linear_pointwise``), which on some CPUs is
+10-40% faster than the BLAS behind ``torch.matmul`` (measured in
+``benchmarks/results``). :func:`linear` uses the same kernel there, so a graph
+layer and the conv it mirrors race on equal terms; everywhere else (CUDA, other
+dtypes, torch builds without oneDNN, ``torch.backends.mkldnn.enabled = False``)
+it is ``F.linear``. The oneDNN kernel has no autograd formula, so it runs inside
+:class:`OneDNNLinear`, whose backward is written with :func:`linear` again and is
+therefore differentiable to every order.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_ONEDNN_LINEAR = (getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+                  if torch.backends.mkldnn.is_available() else None)
+
+
+def uses_onednn(x: Tensor, weight: Tensor) -> bool:
+    """Whether :func:`linear` runs ``x`` and ``weight`` through oneDNN."""
+    return (_ONEDNN_LINEAR is not None and torch.backends.mkldnn.enabled and x.device.type == "cpu"
+            and x.dtype == weight.dtype == torch.float32 and x.numel() > 0)
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """``x @ weight.T + bias`` by oneDNN's inner product, with a backward made of :func:`linear`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _ONEDNN_LINEAR(x, weight.contiguous(), bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = linear(grad, weight.t())                                    # [..., C_in]
+        rows = grad.reshape(-1, grad.size(-1))                                   # [M, C_out]
+        if ctx.needs_input_grad[1]:
+            grad_weight = rows.t() @ x.reshape(-1, x.size(-1))                   # [C_out, C_in]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = rows.sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
+def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``[..., C_in] -> [..., C_out]``: ``x @ weight.T + bias`` with ``weight`` ``[C_out, C_in]``."""
+    if uses_onednn(x, weight):
+        return OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)

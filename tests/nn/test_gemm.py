@@ -1,0 +1,43 @@
+"""The layers' GEMM: oneDNN's kernel on CPU float32 must equal F.linear, gradients of every order included."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gridgnn.nn._gemm import linear, uses_onednn
+from gridgnn.testing import tolerance
+
+needs_onednn = pytest.mark.skipif(not uses_onednn(torch.ones(1, 1), torch.ones(1, 1)),
+                                  reason="this torch build runs CPU GEMMs without oneDNN")
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(7, 5), (2, 3, 5), (0, 5)])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_onednn_linear_equals_f_linear_with_grads_of_two_orders(shape, with_bias, layout):
+    tol = tolerance(torch.float32)
+    x = torch.randn(*shape[:-1], 2 * shape[-1])[..., ::2] if layout == "strided" else torch.randn(shape)
+    x.requires_grad_()
+    weight = torch.randn(4, 5, requires_grad=True)
+    bias = torch.randn(4, requires_grad=True) if with_bias else None
+    inputs = (x, weight) + ((bias,) if with_bias else ())
+    results = []
+    for fn in (linear, F.linear):
+        y = fn(x, weight, bias)
+        grads = torch.autograd.grad((y * y).sum(), inputs, create_graph=True)
+        second = torch.autograd.grad(sum((g * g).sum() for g in grads), inputs, allow_unused=True)
+        results.append((y, grads, second))
+    (y, grads, second), (y_ref, grads_ref, second_ref) = results
+    torch.testing.assert_close(y, y_ref, atol=tol.atol, rtol=tol.rtol)
+    for a, b in zip(grads + second, grads_ref + second_ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_falls_back_to_f_linear_off_cpu_float32(monkeypatch):
+    w = torch.randn(3, 2, dtype=torch.float64)
+    assert not uses_onednn(torch.randn(4, 2, dtype=torch.float64), w)
+    assert not uses_onednn(torch.randn(0, 2), w.float())
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    assert not uses_onednn(torch.randn(4, 2), w.float())
+    x = torch.randn(4, 2, dtype=torch.float64)
+    assert torch.equal(linear(x, w), F.linear(x, w))
