@@ -1,7 +1,7 @@
 """Dense execution of a grid conv on a complete grid graph.
 
 On a complete grid every node receives one message per kernel offset, from the
-node at a fixed displacement. Two ways to compute all messages at once, neither
+node at a fixed displacement. Three ways to compute all messages at once, none
 a torch conv op:
 
 * **shifted slices** (stride 1): pad the node tensor ``[B, *S, C]`` as the
@@ -14,8 +14,10 @@ a torch conv op:
 * **gathered windows** (any stride, any groups): gather each node's window
   with strided views into ``[B * N_out, K * C_in]`` (channels innermost, so the
   gather copies contiguous runs) and contract with the weight in one GEMM.
+* **clipped shifted views** (depthwise, any stride/padding/dilation): one
+  in-place per-channel product per offset (:mod:`gridgnn.nn.depthwise`).
 
-:func:`dense_grid_conv` picks the faster one for the shape.
+:func:`dense_grid_conv` picks the fastest for the shape.
 """
 from __future__ import annotations
 
@@ -24,51 +26,23 @@ import math
 from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._gemm import linear
+from .depthwise import depthwise_grid_conv
+from .padding import pad_nodes
 
 # below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
 SHIFT_MAX_CHANNELS = 128
 
 
-def pad_nodes(x: Tensor, geom: ConvGeometry) -> Tensor:
-    """Pad the spatial axes of a channels-last tensor ``[B, *S, C]`` as ``geom`` says.
-
-    Zero padding appends zeros; the other modes gather the pixels the graph's
-    remapped edges point at (:meth:`ConvGeometry.remap`), so both agree by construction.
-    """
-    if all(left == 0 and right == 0 for left, right in geom.padding):
-        return x
-    if geom.padding_mode == "zeros":
-        pads = [0, 0]  # channel axis (last)
-        for left, right in reversed(geom.padding):
-            pads += [left, right]
-        return F.pad(x, pads)
-    for d, (left, right) in enumerate(geom.padding):
-        if left or right:
-            coord = torch.arange(-left, geom.in_size[d] + right, device=x.device)
-            src, _ = geom.remap(coord, d)
-            x = x.index_select(1 + d, src)
-    return x
-
-
-def _row_chunks(length: int, channels: int):
-    """Row ranges whose ``[rows, C]`` block (~1 MiB of float32) stays in cache across the K offsets."""
-    rows = max(256, (1 << 18) // max(channels, 1))
-    return ((start, min(length, start + rows)) for start in range(0, length, rows))
-
-
 class ShiftedSliceConv(torch.autograd.Function):
     """``out[p] = sum_t W_t x[p + off_t]`` over a flattened padded node tensor, forward and backward by slice GEMMs.
 
-    ``weight`` is ``[K, C_in, C_out]`` (dense: one GEMM per offset) or ``[K, C]``
-    (depthwise: elementwise products, accumulated block by block so each
-    output block stays in cache across the offsets). Only rows
-    ``< L = M - max(offsets)`` of the output are computed (the rest are padding
-    positions the caller crops).
+    ``weight`` is ``[K, C_in, C_out]``: one GEMM per offset, accumulated in place.
+    Only rows ``< L = M - max(offsets)`` of the output are computed (the rest are
+    padding positions the caller crops).
     """
 
     @staticmethod
@@ -76,22 +50,12 @@ class ShiftedSliceConv(torch.autograd.Function):
         rows, length = flat.size(0), max(flat.size(0) - max(offsets), 0)
         out = flat.new_empty(rows, weight.size(-1))
         acc = out[:length]
-        if weight.dim() == 2:                                                    # depthwise
-            taps = list(zip(offsets, weight.unbind(0)))
-            for start, end in _row_chunks(length, flat.size(1)):
-                block = acc[start:end]
-                torch.mul(flat[start + offsets[0]:end + offsets[0]], taps[0][1], out=block)
-                for off, w in taps[1:]:
-                    block.addcmul_(flat[start + off:end + off], w)
-            if bias is not None:
-                acc.add_(bias)
+        if bias is None:
+            acc.zero_()
         else:
-            if bias is None:
-                acc.zero_()
-            else:
-                acc.copy_(bias.expand_as(acc))
-            for t, off in enumerate(offsets):
-                acc.addmm_(flat[off:off + length], weight[t])                     # [L, C_in] @ [C_in, C_out]
+            acc.copy_(bias.expand_as(acc))
+        for t, off in enumerate(offsets):
+            acc.addmm_(flat[off:off + length], weight[t])                         # [L, C_in] @ [C_in, C_out]
         out[length:].zero_()
         ctx.save_for_backward(flat, weight)
         ctx.offsets, ctx.has_bias = offsets, bias is not None
@@ -103,36 +67,19 @@ class ShiftedSliceConv(torch.autograd.Function):
         offsets = ctx.offsets
         length = max(flat.size(0) - max(offsets), 0)
         grad = grad_out[:length]
-        depthwise = weight.dim() == 2
         grad_flat = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_flat = torch.zeros_like(flat)
-            if depthwise:
-                taps = list(zip(offsets, weight.unbind(0)))
-                for start, end in _row_chunks(length, flat.size(1)):
-                    block = grad[start:end]
-                    for off, w in taps:
-                        grad_flat[start + off:end + off].addcmul_(block, w)
-            else:
-                for t, off in enumerate(offsets):
-                    grad_flat[off:off + length].addmm_(grad, weight[t].t())
+            for t, off in enumerate(offsets):
+                grad_flat[off:off + length].addmm_(grad, weight[t].t())
         if ctx.needs_input_grad[1]:
-            if depthwise:
-                grad_weight = torch.zeros_like(weight)
-                rows = list(grad_weight.unbind(0))
-                for start, end in _row_chunks(length, flat.size(1)):
-                    block = grad[start:end]
-                    for off, row in zip(offsets, rows):
-                        row += (flat[start + off:end + off] * block).sum(0)
-            else:
-                grad_weight = torch.stack([flat[off:off + length].t() @ grad for off in offsets])
+            grad_weight = torch.stack([flat[off:off + length].t() @ grad for off in offsets])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_flat, grad_weight, grad_bias, None
 
 
-def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
-                        depthwise: bool) -> Tensor:
+def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """Stride-1 grid conv by :class:`ShiftedSliceConv`: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
     b, c_out = x.size(0), weight.size(0)
     padded = pad_nodes(x, geom)                                                  # [B, *P, C_in]
@@ -140,8 +87,7 @@ def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Opt
     strides = [math.prod(size[d + 1:]) for d in range(geom.ndim)]
     offsets = [sum(k * dil * st for k, dil, st in zip(index, geom.dilation, strides))
                for index in _kernel_indices(geom.kernel_size)]                   # row-major, as edge_type
-    w = weight.flatten(2)                                                        # [C_out, C_in/G, K]
-    w = w[:, 0].t() if depthwise else w.permute(2, 1, 0)                         # [K, C] or [K, C_in, C_out]
+    w = weight.flatten(2).permute(2, 1, 0)                                       # [K, C_in, C_out]
     flat = padded.reshape(-1, padded.size(-1))                                   # [B*prod(P), C_in]
     out = ShiftedSliceConv.apply(flat, w.contiguous(), bias, offsets)            # [B*prod(P), C_out]
     out = out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in geom.out_size)]
@@ -200,8 +146,8 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     b, c_in = x.size(0), x.size(-1)
     c_out = weight.size(0)
     image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
-    stride_one = all(s == 1 for s in geom.stride)
-    depthwise = groups == c_in == c_out
-    if stride_one and (depthwise or (groups == 1 and c_in < SHIFT_MAX_CHANNELS)):
-        return _shifted_slice_conv(image, geom, weight, bias, depthwise)
+    if groups == c_in == c_out:
+        return depthwise_grid_conv(image, geom, weight, bias)
+    if groups == 1 and c_in < SHIFT_MAX_CHANNELS and all(s == 1 for s in geom.stride):
+        return _shifted_slice_conv(image, geom, weight, bias)
     return _gathered_window_conv(image, geom, weight, bias, groups)
