@@ -21,11 +21,14 @@ from torch import Tensor
 _ONEDNN_LINEAR = (getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
                   if torch.backends.mkldnn.is_available() else None)
 
+#: below this many multiply-adds BLAS wins: oneDNN's primitive set-up is not amortised (measured on CPU)
+ONEDNN_MIN_MACS = 1 << 24
+
 
 def uses_onednn(x: Tensor, weight: Tensor) -> bool:
     """Whether :func:`linear` runs ``x`` and ``weight`` through oneDNN."""
     return (_ONEDNN_LINEAR is not None and torch.backends.mkldnn.enabled and x.device.type == "cpu"
-            and x.dtype == weight.dtype == torch.float32 and x.numel() > 0)
+            and x.dtype == weight.dtype == torch.float32 and x.numel() * weight.size(0) >= ONEDNN_MIN_MACS)
 
 
 class OneDNNLinear(torch.autograd.Function):
@@ -54,5 +57,7 @@ class OneDNNLinear(torch.autograd.Function):
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``[..., C_in] -> [..., C_out]``: ``x @ weight.T + bias`` with ``weight`` ``[C_out, C_in]``."""
     if uses_onednn(x, weight):
-        return OneDNNLinear.apply(x, weight, bias)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+            return OneDNNLinear.apply(x, weight, bias)
+        return _ONEDNN_LINEAR(x, weight.contiguous(), bias, "none", [], "")
     return F.linear(x, weight, bias)

@@ -3,18 +3,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gridgnn.nn import _gemm
 from gridgnn.nn._gemm import linear, uses_onednn
 from gridgnn.testing import tolerance
 
-needs_onednn = pytest.mark.skipif(not uses_onednn(torch.ones(1, 1), torch.ones(1, 1)),
-                                  reason="this torch build runs CPU GEMMs without oneDNN")
+needs_onednn = pytest.mark.skipif(_gemm._ONEDNN_LINEAR is None, reason="this torch build has no oneDNN GEMM")
 
 
 @needs_onednn
 @pytest.mark.parametrize("shape", [(7, 5), (2, 3, 5), (0, 5)])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
-def test_onednn_linear_equals_f_linear_with_grads_of_two_orders(shape, with_bias, layout):
+def test_onednn_linear_equals_f_linear_with_grads_of_two_orders(shape, with_bias, layout, monkeypatch):
+    monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)                    # small shapes through oneDNN too
     tol = tolerance(torch.float32)
     x = torch.randn(*shape[:-1], 2 * shape[-1])[..., ::2] if layout == "strided" else torch.randn(shape)
     x.requires_grad_()
@@ -26,6 +27,8 @@ def test_onednn_linear_equals_f_linear_with_grads_of_two_orders(shape, with_bias
         y = fn(x, weight, bias)
         grads = torch.autograd.grad((y * y).sum(), inputs, create_graph=True)
         second = torch.autograd.grad(sum((g * g).sum() for g in grads), inputs, allow_unused=True)
+        with torch.no_grad():                                           # the inference branch, no autograd
+            torch.testing.assert_close(fn(x, weight, bias), y, atol=tol.atol, rtol=tol.rtol)
         results.append((y, grads, second))
     (y, grads, second), (y_ref, grads_ref, second_ref) = results
     torch.testing.assert_close(y, y_ref, atol=tol.atol, rtol=tol.rtol)
@@ -37,6 +40,9 @@ def test_falls_back_to_f_linear_off_cpu_float32(monkeypatch):
     w = torch.randn(3, 2, dtype=torch.float64)
     assert not uses_onednn(torch.randn(4, 2, dtype=torch.float64), w)
     assert not uses_onednn(torch.randn(0, 2), w.float())
+    assert not uses_onednn(torch.randn(4, 2), w.float())                # too small to pay oneDNN's set-up
+    monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)
+    assert uses_onednn(torch.randn(4, 2), w.float()) == (_gemm._ONEDNN_LINEAR is not None)
     monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
     assert not uses_onednn(torch.randn(4, 2), w.float())
     x = torch.randn(4, 2, dtype=torch.float64)
