@@ -15,7 +15,9 @@ computed in one of two orders, both cached per graph (a GridGraph is immutable):
   every active source sends ``K`` edges (complete grids, masked *input* pixels)
   and exceeds it when sources send fewer (strides, masked outputs).
 
-:func:`general_conv` picks the cheaper one from those counts.
+:func:`general_conv` takes transform first for ``groups = 1`` when its GEMM rows
+are at most :data:`TRANSFORM_FIRST_MAX_ROWS_PER_EDGE` times the edges, per offset
+otherwise (grouped and depthwise layers, strides, masked outputs).
 """
 from __future__ import annotations
 
@@ -109,7 +111,10 @@ class Segments:
 
 
 class GatherSum(torch.autograd.Function):
-    """``out = A y`` with ``A`` a 0/1 :class:`Segments` matrix; the backward is ``A^T g``, the same op transposed.
+    r"""``out = A y`` with ``A`` a 0/1 :class:`Segments` matrix; the backward is ``A^T g``, the same op transposed.
+
+    Node-wise, :math:`\mathbf{out}_{b,i} = \sum_{r \in \mathrm{bag}(i)} \mathbf{y}_{b,r}` for
+    ``y`` ``[B, num_rows, C]`` and ``out`` ``[B, num_bags, C]``.
 
     Written as its own adjoint pair, so gradients of every order exist (``embedding_bag``'s
     own backward is not differentiable) and both directions run the fused CSR kernel.
