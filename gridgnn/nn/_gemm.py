@@ -61,3 +61,20 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
             return OneDNNLinear.apply(x, weight, bias)
         return _ONEDNN_LINEAR(x, weight.contiguous(), bias, "none", [], "")
     return F.linear(x, weight, bias)
+
+
+def grouped_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) -> Tensor:
+    """``[..., C_in] -> [..., C_out]`` through a block-diagonal weight ``[C_out, C_in / groups]``.
+
+    Channel block ``g`` of the output is ``x_g @ W_g.T`` for the ``g``-th block of the input:
+    one :func:`linear` per group on a strided view of ``x`` (no copy), or, when every group has
+    one input channel (depthwise), per-channel products.
+    """
+    if groups == 1:
+        return linear(x, weight, bias)
+    wg = weight.view(groups, -1, weight.size(-1))                                # [G, C_out/G, C_in/G]
+    if weight.size(-1) == 1:                                                     # depthwise: elementwise products
+        y = (x.unflatten(-1, (groups, 1)) * wg.squeeze(-1)).flatten(-2)          # [..., G, C_out/G] -> [..., C_out]
+    else:
+        y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
+    return y if bias is None else y + bias

@@ -114,21 +114,17 @@ def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:
 
 def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
                           groups: int) -> Tensor:
-    """Grid conv by gathered windows and one (grouped) GEMM: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
-    b, c_in = x.size(0), x.size(-1)
-    c_out, num_k = weight.size(0), geom.num_offsets
-    windows = gather_windows(x, geom)                                             # [B, *S_out, *K, C_in]
+    """Grid conv by gathered windows and one GEMM per group: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
+    b, c_out = x.size(0), weight.size(0)
     n_out = math.prod(geom.out_size)
-    if groups == 1:
-        cols = windows.reshape(b * n_out, num_k * c_in)                           # [B*N_out, K*C_in], im2col
-        w = weight.flatten(2).transpose(1, 2).reshape(c_out, -1)                  # [C_out, K*C_in]
-        out = linear(cols, w, bias)
-    else:
-        cols = windows.reshape(b * n_out, num_k, groups, c_in // groups)          # [B*N_out, K, G, C_in/G]
-        wg = weight.flatten(2).view(groups, c_out // groups, c_in // groups, num_k)  # [G, C_out/G, C_in/G, K]
-        out = torch.einsum("nkgi,goik->ngo", cols, wg).reshape(b * n_out, c_out)
-        if bias is not None:
-            out = out + bias
+    windows = gather_windows(x, geom)                                             # [B, *S_out, *K, C_in]
+    w = weight.flatten(2).transpose(1, 2).reshape(groups, c_out // groups, -1)    # [G, C_out/G, K*C_in/G]
+    rows, cols = b * n_out, w.size(-1)
+    if groups == 1:                                                               # im2col [B*N_out, K*C_in]
+        return linear(windows.reshape(rows, cols), w[0], bias).view(b, n_out, c_out)
+    # im2col per channel group, [B*N_out, K*C_in/G], and one GEMM each
+    out = torch.cat([linear(win.reshape(rows, cols), wg) for win, wg in zip(windows.chunk(groups, -1), w)], -1)
+    out = out if bias is None else out + bias
     return out.view(b, n_out, c_out)
 
 

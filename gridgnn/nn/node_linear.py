@@ -4,23 +4,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ._checks import check_node_features
-from ._gemm import linear
+from ._gemm import grouped_linear
 from ._init import check_groups, check_torch_conv, conv_parameters, copy_conv_parameters, reset_conv_parameters
-
-
-def grouped_linear(x: Tensor, weight: Tensor, bias, groups: int) -> Tensor:
-    """``x [..., C_in] -> [..., C_out]`` through a block-diagonal weight ``[C_out, C_in / groups]``."""
-    if groups == 1:
-        return linear(x, weight, bias)
-    out_per_group = weight.size(0) // groups
-    xg = x.unflatten(-1, (groups, -1))                             # [..., G, C_in/G]
-    wg = weight.view(groups, out_per_group, -1)                    # [G, C_out/G, C_in/G]
-    if xg.size(-1) == 1:                                           # depthwise: elementwise products
-        y = xg * wg.squeeze(-1)                                    # [..., G, C_out/G]
-    else:
-        y = (xg.unsqueeze(-2) @ wg.transpose(-1, -2)).squeeze(-2)  # [..., G, C_out/G]
-    y = y.flatten(-2)                                              # [..., C_out]
-    return y if bias is None else y + bias
 
 
 class NodeLinear(nn.Module):

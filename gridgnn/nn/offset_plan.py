@@ -80,7 +80,7 @@ def node_transform(x: Tensor, weight: Tensor, groups: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Segments:
-    """A 0/1 matrix ``A`` of shape ``[num_bags, num_rows]`` in CSR form: bag ``i`` sums rows ``index[ptr[i]:ptr[i+1]]``."""
+    """A 0/1 matrix ``A`` ``[num_bags, num_rows]`` in CSR form: bag ``i`` sums rows ``index[ptr[i]:ptr[i+1]]``."""
 
     index: Tensor                                                                # [nnz]
     ptr: Tensor                                                                  # [num_bags + 1]
