@@ -1,7 +1,8 @@
 """Layer benchmarks: gridgnn's graph layers against torch's convs and PyG's RGCNConv, side by side.
 
-* NodeLinear vs 1x1 ``nn.Conv2d`` (NCHW and channels_last) on ResNet-50 / MobileNetV2 pointwise shapes;
-* GridConv2d (dense path) vs 3x3 ``nn.Conv2d`` (best of NCHW and channels_last), incl. depthwise;
+* NodeLinear vs 1x1 ``nn.Conv2d`` (NCHW and channels_last) on ResNet-50 / MobileNetV2 pointwise shapes and a
+  ShuffleNet grouped 1x1;
+* GridConv2d (dense path) vs 3x3 ``nn.Conv2d`` (best of NCHW and channels_last), incl. depthwise and grouped;
 * the same graphs through GridConv's general path, an edge-list gather/scatter ``propagate`` and PyG's ``RGCNConv``;
 * masked grids (30/50/70/90% of pixels kept): general path vs RGCNConv.
 
@@ -29,8 +30,10 @@ from _common import markdown_table, timed, write_result  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
 from gridgnn.testing import no_tf32  # noqa: E402
 
-POINTWISE = [(256, 64, 56), (512, 128, 28), (1024, 256, 14), (96, 576, 14)]          # (C_in, C_out, size)
-SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56), (576, 576, 14)]  # (C, groups, size)
+# (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
+POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
+# (C, groups, size): ResNet-50 3x3s, MobileNetV2 depthwise, a ResNeXt-50 32x4d grouped 3x3
+SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56), (576, 576, 14), (128, 32, 56)]
 
 
 def run_pair(reference, candidate, make_inputs, backward, min_run_time):
@@ -64,19 +67,19 @@ def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
     jobs += [("3x3", s, b, bw) for s in SPATIAL for b in batches for bw in (False, True)]
     for kind, spec, batch, backward in tqdm(jobs, desc=f"layers {dtype}"):
         if kind == "1x1":
-            cin, cout, size = spec
-            conv = torch.nn.Conv2d(cin, cout, 1, bias=False).to(device, dtype)
+            cin, cout, size, groups = spec
+            conv = torch.nn.Conv2d(cin, cout, 1, groups=groups, bias=False).to(device, dtype)
             graph = NodeLinear.from_conv(conv)
             x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
             nodes = lambda x=x: [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
-            label = f"1x1 {cin}->{cout} @{size}"
+            label = f"1x1 {cin}->{cout}{f' g{groups}' if groups > 1 else ''} @{size}"
             ref, cand = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes), backward, min_run_time)
         else:
             c, groups, size = spec
             conv = torch.nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False).to(device, dtype)
             graph = GridConv2d.from_conv(conv)
             layouts = image_layouts((batch, c, size, size), device, dtype)
-            label = f"3x3 C={c}{' dw' if groups > 1 else ''} @{size}"
+            label = f"3x3 C={c}{' dw' if groups == c else f' g{groups}' if groups > 1 else ''} @{size}"
             ref, cand = run_pair(conv, graph, (layouts, layouts), backward, min_run_time)
         rows.append((label, batch, "fwd+bwd" if backward else "fwd", f"{ref * 1e3:.2f}", f"{cand * 1e3:.2f}",
                      f"{cand / ref:.2f}"))
