@@ -53,8 +53,9 @@ class GridConv(MessagePassing):
     through :class:`~torch_geometric.nn.conv.MessagePassing`'s ``propagate`` (or,
     when there are fewer targets than sources, aggregates per (target, offset)
     first and transforms after). ``"dense"`` runs complete grids with shifted slices or gathered
-    windows and GEMMs (:mod:`gridgnn.nn.dense`). ``"auto"`` takes the dense path
-    whenever the graph is a complete :class:`GridGraph`.
+    windows and GEMMs, or, depthwise, one per-channel product per offset on clipped views
+    (:mod:`gridgnn.nn.dense`). ``"auto"`` takes the dense path whenever the graph is a
+    complete :class:`GridGraph`.
 
     Args:
         in_channels (int): input node channels :math:`C_{in}`.
