@@ -12,7 +12,7 @@ therefore differentiable to every order.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ _ONEDNN_LINEAR = (getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise
 
 #: below this many multiply-adds BLAS wins: oneDNN's primitive set-up is not amortised (measured on CPU)
 ONEDNN_MIN_MACS = 1 << 24
+
+#: groups thinner than this many input channels are merged into block-diagonal ones of at least this width
+MIN_GROUP_CHANNELS = 16
 
 
 def uses_onednn(x: Tensor, weight: Tensor) -> bool:
@@ -67,14 +70,38 @@ def grouped_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: in
     """``[..., C_in] -> [..., C_out]`` through a block-diagonal weight ``[C_out, C_in / groups]``.
 
     Channel block ``g`` of the output is ``x_g @ W_g.T`` for the ``g``-th block of the input:
-    one :func:`linear` per group on a strided view of ``x`` (no copy), or, when every group has
-    one input channel (depthwise), per-channel products.
+    one :func:`linear` per group on a strided view of ``x`` (no copy; thin groups merged by
+    :func:`merge_groups`), or, when every group has one input channel (depthwise), per-channel
+    products.
     """
     if groups == 1:
         return linear(x, weight, bias)
-    wg = weight.view(groups, -1, weight.size(-1))                                # [G, C_out/G, C_in/G]
     if weight.size(-1) == 1:                                                     # depthwise: elementwise products
-        y = (x.unflatten(-1, (groups, 1)) * wg.squeeze(-1)).flatten(-2)          # [..., G, C_out/G] -> [..., C_out]
+        wg = weight.view(groups, -1)                                             # [G, C_out/G]
+        y = (x.unflatten(-1, (groups, 1)) * wg).flatten(-2)                      # [..., G, C_out/G] -> [..., C_out]
     else:
-        y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
+        weight, groups = merge_groups(weight, groups)
+        wg = weight.view(groups, -1, weight.size(-1))                            # [G, C_out/G, C_in/G]
+        y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1) if groups > 1 else \
+            linear(x, weight)                                                    # [..., C_out]
     return y if bias is None else y + bias
+
+
+def merge_groups(weight: Tensor, groups: int, min_channels: int = MIN_GROUP_CHANNELS) -> Tuple[Tensor, int]:
+    """The same grouped map with ``m`` neighbouring groups merged into one block-diagonal group.
+
+    ``weight`` is ``[C_out, C_in/G, *rest]`` (a conv or NodeLinear weight); the result is
+    ``[C_out, m C_in/G, *rest]`` for ``G/m`` groups, zero outside each original block. It
+    multiplies ``m``-fold more (zero) products but turns ``G`` GEMMs too thin for a BLAS into
+    ``G/m`` usable ones; ``m`` is the smallest divisor of ``G`` giving ``min_channels`` input
+    channels a group (``m = 1``, unchanged, for groups that are wide enough).
+    """
+    width = weight.size(1)
+    merge = next((m for m in range(1, groups + 1) if groups % m == 0 and m * width >= min_channels), groups)
+    if merge == 1:
+        return weight, groups
+    c_out, rest = weight.size(0), weight.shape[2:]
+    blocks = weight.reshape(groups // merge, merge, c_out // groups, width, -1)  # [G/m, m, C_out/G, C_in/G, R]
+    eye = torch.eye(merge, dtype=weight.dtype, device=weight.device)
+    merged = torch.einsum("nsoir,st->nsotir", blocks, eye)                    # [G/m, m, C_out/G, m, C_in/G, R]
+    return merged.reshape(c_out, merge * width, *rest), groups // merge

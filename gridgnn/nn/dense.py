@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import ConvGeometry
-from ._gemm import linear
+from ._gemm import linear, merge_groups
 from .depthwise import depthwise_grid_conv
 from .padding import pad_nodes
 
@@ -118,6 +118,7 @@ def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: O
     b, c_out = x.size(0), weight.size(0)
     n_out = math.prod(geom.out_size)
     windows = gather_windows(x, geom)                                             # [B, *S_out, *K, C_in]
+    weight, groups = merge_groups(weight, groups)                                 # thin groups -> block-diagonal
     w = weight.flatten(2).transpose(1, 2).reshape(groups, c_out // groups, -1)    # [G, C_out/G, K*C_in/G]
     rows, cols = b * n_out, w.size(-1)
     if groups == 1:                                                               # im2col [B*N_out, K*C_in]

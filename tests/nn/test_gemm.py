@@ -47,3 +47,32 @@ def test_falls_back_to_f_linear_off_cpu_float32(monkeypatch):
     assert not uses_onednn(torch.randn(4, 2), w.float())
     x = torch.randn(4, 2, dtype=torch.float64)
     assert torch.equal(linear(x, w), F.linear(x, w))
+
+
+@pytest.mark.parametrize("groups, width, c_out, rest", [(32, 4, 64, (3, 3)), (8, 3, 16, ()), (6, 5, 12, (2,)),
+                                                        (4, 16, 8, (3, 3)), (3, 1, 6, ())])
+def test_merge_groups_is_the_same_block_diagonal_map(groups, width, c_out, rest):
+    weight = torch.randn(c_out, width, *rest, dtype=torch.float64)
+    merged, merged_groups = _gemm.merge_groups(weight, groups)
+    assert groups % merged_groups == 0
+    assert merged.size(1) >= _gemm.MIN_GROUP_CHANNELS or merged_groups == 1 or width >= _gemm.MIN_GROUP_CHANNELS
+
+    def dense(w, g):  # the full [C_out, C_in, *rest] weight a grouped weight stands for, built block by block
+        out_g, in_g = w.size(0) // g, w.size(1)
+        full = torch.zeros(w.size(0), in_g * g, *w.shape[2:], dtype=w.dtype)
+        for k in range(g):
+            full[k * out_g:(k + 1) * out_g, k * in_g:(k + 1) * in_g] = w[k * out_g:(k + 1) * out_g]
+        return full
+
+    assert torch.equal(dense(merged, merged_groups), dense(weight, groups))
+
+
+@pytest.mark.parametrize("groups, channels, stride", [(32, 128, 1), (32, 256, 2), (8, 24, 1), (2, 64, 1)])
+def test_thin_groups_equal_torch(groups, channels, stride):
+    from gridgnn.nn import GridConv2d, NodeLinear
+    from gridgnn.testing import assert_conv_equivalent
+
+    conv3 = torch.nn.Conv2d(channels, channels, 3, stride, 1, groups=groups)
+    assert_conv_equivalent(conv3, GridConv2d.from_conv(conv3), (6, 6), dtype=torch.float64)
+    conv1 = torch.nn.Conv2d(channels, channels, 1, groups=groups)
+    assert_conv_equivalent(conv1, NodeLinear.from_conv(conv1), (5, 5), dtype=torch.float64)
