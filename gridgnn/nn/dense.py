@@ -50,11 +50,12 @@ class ShiftedSliceConv(torch.autograd.Function):
         rows, length = flat.size(0), max(flat.size(0) - max(offsets), 0)
         out = flat.new_empty(rows, weight.size(-1))
         acc = out[:length]
+        first = flat[offsets[0]:offsets[0] + length]                              # [L, C_in]
         if bias is None:
-            acc.zero_()
+            torch.mm(first, weight[0], out=acc)                                   # the first offset writes,
         else:
-            acc.copy_(bias.expand_as(acc))
-        for t, off in enumerate(offsets):
+            torch.addmm(bias, first, weight[0], out=acc)                          # no separate zero-fill pass
+        for t, off in enumerate(offsets[1:], 1):
             acc.addmm_(flat[off:off + length], weight[t])                         # [L, C_in] @ [C_in, C_out]
         out[length:].zero_()
         ctx.save_for_backward(flat, weight)

@@ -49,13 +49,20 @@ def _axis_boxes(size_in: int, size_out: int, kernel: int, dilation: int, pad: in
     return boxes
 
 
-@functools.lru_cache(maxsize=256)
 def tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) -> List[Tuple[int, Box, Box]]:
-    """``[(t, out_box, in_box), ...]`` for each kernel offset ``t`` (row-major) that has edges (cached).
+    """``[(t, out_box, in_box), ...]`` for each kernel offset ``t`` (row-major) that has edges.
 
     ``in_size`` is the size of the tensor the boxes index: the input itself when
-    ``zero_padded`` (padding is implicit), else the explicitly padded input.
+    ``zero_padded`` (padding is implicit), else the explicitly padded input. Cached in
+    eager mode (~40 us of Python a call); traced directly under ``torch.compile``, which
+    bakes the boxes into the graph once.
     """
+    if torch.compiler.is_compiling():
+        return _tap_boxes(geom, in_size, zero_padded)
+    return _cached_tap_boxes(geom, in_size, zero_padded)
+
+
+def _tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) -> List[Tuple[int, Box, Box]]:
     per_axis = [_axis_boxes(n_in, n_out, k, dil, left if zero_padded else 0, s)
                 for n_in, n_out, k, dil, (left, _), s in zip(in_size, geom.out_size, geom.kernel_size,
                                                               geom.dilation, geom.padding, geom.stride)]
@@ -64,6 +71,9 @@ def tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) -
         if all(a is not None for a in axes):
             taps.append((t, tuple(a[0] for a in axes), tuple(a[1] for a in axes)))
     return taps
+
+
+_cached_tap_boxes = functools.lru_cache(maxsize=256)(_tap_boxes)
 
 
 def _batch_chunks(batch: int, per_item: int):
