@@ -136,7 +136,6 @@ class TransformPlan:
     """Active sources and the (target <- source, offset) sums of the transform-first order."""
 
     active: Tensor            # [N_active] source nodes with an out-edge
-    compact: bool             # whether some sources are inactive (else ``active`` is every node)
     gather: Segments          # [N_dst, N_active*K]: target i sums rows (j, t) of its in-edges
     scatter: Segments         # its transpose, for the backward
 
@@ -154,7 +153,7 @@ def transform_plan(graph: GridGraph) -> TransformPlan:
         position = torch.cumsum(is_active, 0) - 1                                  # node -> its active rank
         row = position[src] * k + graph.edge_type                                  # [E] rows of y [N_active*K]
         plan = graph._transform_plan = TransformPlan(
-            active, active.numel() < graph.num_src_nodes,
+            active,
             Segments.from_pairs(dst, row, graph.num_dst_nodes, num_rows),
             Segments.from_pairs(row, dst, num_rows, graph.num_dst_nodes))
     return plan
@@ -164,7 +163,7 @@ def transform_first_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: in
     """``[*, N_src, C_in] -> [*, N_dst, C_out]``: one GEMM over active sources x offsets, then a fused gather-sum."""
     plan = transform_plan(graph)
     batched = x if x.dim() == 3 else x.unsqueeze(0)                              # [B, N_src, C_in]
-    if plan.compact:
+    if plan.active.numel() < graph.num_src_nodes:                                # skip inactive sources
         batched = batched.index_select(1, plan.active)                           # [B, N_active, C_in]
     y = node_transform(batched, weight, groups).flatten(1, 2)                    # [B, N_active*K, C_out]
     out = GatherSum.apply(y, plan.gather, plan.scatter)                          # [B, N_dst, C_out]
