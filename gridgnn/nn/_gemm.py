@@ -74,16 +74,14 @@ def grouped_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: in
     :func:`merge_groups`), or, when every group has one input channel (depthwise), per-channel
     products.
     """
+    if groups > 1 and weight.size(-1) == 1:                                      # depthwise: elementwise products
+        y = (x.unflatten(-1, (groups, 1)) * weight.view(groups, -1)).flatten(-2)  # [..., G, C_out/G] -> [..., C_out]
+        return y if bias is None else y + bias
+    weight, groups = merge_groups(weight, groups)
     if groups == 1:
         return linear(x, weight, bias)
-    if weight.size(-1) == 1:                                                     # depthwise: elementwise products
-        wg = weight.view(groups, -1)                                             # [G, C_out/G]
-        y = (x.unflatten(-1, (groups, 1)) * wg).flatten(-2)                      # [..., G, C_out/G] -> [..., C_out]
-    else:
-        weight, groups = merge_groups(weight, groups)
-        wg = weight.view(groups, -1, weight.size(-1))                            # [G, C_out/G, C_in/G]
-        y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1) if groups > 1 else \
-            linear(x, weight)                                                    # [..., C_out]
+    wg = weight.view(groups, -1, weight.size(-1))                                # [G, C_out/G, C_in/G]
+    y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
     return y if bias is None else y + bias
 
 
