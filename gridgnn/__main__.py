@@ -10,19 +10,19 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .sweep import available_devices, conv_configs, sweep
+from .sweep import all_configs, available_devices, checks, sweep
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-HEADER = f"{'config':<58} {'path':<8} {'device':<6} {'dtype':<8} {'max abs err':>11} {'max rel err':>11}  result"
+HEADER = f"{'config':<64} {'path':<8} {'device':<6} {'dtype':<8} {'max abs err':>11} {'max rel err':>11}  result"
 
 
 def _row(result) -> str:
     dtype = str(result.dtype).replace("torch.", "")
     if result.error:
-        return (f"{result.config.label():<58} {result.path:<8} {result.device:<6} {dtype:<8} {'-':>11} {'-':>11}  "
+        return (f"{result.config.label():<64} {result.path:<8} {result.device:<6} {dtype:<8} {'-':>11} {'-':>11}  "
                 f"FAIL ({result.error.splitlines()[0]})")
     rep = result.report
-    return (f"{result.config.label():<58} {result.path:<8} {result.device:<6} {dtype:<8} {rep.max_abs:11.2e} "
+    return (f"{result.config.label():<64} {result.path:<8} {result.device:<6} {dtype:<8} {rep.max_abs:11.2e} "
             f"{rep.max_rel:11.2e}  {'pass' if rep.passed else 'FAIL'}")
 
 
@@ -69,11 +69,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
     # torch's reference convs warn that even "same" kernels pad by a copy; that is the reference's business
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
-    configs = conv_configs(args.dims, quick=args.quick)
+    configs = all_configs(args.dims, quick=args.quick, kinds=args.kinds)
     dtypes = [_DTYPES[d] for d in args.dtype]
-    total = len(configs) * len(devices) * len(dtypes) * len(args.path)
-    print(f"gridgnn {__version__} equivalence sweep: {len(configs)} conv configurations x devices {devices} x "
-          f"dtypes {args.dtype} x paths {args.path} = {total} checks (forward and all gradients vs torch)")
+    total = len(checks(configs, devices, dtypes, args.path))
+    print(f"gridgnn {__version__} equivalence sweep: {len(configs)} configurations ({', '.join(args.kinds)}) x "
+          f"devices {devices} x dtypes {args.dtype} x their paths among {args.path} = {total} checks (forward and "
+          "all gradients vs torch)")
     print(HEADER)
     passed = failed = 0
     with tqdm(total=total, desc="verify", unit="cfg", file=sys.stderr, disable=args.no_progress or None) as bar:
@@ -101,13 +102,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gridgnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    verify = sub.add_parser("verify", help="check GridConv1d/2d/3d against torch's convs over a sweep")
+    verify = sub.add_parser("verify", help="check the grid twins (convs, transposed convs, pools) against torch "
+                                           "over a sweep")
     verify.add_argument("--device", action="append", choices=["cpu", "cuda"],
                         help="device to check (repeatable; default: every available device)")
     verify.add_argument("--dtype", nargs="+", choices=sorted(_DTYPES), default=["float32", "float64"])
     verify.add_argument("--path", nargs="+", choices=["auto", "general"], default=["auto", "general"],
                         help="GridConv execution paths to check")
     verify.add_argument("--dims", nargs="+", type=int, choices=[1, 2, 3], default=[1, 2, 3])
+    verify.add_argument("--kinds", nargs="+", choices=["conv", "conv_transpose", "pool"],
+                        default=["conv", "conv_transpose", "pool"], help="layer kinds to sweep")
     verify.add_argument("--quick", action="store_true", help="every 6th configuration only")
     verify.add_argument("--failures-only", action="store_true", help="print only the failing rows")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -15,7 +15,7 @@ import copy
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,86 +23,84 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from .graph import conv_geometry, to_image, to_nodes
-from .nn import GridConv1d, GridConv2d, GridConv3d, NodeLinear
+from .nn import NodeLinear
+from .nn.twins import KINDS, TWINS, is_twin, kind_of, torch_base, twin_of, unsupported_reason
 from .testing import Error, Tolerance, compare, no_tf32, tolerance
 
 __all__ = ["convert", "to_torch_convs", "verify", "VerifyReport", "LayerError"]
 
-_TWINS = {nn.Conv1d: GridConv1d, nn.Conv2d: GridConv2d, nn.Conv3d: GridConv3d}
-_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
-               "_backward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks")
+_KIND_NAMES = tuple(KINDS)
 
 
-def _twin_of(conv: nn.Module, path: str, unsupported: str) -> Optional[nn.Module]:
-    """The graph twin of ``conv`` sharing its parameters, or None (with a warning or error) if it can't be."""
-    base = next((b for b in _TWINS if isinstance(conv, b)), None)
-    if base is None:
-        if not isinstance(conv, nn.modules.conv._ConvNd):
-            return None
-        reason = f"{type(conv).__name__} is a transposed conv" if conv.transposed else \
-            f"{type(conv).__name__} is not a Conv1d/2d/3d"
-    elif type(conv).forward is not base.forward or type(conv)._conv_forward is not base._conv_forward:
-        reason = f"{type(conv).__name__} subclasses {base.__name__} and overrides its forward"
-    elif "forward" in vars(conv):
-        reason = "its forward was replaced on the instance"
-    else:
-        reason = None
-    if reason is not None:
-        message = f"gridgnn.convert: not converting {path or 'the model'}: {reason}"
-        if unsupported == "error":
-            raise TypeError(message)
-        if unsupported == "warn":
-            warnings.warn(message, stacklevel=3)
+def _check_kinds(kinds) -> Tuple[str, ...]:
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"kinds must name layer kinds among {_KIND_NAMES}, got {unknown}")
+    return kinds
+
+
+def _twin_or_none(module: nn.Module, path: str, unsupported: str, kinds: Tuple[str, ...]) -> Optional[nn.Module]:
+    """The twin of ``module`` if it is a layer of one of ``kinds`` with a faithful twin; else None (warned)."""
+    kind = kind_of(module)
+    if kind is None or kind not in kinds or is_twin(module):
         return None
-    twin = _TWINS[base](conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, device="meta")
-    twin.weight, twin.bias = conv.weight, conv.bias   # the conv's own parameters: no copy, no re-initialisation
-    for name in _HOOK_DICTS:                          # keep hooks users registered on the conv
-        if hasattr(conv, name):
-            setattr(twin, name, getattr(conv, name))
-    return twin.train(conv.training)
+    reason = unsupported_reason(module)
+    if reason is None:
+        return twin_of(module)
+    message = f"gridgnn.convert: not converting {path or 'the model'}: {reason}; it stays a torch op"
+    if unsupported == "error":
+        raise TypeError(message)
+    if unsupported == "warn":
+        warnings.warn(message, stacklevel=4)
+    return None
 
 
-def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn") -> nn.Module:
-    r"""Replace every ``nn.Conv1d/2d/3d`` in ``model`` by its grid-graph twin.
+def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn",
+            kinds: Iterable[str] = _KIND_NAMES) -> nn.Module:
+    r"""Replace every conv, transposed conv and pool in ``model`` by its grid-graph twin.
 
-    Each conv :math:`y = b + \sum_t W_t \star x` becomes message passing over the
-    offset-typed edges of its grid graph,
+    Each ``nn.Conv{n}d`` :math:`y = b + \sum_t W_t \star x` becomes message passing over
+    the offset-typed edges of its grid graph,
     :math:`\mathbf{y}_i = \mathbf{b} + \sum_{(j \to i, t)} \mathbf{W}_t \mathbf{x}_j`
-    (:class:`~gridgnn.nn.GridConv2d` and friends), with every geometry torch
-    allows (kernel, stride, padding incl. ``"same"``, dilation, groups incl.
-    depthwise, padding mode). Other modules are left alone.
+    (:class:`~gridgnn.nn.GridConv2d` and friends), with every geometry torch allows;
+    each ``nn.ConvTranspose{n}d`` the same on the reversed graph
+    (:class:`~gridgnn.nn.GridConvTranspose2d`); each max / average / adaptive pool
+    max or mean aggregation over its windows (:class:`~gridgnn.nn.GridMaxPool2d`, ...).
+    The map is :data:`gridgnn.nn.TWINS`. Other modules are left alone.
 
     Args:
-        model: any ``nn.Module`` (a bare conv too).
+        model: any ``nn.Module`` (a bare layer too).
         inplace: convert ``model`` itself. Default: a deep copy; the original is
             untouched and shares nothing with the result.
-        unsupported: what to do with convs that cannot be converted faithfully
-            (subclasses overriding ``forward``, transposed convs, convs with a
-            replaced ``forward``; subclasses that only add attributes are converted):
-            ``"warn"`` (default; the module is kept as is and named in the
-            warning), ``"error"`` (``TypeError``) or ``"ignore"``.
+        unsupported: what to do with layers that cannot be converted faithfully
+            (subclasses overriding ``forward``, parametrized or uninitialised lazy
+            convs, pools returning indices or without a twin such as ``LPPool2d``):
+            ``"warn"`` (default; the module stays a torch op and the warning names it
+            and why), ``"error"`` (``TypeError``) or ``"ignore"``.
+        kinds: the kinds to convert, any of ``"conv"``, ``"conv_transpose"``, ``"pool"``
+            (default: all three).
 
     Returns:
-        The converted model. Parameter names and ``state_dict`` keys are those of
-        the original, so its checkpoints load unchanged; ``.to("cuda")`` and
-        optimisers work as on any module.
+        The converted model. Every twin subclasses the layer it replaces
+        (``isinstance(twin, nn.Conv2d)`` holds) and keeps its parameters, so
+        ``state_dict`` keys are unchanged and checkpoints load both ways.
 
     Example:
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.MaxPool2d(2))
         >>> convert(net)
         Sequential(
           (0): GridConv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
-          (1): ReLU()
+          (1): GridMaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
         )
     """
     if unsupported not in ("warn", "error", "ignore"):
         raise ValueError(f"unsupported must be 'warn', 'error' or 'ignore', got {unsupported!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert expects an nn.Module, got {type(model).__name__}")
+    kinds = _check_kinds(kinds)
     model = model if inplace else copy.deepcopy(model)
-    return _replace_modules(model, lambda module, path: _twin_of(module, path, unsupported))
+    return _replace_modules(model, lambda module, path: _twin_or_none(module, path, unsupported, kinds))
 
 
 def _replace_modules(model: nn.Module, replacement) -> nn.Module:
@@ -125,8 +123,8 @@ def _replace_modules(model: nn.Module, replacement) -> nn.Module:
     return model
 
 
-class _TorchConvOnNodes:
-    """Mixin for torch convs that also run on node features (the reference twin of a GridConv{n}d)."""
+class _TorchOnNodes:
+    """Mixin for torch layers that also run on node features (the reference twin of a gridgnn drop-in)."""
 
     def geometry(self, size):
         return conv_geometry(self, size)
@@ -137,8 +135,8 @@ class _TorchConvOnNodes:
         return out if x.dim() == 3 else out.squeeze(0)
 
 
-_TORCH_ON_NODES = {nd: type(f"TorchConv{nd}dOnNodes", (_TorchConvOnNodes, conv), {"__module__": __name__})
-                   for nd, conv in ((1, nn.Conv1d), (2, nn.Conv2d), (3, nn.Conv3d))}
+_TORCH_ON_NODES = {base: type(f"Torch{base.__name__}OnNodes", (_TorchOnNodes, base), {"__module__": __name__})
+                   for base in TWINS}
 
 
 class TorchPointwiseOnNodes(nn.Module):
@@ -151,27 +149,31 @@ class TorchPointwiseOnNodes(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.size(-1), 1)                                          # [M, C_in, 1]
-        out = F.conv1d(flat, self.weight.unsqueeze(-1), self.bias, groups=self.groups)  # [M, C_out, 1]
+        out = F.conv1d(flat, self.weight.unsqueeze(-1), self.bias, groups=self.groups)  # [M, C_in, 1]
         return out.view(*x.shape[:-1], -1)
 
 
-def to_torch_convs(model: nn.Module) -> nn.Module:
-    """The inverse of :func:`convert`, for references: a copy of ``model`` computing through torch's convs.
+def _torch_reference(layer: nn.Module) -> nn.Module:
+    """The torch layer a twin subclasses, with the twin's state (a ``forward_nodes`` method too)."""
+    ref_cls = _TORCH_ON_NODES[torch_base(layer)]
+    ref = ref_cls.__new__(ref_cls)
+    ref.__dict__.update({k: v for k, v in vars(layer).items() if k != "path"})
+    return ref
 
-    Every ``GridConv1d/2d/3d`` becomes the ``nn.Conv{n}d`` with its geometry (with
-    a ``forward_nodes`` method, so graph-native blocks run unchanged) and every
-    ``NodeLinear`` a 1x1 torch conv over the nodes. Parameters are copied, names
-    and ``state_dict`` keys kept: the twin starts from the same init, so training
-    both on the same batches must give the same loss curve.
+
+def to_torch_convs(model: nn.Module) -> nn.Module:
+    """The inverse of :func:`convert`, for references: a copy of ``model`` computing through torch's layers.
+
+    Every twin in :data:`gridgnn.nn.TWINS` (convs, transposed convs, pools) becomes
+    the torch layer it subclasses, with the same arguments and parameters and a
+    ``forward_nodes`` method (so graph-native blocks run unchanged), and every
+    ``NodeLinear`` a 1x1 torch conv over the nodes. Names and ``state_dict`` keys are
+    kept: the reference starts from the same init, so training both on the same
+    batches must give the same loss curve.
     """
     def twin(layer: nn.Module, path: str) -> Optional[nn.Module]:
-        if isinstance(layer, tuple(_TWINS.values())):
-            nd = layer._ndim
-            conv = _TORCH_ON_NODES[nd](layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                                       layer.padding, layer.dilation, layer.groups, layer.bias is not None,
-                                       layer.padding_mode, device="meta")
-            conv.weight, conv.bias = layer.weight, layer.bias
-            return conv.train(layer.training)
+        if is_twin(layer):
+            return _torch_reference(layer)
         if isinstance(layer, NodeLinear):
             return TorchPointwiseOnNodes(layer).train(layer.training)
         return None
@@ -180,8 +182,8 @@ def to_torch_convs(model: nn.Module) -> nn.Module:
 
 
 def converted_layers(model: nn.Module) -> List[str]:
-    """Paths of the grid-graph conv layers in ``model``."""
-    return [path for path, m in model.named_modules() if isinstance(m, tuple(_TWINS.values()))]
+    """Paths of the grid-graph twins (convs, transposed convs, pools) in ``model``."""
+    return [path for path, m in model.named_modules() if is_twin(m)]
 
 
 @dataclass
@@ -231,7 +233,7 @@ class VerifyReport:
                          f"{'pass' if layer.passed else 'FAIL'}")
         lines.append(f"{'output':<{width}}  {self.output.abs:11.2e}  {self.output.rel:11.2e}  "
                      f"{'pass' if self.output.within(self.tol) else 'FAIL'}")
-        lines.append(f"{self.num_converted} convs converted ({self.dtype}, {self.device}); forward "
+        lines.append(f"{self.num_converted} layers converted ({self.dtype}, {self.device}); forward "
                      f"original {self.time_original * 1e3:.2f} ms, converted {self.time_converted * 1e3:.2f} ms "
                      f"({self.time_converted / max(self.time_original, 1e-12):.2f}x)")
         if self.skipped:

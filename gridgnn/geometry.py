@@ -184,3 +184,44 @@ class ConvGeometry:
         else:  # replicate
             src = coord.clamp(0, n - 1)
         return src, torch.ones_like(inside)
+
+
+def transposed_conv_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
+                             padding: IntOrTuple = 0, output_padding: IntOrTuple = 0,
+                             dilation: IntOrTuple = 1) -> ConvGeometry:
+    """The geometry of the conv whose transpose is ``nn.ConvTranspose{n}d`` on an input of spatial ``size``.
+
+    A transposed conv maps ``n`` to ``(n - 1) * s - 2 p + d (k - 1) + output_padding + 1``
+    positions per dim: it is the adjoint of the conv with the same kernel, stride,
+    padding and dilation that maps that many positions back to ``n``. The returned
+    geometry is that conv's (its ``in_size`` is the transposed conv's output size, its
+    ``out_size`` is ``size``), with ``output_padding`` taken off its right padding so
+    that the extra positions receive edges only from real inputs, exactly as in torch.
+
+    Example:
+        >>> transposed_conv_geometry((4, 4), 3, stride=2, padding=1, output_padding=1).in_size
+        (8, 8)
+    """
+    ndim = infer_ndim(size, kernel_size, stride, padding, output_padding, dilation)
+    if ndim > 3:
+        raise ValueError(f"gridgnn supports 1, 2 or 3 spatial dims, got {ndim} from size={size!r}")
+    in_size = ntuple(size, ndim, "size")
+    kernel_size, stride = ntuple(kernel_size, ndim, "kernel_size"), ntuple(stride, ndim, "stride")
+    dilation, pads = ntuple(dilation, ndim, "dilation"), ntuple(padding, ndim, "padding")
+    output_padding = ntuple(output_padding, ndim, "output_padding")
+    for name, values in (("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation),
+                         ("size", in_size)):
+        if any(v < 1 for v in values):
+            raise ValueError(f"{name} must be positive, got {values}")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            raise ValueError(f"output_padding={output_padding} must be smaller than either stride={stride} or "
+                             f"dilation={dilation} in every dim (as in torch)")
+    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                for n, s, p, d, k, op in zip(in_size, stride, pads, dilation, kernel_size, output_padding))
+    if any(n < 1 for n in out):
+        raise ValueError(f"a transposed conv with kernel_size={kernel_size}, stride={stride}, padding={pads}, "
+                         f"dilation={dilation} maps size {in_size} to {out}, which is not positive; "
+                         "use less padding or a larger input")
+    return ConvGeometry(out, kernel_size, stride, tuple((p, p - op) for p, op in zip(pads, output_padding)),
+                        dilation, "zeros")

@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .geometry import ConvGeometry, IntOrTuple, Padding, ntuple
+from .geometry import ConvGeometry, IntOrTuple, Padding, ntuple, transposed_conv_geometry
 
 __all__ = ["GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image"]
 
@@ -51,10 +51,16 @@ class GridGraph:
 
     Edges are stored offset-major (all edges of offset 0, then offset 1, ...),
     and within one offset by target node.
+
+    :meth:`transpose` reverses every edge and keeps its type: the graph of the
+    transposed convolution (``nn.ConvTranspose{1,2,3}d``), which scatters what
+    the conv gathers. A transposed graph keeps the conv's ``geometry`` and has
+    ``transposed = True``; its ``in_size`` is the conv's output size and its
+    ``out_size`` the conv's input size.
     """
 
     def __init__(self, geometry: ConvGeometry, edge_index: Tensor, edge_type: Tensor,
-                 is_complete: bool = True):
+                 is_complete: bool = True, transposed: bool = False):
         if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_type.shape != edge_index.shape[1:]:
             raise ValueError(f"edge_index must be [2, E] and edge_type [E], got {tuple(edge_index.shape)} "
                              f"and {tuple(edge_type.shape)}")
@@ -62,10 +68,19 @@ class GridGraph:
         self.edge_index = edge_index
         self.edge_type = edge_type
         self.is_complete = is_complete
+        self.transposed = transposed
 
     # -- geometry ------------------------------------------------------------
-    in_size = property(lambda self: self.geometry.in_size, doc="Input spatial shape.")
-    out_size = property(lambda self: self.geometry.out_size, doc="Output spatial shape.")
+    @property
+    def in_size(self) -> Tuple[int, ...]:
+        """Spatial shape of the source nodes (the conv's output size when ``transposed``)."""
+        return self.geometry.out_size if self.transposed else self.geometry.in_size
+
+    @property
+    def out_size(self) -> Tuple[int, ...]:
+        """Spatial shape of the target nodes (the conv's input size when ``transposed``)."""
+        return self.geometry.in_size if self.transposed else self.geometry.out_size
+
     kernel_size = property(lambda self: self.geometry.kernel_size, doc="Kernel shape.")
     stride = property(lambda self: self.geometry.stride, doc="Stride per dim.")
     padding = property(lambda self: self.geometry.padding, doc="(left, right) padding per dim.")
@@ -114,7 +129,25 @@ class GridGraph:
     def to(self, device) -> "GridGraph":
         """The same graph with its tensors on ``device``."""
         return GridGraph(self.geometry, self.edge_index.to(device), self.edge_type.to(device),
-                         self.is_complete)
+                         self.is_complete, self.transposed)
+
+    def transpose(self) -> "GridGraph":
+        r"""The reversed graph: every edge :math:`j \to i` of type :math:`t` becomes :math:`i \to j` of type :math:`t`.
+
+        Message passing on it is the transposed convolution: with the conv's weight
+        :math:`\mathbf{W}_t` it computes :math:`\mathbf{Y} = \sum_t \mathbf{A}_t^{\top} \mathbf{X}
+        \mathbf{W}_t`, i.e. node-wise :math:`\mathbf{y}_j = \sum_{(i \to j,\, t)} \mathbf{W}_t^{\top} \mathbf{x}_i`,
+        the adjoint of the conv (what ``nn.ConvTranspose{n}d`` computes). Transposing twice gives
+        the original graph back.
+
+        Example:
+            >>> g = grid_graph((6, 6), 3, stride=2, padding=1)
+            >>> g.in_size, g.out_size, g.transpose().in_size, g.transpose().out_size
+            ((6, 6), (3, 3), (3, 3), (6, 6))
+        """
+        if self.is_complete:
+            return graph_from_geometry(self.geometry, self.device, transposed=not self.transposed)
+        return GridGraph(self.geometry, self.edge_index.flip(0), self.edge_type, False, not self.transposed)
 
     def mask(self, src_mask: Optional[Tensor] = None, dst_mask: Optional[Tensor] = None) -> "GridGraph":
         """Drop the edges leaving masked-out input pixels and/or entering masked-out outputs.
@@ -136,7 +169,8 @@ class GridGraph:
                 raise ValueError(f"{name} must be a bool tensor with {n} entries (one per node), got "
                                  f"dtype {m.dtype} and shape {tuple(m.shape)}")
             keep &= m.reshape(-1).to(self.device)[self.edge_index[row]]
-        return GridGraph(self.geometry, self.edge_index[:, keep], self.edge_type[keep], is_complete=False)
+        return GridGraph(self.geometry, self.edge_index[:, keep], self.edge_type[keep], is_complete=False,
+                         transposed=self.transposed)
 
     # -- interop -------------------------------------------------------------
     def to_pyg(self):
@@ -185,8 +219,8 @@ class GridGraph:
 
     def __repr__(self) -> str:
         g = self.geometry
-        extra = "" if self.is_complete else ", masked"
-        return (f"GridGraph(in_size={g.in_size}, out_size={g.out_size}, kernel_size={g.kernel_size}, "
+        extra = ("" if self.is_complete else ", masked") + (", transposed" if self.transposed else "")
+        return (f"GridGraph(in_size={self.in_size}, out_size={self.out_size}, kernel_size={g.kernel_size}, "
                 f"stride={g.stride}, padding={g.padding}, dilation={g.dilation}, "
                 f"padding_mode='{g.padding_mode}', num_edges={self.num_edges}{extra})")
 
@@ -226,14 +260,17 @@ def _canonical_device(device) -> torch.device:
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_graph(geom: ConvGeometry, device: torch.device) -> GridGraph:
+def _cached_graph(geom: ConvGeometry, device: torch.device, transposed: bool) -> GridGraph:
+    if transposed:
+        forward = _cached_graph(geom, device, False)
+        return GridGraph(geom, forward.edge_index.flip(0), forward.edge_type, True, True)
     edge_index, edge_type = _build_edges(geom, device)
     return GridGraph(geom, edge_index, edge_type, is_complete=True)
 
 
-def graph_from_geometry(geom: ConvGeometry, device=None) -> GridGraph:
-    """The complete :class:`GridGraph` of ``geom`` on ``device``, cached by geometry and device."""
-    return _cached_graph(geom, _canonical_device(device))
+def graph_from_geometry(geom: ConvGeometry, device=None, transposed: bool = False) -> GridGraph:
+    """The complete :class:`GridGraph` of ``geom`` on ``device`` (reversed if ``transposed``), cached."""
+    return _cached_graph(geom, _canonical_device(device), transposed)
 
 
 def grid_graph(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: Padding = 0,
@@ -271,8 +308,15 @@ def grid_graph(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1
 
 
 def conv_geometry(conv, size: IntOrTuple) -> ConvGeometry:
-    """The :class:`ConvGeometry` of a torch conv (or gridgnn image layer) for input ``size``."""
+    """The :class:`ConvGeometry` of a torch conv (or gridgnn image layer) for input ``size``.
+
+    For a transposed conv it is the geometry of the conv it transposes (see
+    :func:`~gridgnn.geometry.transposed_conv_geometry`).
+    """
     ndim = len(conv.kernel_size)
+    if getattr(conv, "transposed", False):
+        return transposed_conv_geometry(ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
+                                        conv.output_padding, conv.dilation)
     return ConvGeometry.create(ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
                                conv.dilation, conv.padding_mode)
 
@@ -281,7 +325,8 @@ def graph_for(conv, size: IntOrTuple) -> GridGraph:
     """The :class:`GridGraph` with ``conv``'s geometry for an input of spatial ``size``.
 
     Args:
-        conv: an ``nn.Conv1d/2d/3d`` or ``gridgnn.nn.GridConv1d/2d/3d``.
+        conv: an ``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d`` (the graph is then
+            :meth:`GridGraph.transpose` of its conv's) or one of their gridgnn twins.
         size: the input's spatial shape (``x.shape[2:]``).
 
     Example:
@@ -289,7 +334,8 @@ def graph_for(conv, size: IntOrTuple) -> GridGraph:
         >>> graph_for(conv, (8, 8)).out_size
         (4, 4)
     """
-    return graph_from_geometry(conv_geometry(conv, size), conv.weight.device)
+    return graph_from_geometry(conv_geometry(conv, size), conv.weight.device,
+                               transposed=getattr(conv, "transposed", False))
 
 
 def to_nodes(x: Tensor) -> Tensor:

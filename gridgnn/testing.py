@@ -16,8 +16,11 @@ from typing import Dict, Iterator, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from .geometry import ntuple
 from .graph import graph_for, to_image, to_nodes
-from .nn import GridConv, GridConv1d, GridConv2d, GridConv3d, NodeLinear
+from .nn import GridConv, NodeLinear
+from .nn.functional import transposed_message_weight
+from .nn.twins import TWINS, is_twin, torch_base, twin_of
 
 __all__ = ["Tolerance", "TOLERANCES", "tolerance", "no_tf32", "Error", "compare", "EquivalenceReport",
            "check_conv_equivalent", "assert_conv_equivalent"]
@@ -112,24 +115,40 @@ class EquivalenceReport:
                                  f"rtol={self.tol.rtol:g}):\n" + "\n".join(lines))
 
 
-_DROP_INS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
-
-
-def _default_size(conv: nn.Module) -> tuple:
+def _default_size(layer: nn.Module, nd: int) -> tuple:
     # large enough for the dilated kernel with no padding, and odd/even mixed to catch transpositions
-    return tuple(max(7 + d, (k - 1) * dil + 2) for d, (k, dil) in enumerate(zip(conv.kernel_size, conv.dilation)))
+    kernel = ntuple(getattr(layer, "kernel_size", 1), nd, "kernel_size")
+    dilation = ntuple(getattr(layer, "dilation", 1), nd, "dilation")
+    return tuple(max(7 + d, (k - 1) * dil + 2) for d, (k, dil) in enumerate(zip(kernel, dilation)))
 
 
-def _graph_runner(conv: nn.Module, layer: nn.Module, size: Sequence[int]):
+def _spatial_dims(layer: nn.Module) -> int:
+    base = torch_base(layer)
+    if base is None:
+        raise TypeError(f"the reference must be a torch layer with a grid twin ({', '.join(t.__name__ for t in TWINS)}),"
+                        f" got {type(layer).__name__}")
+    return int(base.__name__[-2])
+
+
+def _graph_runner(reference: nn.Module, layer: nn.Module, size: Sequence[int]):
     """A function image -> image running ``layer`` the way its kind expects its input."""
-    if isinstance(layer, tuple(_DROP_INS.values())):
+    if is_twin(layer):
         return layer
     if isinstance(layer, GridConv):
-        graph = graph_for(conv, size)
+        graph = graph_for(reference, size)
         return lambda x: to_image(layer(to_nodes(x), graph), graph.out_size)
     if isinstance(layer, NodeLinear):
         return lambda x: to_image(layer(to_nodes(x)), x.shape[2:])
-    raise TypeError(f"graph_layer must be a NodeLinear, GridConv or GridConv1d/2d/3d, got {type(layer).__name__}")
+    raise TypeError(f"graph_layer must be a NodeLinear, GridConv or a twin in gridgnn.nn.TWINS, got "
+                    f"{type(layer).__name__}")
+
+
+def _as_graph_weight(layer: nn.Module, reference: nn.Module, weight: Tensor) -> Tensor:
+    """``reference``'s weight (or its gradient) in ``layer``'s layout (a GridConv of a transposed conv
+    holds the per-edge message weights)."""
+    if isinstance(layer, GridConv) and getattr(reference, "transposed", False):
+        weight = transposed_message_weight(weight, reference.groups)
+    return weight.reshape(layer.weight.shape)
 
 
 def check_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = None,
@@ -142,26 +161,26 @@ def check_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = No
     Arguments as :func:`assert_conv_equivalent`; read ``report.passed`` and
     ``report.failures()``.
     """
-    if not (isinstance(conv, nn.modules.conv._ConvNd) and not conv.transposed):
-        raise TypeError(f"conv must be an nn.Conv1d/2d/3d (the reference), got {type(conv).__name__}")
+    nd = _spatial_dims(conv)
     device = torch.device(device)
     reference = copy.deepcopy(conv).to(device=device, dtype=dtype)
-    nd = len(conv.kernel_size)
-    layer = _DROP_INS[nd].from_conv(reference) if graph_layer is None else copy.deepcopy(graph_layer)
+    layer = twin_of(copy.deepcopy(reference)) if graph_layer is None else copy.deepcopy(graph_layer)
     layer = layer.to(device=device, dtype=dtype)
-    if copy_weights:
+    has_weight = isinstance(getattr(reference, "weight", None), Tensor)
+    if copy_weights and has_weight:
         with torch.no_grad():
-            layer.weight.copy_(reference.weight.reshape(layer.weight.shape))
+            layer.weight.copy_(_as_graph_weight(layer, reference, reference.weight))
             if (layer.bias is None) != (reference.bias is None):
                 raise AssertionError("bias mismatch: one layer has a bias and the other does not")
             if layer.bias is not None:
                 layer.bias.copy_(reference.bias)
-    size = _default_size(conv) if input_size is None else \
+    size = _default_size(conv, nd) if input_size is None else \
         ((input_size,) * nd if isinstance(input_size, int) else tuple(input_size))
     run_graph = _graph_runner(reference, layer, size)
 
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch_size, conv.in_channels, *size, generator=gen, dtype=torch.float64)
+    channels = conv.in_channels if has_weight else 3
+    x = torch.randn(batch_size, channels, *size, generator=gen, dtype=torch.float64)
     x_ref = x.to(device=device, dtype=dtype).requires_grad_(backward)
     x_graph = x.to(device=device, dtype=dtype).requires_grad_(backward)
     tol = tolerance(dtype) if tol is None else tol
@@ -174,10 +193,11 @@ def check_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = No
             y_ref.backward(grad)
             y_graph.backward(grad)
             report.errors["grad_input"] = compare(x_graph.grad, x_ref.grad)
-            report.errors["grad_weight"] = compare(layer.weight.grad.reshape(reference.weight.shape),
-                                                   reference.weight.grad)
-            if reference.bias is not None:
-                report.errors["grad_bias"] = compare(layer.bias.grad, reference.bias.grad)
+            if has_weight:
+                report.errors["grad_weight"] = compare(layer.weight.grad,
+                                                       _as_graph_weight(layer, reference, reference.weight.grad))
+                if reference.bias is not None:
+                    report.errors["grad_bias"] = compare(layer.bias.grad, reference.bias.grad)
     report.context = f"{type(layer).__name__} vs {conv!r} ({dtype}, {device}, input size {size})"
     return report
 
@@ -191,16 +211,17 @@ def assert_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = N
 
     Both run on one random input :math:`X` (float ``dtype`` on ``device``); the
     check compares :math:`Y`, and with ``backward`` also :math:`\partial L/\partial X`,
-    :math:`\partial L/\partial W` and :math:`\partial L/\partial b` for a random
+    :math:`\partial L/\partial W` and :math:`\partial L/\partial b` (layers with parameters) for a random
     upstream gradient, each normwise: ``max|a - b| <= atol + rtol * max|b|`` with
     the :data:`TOLERANCES` entry of ``dtype`` and TF32 off. Neither argument is
     modified: the check runs on copies.
 
     Args:
-        conv: the reference ``nn.Conv1d/2d/3d``.
-        graph_layer: a ``GridConv1d/2d/3d`` (image in, image out), ``GridConv``
-            (run on :func:`graph_for` ``(conv, size)``) or ``NodeLinear`` (1x1, stride 1).
-            Default: ``GridConv{n}d.from_conv(conv)``.
+        conv: the reference: an ``nn.Conv1d/2d/3d``, or any torch layer with a twin in
+            :data:`gridgnn.nn.TWINS` (transposed convs, max / average / adaptive pools).
+        graph_layer: a twin (image in, image out, e.g. ``GridConv2d``), a ``GridConv``
+            (run on :func:`graph_for` ``(conv, size)``, the reversed graph for a transposed
+            conv) or a ``NodeLinear`` (1x1, stride 1). Default: the twin of ``conv``.
         input_size: spatial input size (default: a size that fits the kernel).
         copy_weights: load ``conv``'s weights into the copy of ``graph_layer`` first.
         tol: override the table's tolerance.

@@ -66,5 +66,5 @@ def test_verify_a_users_model(capsys, monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert cli.main(["verify", "--model", "my_models:small", "--input-shape", "2,3,8,8", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "2 convs converted" in out and re.search(r"^2 passed, 0 failed$", out, re.M)
+    assert "2 layers converted" in out and re.search(r"^2 passed, 0 failed$", out, re.M)
     assert cli.main(["verify", "--model", "my_models:with_input", "--dtype", "float64", "--device", "cpu"]) == 0

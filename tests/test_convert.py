@@ -6,12 +6,13 @@ from torch import nn
 
 import gridgnn as gg
 from gridgnn.convert import converted_layers
-from gridgnn.nn import GridConv2d
+from gridgnn.nn import TWINS, GridConv2d
 from model_zoo import ZOO
 
 
 def count_convs(model):
-    return sum(type(m) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) for m in model.modules())
+    """Torch layers with a grid twin (convs, transposed convs, pools) still computing through torch."""
+    return sum(type(m) in TWINS for m in model.modules())
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -74,11 +75,11 @@ def test_unsupported_convs_are_named_not_skipped_silently():
     patched = nn.Conv2d(4, 4, 1)
     patched.forward = lambda x: x
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(WeightStandardizedConv(4, 4, 3)),
-                          nn.ConvTranspose2d(4, 4, 2), patched)
+                          nn.LPPool2d(2, 2), patched)
     with pytest.warns(UserWarning, match="not converting 1.0: WeightStandardizedConv subclasses Conv2d and overrides its forward"):
         converted = gg.convert(model)
     assert isinstance(converted[0], GridConv2d) and type(converted[1][0]) is WeightStandardizedConv
-    with pytest.raises(TypeError, match="not converting 2: ConvTranspose2d is a transposed conv"):
+    with pytest.raises(TypeError, match="not converting 2: LPPool2d has no grid twin; it stays a torch op"):
         gg.convert(model, unsupported="error")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -101,11 +102,11 @@ def test_verify_report_and_strict_failure(monkeypatch):
     model = make()
     report = gg.verify(model, torch.randn(shape))
     text = str(report)
-    assert "output" in text and "convs converted" in text and report.time_converted > 0
+    assert "output" in text and "layers converted" in text and report.time_converted > 0
     # a wrong graph layer is caught and named
     from gridgnn.nn import conv_nd
-    real = conv_nd.dense_grid_conv
-    monkeypatch.setattr(conv_nd, "dense_grid_conv", lambda x, geom, w, b, g: real(x, geom, w * 1.01, b, g))
+    real = conv_nd.conv_nodes
+    monkeypatch.setattr(conv_nd, "conv_nodes", lambda x, geom, w, b, g, path: real(x, geom, w * 1.01, b, g, path))
     bad = gg.verify(model, torch.randn(shape))
     assert not bad.passed and bad.worst_layer is not None
     with pytest.raises(AssertionError, match="worst layer"):

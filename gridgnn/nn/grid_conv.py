@@ -12,11 +12,9 @@ from ..geometry import ntuple
 from ..graph import GridGraph
 from ._checks import check_edges, check_node_features
 from ._gemm import linear
-from ._init import check_groups, check_torch_conv, conv_parameters, copy_conv_parameters, reset_conv_parameters
-from .dense import dense_grid_conv
-from .offset_plan import general_conv, node_transform
-
-PATHS = ("auto", "dense", "general")
+from ._init import check_groups, conv_parameters, reset_conv_parameters
+from ._offset_plan import node_transform
+from .functional import check_path, grid_conv, transposed_message_weight
 
 
 class GridConv(MessagePassing):
@@ -87,8 +85,7 @@ class GridConv(MessagePassing):
                  device=None, dtype=None):
         super().__init__(aggr="add", node_dim=-2)
         check_groups(in_channels, out_channels, groups)
-        if path not in PATHS:
-            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        check_path(path)
         kernel_size = ntuple(kernel_size, dim if isinstance(kernel_size, int) else len(kernel_size),
                              "kernel_size")
         if any(k < 1 for k in kernel_size):
@@ -115,15 +112,11 @@ class GridConv(MessagePassing):
         if isinstance(edge_index, GridGraph):
             graph = edge_index
             self._check_graph(x, graph, edge_type, size)
-            if self.path == "dense" and not graph.is_complete:
-                raise ValueError(f"{name}: path='dense' needs a complete GridGraph, got a masked one; use "
-                                 "path='general' or 'auto'")
-            if self.path != "general" and graph.is_complete:
-                batched = x if x.dim() == 3 else x.unsqueeze(0)
-                out = dense_grid_conv(batched, graph.geometry, self.weight, self.bias, self.groups)
-                return out if x.dim() == 3 else out.squeeze(0)
-            out = general_conv(x, graph, self.weight, self.groups)
-            return out if self.bias is None else out + self.bias
+            if self.path == "dense" and not (graph.is_complete and not graph.transposed):
+                raise ValueError(f"{name}: path='dense' needs a complete GridGraph, got a "
+                                 f"{'masked' if not graph.is_complete else 'transposed'} one; use path='general' "
+                                 "or 'auto'")
+            return grid_conv(x, graph, self.weight, self.bias, self.groups, self.path)
         else:
             if edge_type is None:
                 raise ValueError(f"{name}: pass edge_type (the kernel offset of each edge) with edge_index, "
@@ -191,15 +184,24 @@ class GridConv(MessagePassing):
     # -- construction from torch -------------------------------------------------
     @classmethod
     def from_conv(cls, conv: torch.nn.Module, **kwargs) -> "GridConv":
-        """A GridConv with the weights of ``conv`` (``nn.Conv1d/2d/3d``).
+        r"""A GridConv with the weights of ``conv`` (``nn.Conv1d/2d/3d`` or ``nn.ConvTranspose1d/2d/3d``).
 
         The conv's stride, padding and dilation live in the graph, not the layer:
-        run it on ``gridgnn.graph_for(conv, size)``.
+        run it on ``gridgnn.graph_for(conv, size)``. For a transposed conv that graph is
+        the conv's reversed (:meth:`~gridgnn.GridGraph.transpose`), and the layer's
+        :math:`\mathbf{W}_t` are the transposed conv's per-offset blocks transposed.
         """
-        check_torch_conv(conv, f"{cls.__name__}.from_conv")
+        if not isinstance(conv, torch.nn.modules.conv._ConvNd):
+            raise TypeError(f"{cls.__name__}.from_conv expects an nn.Conv1d/2d/3d or nn.ConvTranspose1d/2d/3d, "
+                            f"got {type(conv).__name__}")
+        weight = transposed_message_weight(conv.weight, conv.groups) if conv.transposed else conv.weight
         layer = cls(conv.in_channels, conv.out_channels, tuple(conv.kernel_size), conv.groups,
-                    conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype, **kwargs)
-        return copy_conv_parameters(layer, conv)
+                    conv.bias is not None, device=weight.device, dtype=weight.dtype, **kwargs)
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            if layer.bias is not None:
+                layer.bias.copy_(conv.bias)
+        return layer
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

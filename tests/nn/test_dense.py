@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d
-from gridgnn.nn.depthwise import tap_boxes
+from gridgnn.nn._depthwise import tap_boxes
 from gridgnn.testing import assert_conv_equivalent
 from helpers import TORCH_CONVS
 

@@ -6,7 +6,7 @@ import torch
 
 import gridgnn as gg
 from gridgnn.nn import GridConv
-from gridgnn.nn.offset_plan import (TRANSFORM_FIRST_MAX_ROWS_PER_EDGE, general_conv, per_offset_conv,
+from gridgnn.nn._offset_plan import (TRANSFORM_FIRST_MAX_ROWS_PER_EDGE, general_conv, per_offset_conv,
                                     transform_first_conv, transform_plan)
 from helpers import dense_typed_conv, graph_adjacency
 
@@ -76,7 +76,7 @@ def test_general_path_picks_the_order_with_fewer_wasted_macs(graph, expected, mo
     rows_per_edge = transform_plan(graph).gather.num_rows / graph.num_edges
     assert (rows_per_edge <= TRANSFORM_FIRST_MAX_ROWS_PER_EDGE) == (expected == "transform_first")
     called = []
-    import gridgnn.nn.offset_plan as plan
+    import gridgnn.nn._offset_plan as plan
     for name in ORDERS:
         monkeypatch.setattr(plan, f"{name}_conv", lambda *a, name=name, f=ORDERS[name]: called.append(name) or f(*a))
     general_conv(torch.randn(1, graph.num_src_nodes, 2), graph, torch.randn(2, 2, 3, 3), 1)

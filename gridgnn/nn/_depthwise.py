@@ -13,7 +13,7 @@ receiving outputs form a box and their sources a strided box of the input:
 Each offset is one in-place ``addcmul`` on two views. Zero padding needs no
 padded copy (outputs beyond the box get no message from that offset, exactly
 as the graph has no such edge); the other padding modes gather the padded
-input once (:func:`~gridgnn.nn.padding.pad_nodes`) and run with no padding.
+input once (:func:`~gridgnn.nn._padding.pad_nodes`) and run with no padding.
 Batches are processed in cache-sized chunks, so an output chunk stays in cache
 across the ``K`` offsets. The backward is the same boxes transposed
 (:class:`ClippedShiftDepthwise`).
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import ConvGeometry
-from .padding import pad_nodes
+from ._padding import pad_nodes
 
 #: floats of one output chunk (~2 MiB): big enough to amortise the per-op overhead, small enough for cache
 CHUNK_ELEMENTS = 1 << 19

@@ -15,7 +15,7 @@ a torch conv op:
   with strided views into ``[B * N_out, K * C_in]`` (channels innermost, so the
   gather copies contiguous runs) and contract with the weight in one GEMM.
 * **clipped shifted views** (depthwise, any stride/padding/dilation): one
-  in-place per-channel product per offset (:mod:`gridgnn.nn.depthwise`).
+  in-place per-channel product per offset (:mod:`gridgnn.nn._depthwise`).
 
 :func:`dense_grid_conv` picks the fastest for the shape.
 """
@@ -30,8 +30,8 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._gemm import linear, merge_groups
-from .depthwise import depthwise_grid_conv
-from .padding import pad_nodes
+from ._depthwise import depthwise_grid_conv
+from ._padding import pad_nodes
 
 # below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
 SHIFT_MAX_CHANNELS = 128
@@ -100,9 +100,12 @@ def _kernel_indices(kernel_size):
     return itertools.product(*(range(k) for k in kernel_size))
 
 
-def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:
-    """Kernel windows of every output node: ``[B, *S_in, C] -> [B, *S_out, *kernel, C]`` (a strided view)."""
-    x = pad_nodes(x, geom)
+def gather_windows(x: Tensor, geom: ConvGeometry, fill: float = 0.0) -> Tensor:
+    """Kernel windows of every output node: ``[B, *S_in, C] -> [B, *S_out, *kernel, C]`` (a strided view).
+
+    Zero-padding positions read ``fill``.
+    """
+    x = pad_nodes(x, geom, fill)
     for d in range(geom.ndim):
         span = geom.dilation[d] * (geom.kernel_size[d] - 1) + 1
         x = x.unfold(1 + d, span, geom.stride[d])            # new trailing axis of length span

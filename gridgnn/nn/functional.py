@@ -1,0 +1,259 @@
+r"""Functional forms of the grid layers: every module in :mod:`gridgnn.nn` computes through these.
+
+Node-level functions take node features ``[B, N, C]`` (``N`` row-major over a
+spatial grid) and return node features; none of them calls a torch conv,
+transposed-conv or pooling op (torch's layers are only the reference in tests).
+
+* :func:`grid_conv` -- offset-typed message passing on a :class:`~gridgnn.GridGraph`,
+  :math:`\mathbf{y}_i = \mathbf{b} + \sum_{(j \to i, t)} \mathbf{W}_t \mathbf{x}_j`
+  (dense or general execution path), also on transposed and masked graphs.
+* :func:`conv_transpose_nodes` -- the same on the reversed graph of a conv:
+  :math:`\mathbf{y}_j = \mathbf{b} + \sum_{(i \to j, t)} \mathbf{W}_t^{\top} \mathbf{x}_i`.
+* :func:`max_pool_nodes`, :func:`avg_pool_nodes` -- max / mean aggregation over the
+  window edges of the pooling grid graph; :func:`adaptive_pool_nodes` over one
+  window per output cell.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import scatter
+
+from ..geometry import ConvGeometry, IntOrTuple, ntuple, transposed_conv_geometry
+from ..graph import GridGraph, _canonical_device, graph_from_geometry
+from ._dense import dense_grid_conv, gather_windows
+from ._offset_plan import general_conv
+
+__all__ = ["grid_conv", "conv_nodes", "conv_transpose_nodes", "transposed_message_weight", "pool_geometry",
+           "max_pool_nodes", "avg_pool_nodes", "adaptive_pool_nodes", "adaptive_pool_graph"]
+
+PATHS = ("auto", "dense", "general")
+
+
+def check_path(path: str, allowed: Sequence[str] = PATHS) -> str:
+    if path not in allowed:
+        raise ValueError(f"path must be one of {tuple(allowed)}, got {path!r}")
+    return path
+
+
+def _batched(x: Tensor) -> Tensor:
+    return x if x.dim() == 3 else x.unsqueeze(0)
+
+
+def _like(out: Tensor, x: Tensor) -> Tensor:
+    return out if x.dim() == 3 else out.squeeze(0)
+
+
+def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor] = None, groups: int = 1,
+              path: str = "auto") -> Tensor:
+    r"""Message passing with one weight matrix per edge type on a :class:`~gridgnn.GridGraph`.
+
+    .. math::
+        \mathbf{Y} = \mathbf{1}\mathbf{b}^{\top} + \sum_t \mathbf{A}_t \mathbf{X} \mathbf{W}_t^{\top}
+        \qquad
+        \mathbf{y}_i = \mathbf{b} + \sum_{(j \to i,\, t)} \mathbf{W}_t \mathbf{x}_j
+
+    Args:
+        x: node features ``[N_src, C_in]`` or ``[B, N_src, C_in]``.
+        graph: the typed graph (complete, masked or transposed).
+        weight: ``[C_out, C_in / groups, *kernel]``, ``W_t = weight.flatten(2)[..., t]``.
+        path: ``"dense"`` (complete, non-transposed graphs only), ``"general"`` or ``"auto"``.
+
+    Returns:
+        ``[N_dst, C_out]`` or ``[B, N_dst, C_out]``.
+    """
+    dense_ok = graph.is_complete and not graph.transposed
+    if path == "dense" and not dense_ok:
+        raise ValueError("path='dense' needs a complete GridGraph (not transposed); use path='general' or 'auto'")
+    if path != "general" and dense_ok:
+        return _like(dense_grid_conv(_batched(x), graph.geometry, weight, bias, groups), x)
+    out = general_conv(x, graph, weight, groups)
+    return out if bias is None else out + bias
+
+
+def conv_nodes(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor], groups: int,
+               path: str = "auto") -> Tensor:
+    """The conv of ``geom`` on node features ``[B, N_in, C_in] -> [B, N_out, C_out]`` (complete grid)."""
+    if path == "general":
+        return grid_conv(x.contiguous(), graph_from_geometry(geom, x.device), weight, bias, groups, "general")
+    return dense_grid_conv(x, geom, weight, bias, groups)   # complete grid: no edge tensors
+
+
+def transposed_message_weight(weight: Tensor, groups: int) -> Tensor:
+    """A transposed conv's weight ``[C_in, C_out/g, *k]`` as per-edge messages ``[C_out, C_in/g, *k]``.
+
+    The message along a reversed edge of type ``t`` is :math:`\\mathbf{W}_t^{\\top} \\mathbf{x}`,
+    block by block for grouped layers.
+    """
+    c_in, c_out_g, kernel = weight.size(0), weight.size(1), weight.shape[2:]
+    blocks = weight.reshape(groups, c_in // groups, c_out_g, *kernel)               # [G, C_in/G, C_out/G, *k]
+    return blocks.transpose(1, 2).reshape(groups * c_out_g, c_in // groups, *kernel)
+
+
+def conv_transpose_nodes(x: Tensor, size: Tuple[int, ...], weight: Tensor, bias: Optional[Tensor],
+                         stride: IntOrTuple, padding: IntOrTuple, output_padding: IntOrTuple, groups: int,
+                         dilation: IntOrTuple) -> Tuple[Tensor, Tuple[int, ...]]:
+    """``nn.ConvTranspose{n}d`` on node features by message passing on the conv's reversed grid graph.
+
+    Args:
+        x: ``[B, N_in, C_in]`` over a grid of spatial ``size``.
+        weight: torch's transposed layout ``[C_in, C_out / groups, *kernel]``.
+
+    Returns:
+        ``([B, N_out, C_out], out_size)``.
+    """
+    geom = transposed_conv_geometry(size, weight.shape[2:], stride, padding, output_padding, dilation)
+    graph = graph_from_geometry(geom, x.device, transposed=True)
+    out = grid_conv(x.contiguous(), graph, transposed_message_weight(weight, groups), bias, groups, "general")
+    return out, graph.out_size
+
+
+# -- pooling ------------------------------------------------------------------------------------------------
+
+def pool_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None,
+                  padding: IntOrTuple = 0, dilation: IntOrTuple = 1, ceil_mode: bool = False) -> ConvGeometry:
+    """The window geometry of ``nn.MaxPool{n}d`` / ``nn.AvgPool{n}d`` on an input of spatial ``size``.
+
+    torch's rules: ``stride`` defaults to ``kernel_size``; ``padding`` at most half
+    the kernel; with ``ceil_mode`` one more window where the input does not fill it,
+    unless that window would start in the right padding. The extra windows are
+    expressed as extra right padding, which (like all zero padding) carries no edges.
+    """
+    nd = len(size)
+    kernel = ntuple(kernel_size, nd, "kernel_size")
+    stride = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) else \
+        ntuple(stride, nd, "stride")
+    pads, dil = ntuple(padding, nd, "padding"), ntuple(dilation, nd, "dilation")
+    for name, values in (("kernel_size", kernel), ("stride", stride), ("dilation", dil)):
+        if any(v < 1 for v in values):
+            raise ValueError(f"{name} must be positive, got {values}")
+    if any(p > k // 2 for p, k in zip(pads, kernel)):
+        raise ValueError(f"padding={pads} must be at most half of kernel_size={kernel} (as in torch)")
+    out, extra = [], []
+    for n, k, s, p, d in zip(size, kernel, stride, pads, dil):
+        span = n + 2 * p - d * (k - 1) - 1
+        o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (o - 1) * s >= n + p:
+            o -= 1
+        if o < 1 or span < 0:
+            raise ValueError(f"input size {tuple(size)} with padding={pads} is smaller than the pooling window "
+                             f"(kernel_size={kernel}, dilation={dil}); the output would be empty")
+        out.append(o)
+        extra.append(max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p)))
+    return ConvGeometry(tuple(size), kernel, stride, tuple((p, p + e) for p, e in zip(pads, extra)), dil, "zeros")
+
+
+def _window_reduce(x: Tensor, geom: ConvGeometry, fill: float, reduce: str) -> Tensor:
+    """Dense path: every window of the complete grid gathered by strided views, then reduced."""
+    b, c = x.size(0), x.size(-1)
+    windows = gather_windows(x.reshape(b, *geom.in_size, c), geom, fill)          # [B, *S_out, *k, C] (a view)
+    kernel_dims = tuple(range(1 + geom.ndim, 1 + 2 * geom.ndim))
+    out = windows.amax(kernel_dims) if reduce == "max" else windows.sum(kernel_dims)   # [B, *S_out, C]
+    return out.reshape(b, -1, c)
+
+
+def _edge_reduce(x: Tensor, graph: GridGraph, reduce: str) -> Tensor:
+    """General path: ``reduce`` over the in-edges of every target node (PyG's scatter)."""
+    src, dst = graph.edge_index
+    return scatter(x.index_select(-2, src), dst, dim=-2, dim_size=graph.num_dst_nodes, reduce=reduce)
+
+
+def max_pool_nodes(x: Tensor, geom: ConvGeometry, path: str = "auto") -> Tensor:
+    r"""Max pooling as max aggregation over window edges: :math:`\mathbf{y}_i = \max_{j \in \mathcal{N}(i)} \mathbf{x}_j`.
+
+    ``x`` is ``[B, N_in, C]`` on the complete grid of ``geom`` (:func:`pool_geometry`);
+    padding carries no edges, which is torch's :math:`-\infty` padding.
+    """
+    if path == "general":
+        return _edge_reduce(x, graph_from_geometry(geom, x.device), "max")
+    return _window_reduce(x, geom, -math.inf, "max")
+
+
+def avg_divisor(geom: ConvGeometry, padding: Tuple[int, ...], count_include_pad: bool,
+                divisor_override: Optional[int], like: Tensor) -> Tensor:
+    """The divisor of every output cell, ``[N_out, 1]``, by torch's rules for ``nn.AvgPool{n}d``."""
+    if divisor_override:
+        return like.new_full((1, 1), float(divisor_override))
+    counts = like.new_ones(())
+    for n, k, s, p, o in zip(geom.in_size, geom.kernel_size, geom.stride, padding, geom.out_size):
+        start = torch.arange(o, device=like.device) * s - p                       # [O_d]
+        end = torch.clamp(start + k, max=n + p)
+        length = end - start if count_include_pad else end.clamp(max=n) - start.clamp(min=0)
+        counts = counts[..., None] * length.to(like.dtype)                        # outer product over dims
+    return counts.reshape(-1, 1)
+
+
+def avg_pool_nodes(x: Tensor, geom: ConvGeometry, padding: Tuple[int, ...], count_include_pad: bool = True,
+                   divisor_override: Optional[int] = None, path: str = "auto") -> Tensor:
+    r"""Average pooling as sum aggregation over window edges, divided by torch's window count.
+
+    :math:`\mathbf{y}_i = \frac{1}{c_i} \sum_{j \in \mathcal{N}(i)} \mathbf{x}_j` with :math:`c_i`
+    the window's size (padding included or not, or ``divisor_override``).
+    """
+    total = _edge_reduce(x, graph_from_geometry(geom, x.device), "sum") if path == "general" else \
+        _window_reduce(x, geom, 0.0, "sum")
+    return total / avg_divisor(geom, padding, count_include_pad, divisor_override, x)
+
+
+def _adaptive_windows(n: int, o: int) -> Tuple[list, list]:
+    """``(output, input)`` index pairs of one dim: output ``i`` pools ``[floor(i n / o), ceil((i + 1) n / o))``."""
+    outs, ins = [], []
+    for i in range(o):
+        for j in range((i * n) // o, -(-(i + 1) * n // o)):
+            outs.append(i)
+            ins.append(j)
+    return outs, ins
+
+
+@functools.lru_cache(maxsize=128)
+def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: torch.device) -> Tensor:
+    src = torch.zeros(1, dtype=torch.long, device=device)
+    dst = torch.zeros(1, dtype=torch.long, device=device)
+    for n, o in zip(in_size, out_size):
+        outs, ins = (torch.tensor(v, dtype=torch.long, device=device) for v in _adaptive_windows(n, o))
+        src = (src[:, None] * n + ins[None, :]).flatten()                        # row-major over dims so far
+        dst = (dst[:, None] * o + outs[None, :]).flatten()
+    return torch.stack([src, dst])                                                # [2, E]
+
+
+def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device=None) -> Tensor:
+    """``edge_index [2, E]`` of adaptive pooling: input ``j`` -> output ``i`` when ``j`` lies in ``i``'s window."""
+    return _adaptive_edges(tuple(in_size), tuple(out_size), _canonical_device(device))
+
+
+def adaptive_output_size(in_size: Tuple[int, ...], output_size) -> Tuple[int, ...]:
+    """torch's ``output_size`` argument (int, tuple, ``None`` entries keep the input's size) resolved."""
+    nd = len(in_size)
+    sizes = (output_size,) * nd if isinstance(output_size, int) or output_size is None else tuple(output_size)
+    if len(sizes) != nd:
+        raise ValueError(f"output_size must be an int or a tuple of {nd} ints (or None), got {output_size!r}")
+    out = tuple(n if o is None else o for n, o in zip(in_size, sizes))
+    if any(isinstance(o, bool) or not isinstance(o, int) or o < 1 for o in out):
+        raise ValueError(f"output_size must hold positive ints (or None), got {output_size!r}")
+    return out
+
+
+def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size, reduce: str,
+                        path: str = "auto") -> Tuple[Tensor, Tuple[int, ...]]:
+    r"""Adaptive max / average pooling: aggregation over one window of edges per output cell.
+
+    :math:`\mathbf{y}_i = \max_{j \in \mathcal{N}(i)} \mathbf{x}_j` or
+    :math:`\frac{1}{|\mathcal{N}(i)|}\sum_{j \in \mathcal{N}(i)} \mathbf{x}_j` with output
+    ``i``'s window ``[floor(i n / o), ceil((i + 1) n / o))`` per dim (torch's).
+    ``output_size = 1`` is global pooling (PyG's ``global_max_pool`` / ``global_mean_pool``
+    over each grid). Returns ``([B, N_out, C], out_size)``.
+    """
+    out_size = adaptive_output_size(in_size, output_size)
+    if path != "general" and all(n % o == 0 for n, o in zip(in_size, out_size)):
+        kernel = tuple(n // o for n, o in zip(in_size, out_size))                 # equal windows: a plain pool
+        geom = ConvGeometry(tuple(in_size), kernel, kernel, ((0, 0),) * len(kernel), (1,) * len(kernel))
+        out = _window_reduce(x, geom, 0.0, "max" if reduce == "max" else "sum")
+        return (out if reduce == "max" else out / math.prod(kernel)), out_size
+    src, dst = adaptive_pool_graph(in_size, out_size, x.device)
+    out = scatter(x.index_select(-2, src), dst, dim=-2, dim_size=math.prod(out_size),
+                  reduce="max" if reduce == "max" else "mean")
+    return out, out_size
