@@ -157,6 +157,58 @@ def padding_modes_1d_3d():
     return Net()
 
 
+def double_conv(nd, cin, cout):
+    conv, norm = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1], (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[nd - 1]
+    return nn.Sequential(conv(cin, cout, 3, padding=1, bias=False), norm(cout), nn.ReLU(),
+                         conv(cout, cout, 3, padding=1, bias=False), norm(cout), nn.ReLU())
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al., 2015): max-pool encoder, ConvTranspose2d upsampling decoder, skip concatenations.
+
+    Also the benchmarks' U-Net (``benchmarks/layers.py``, ``benchmarks/models.py``) at larger width.
+    """
+
+    def __init__(self, in_channels=1, num_classes=2, width=8, depth=2):
+        super().__init__()
+        widths = [width * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList([double_conv(2, in_channels, widths[0])] +
+                                  [double_conv(2, a, b) for a, b in zip(widths, widths[1:])])
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(widths, widths[1:])][::-1])
+        self.merge = nn.ModuleList([double_conv(2, 2 * a, a) for a in widths[:-1]][::-1])
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        for up, merge, skip in zip(self.up, self.merge, skips[-2::-1]):
+            x = merge(torch.cat([up(x, output_size=skip.shape[2:]), skip], 1))
+        return self.head(x)
+
+
+def autoencoder_1d():
+    """A 1-D conv autoencoder: strided convs and avg pooling down, transposed convs (output_padding) up."""
+    return nn.Sequential(
+        nn.Conv1d(2, 8, 5, stride=2, padding=2), nn.ReLU(), nn.AvgPool1d(2, ceil_mode=True),
+        nn.Conv1d(8, 16, 3, padding=1), nn.Tanh(),
+        nn.ConvTranspose1d(16, 8, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose1d(8, 4, 5, stride=2, padding=2, output_padding=1, groups=2), nn.ReLU(),
+        nn.Conv1d(4, 2, 3, padding=1))
+
+
+def net_3d(num_classes=3):
+    """A 3-D conv net on 9x10x11 volumes: 3-D convs, max and average pools with padding and ceil_mode,
+    adaptive max pooling with a ``None`` output size."""
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.MaxPool3d(3, 2, 1, dilation=1),
+        nn.Conv3d(4, 8, 3, padding=1, groups=2), nn.ReLU(), nn.AvgPool3d(2, ceil_mode=True, count_include_pad=False),
+        nn.Conv3d(8, 8, 1), nn.ReLU(), nn.MaxPool3d(2, 1, ceil_mode=True),
+        nn.AdaptiveMaxPool3d((2, None, 1)), nn.Flatten(), nn.Linear(32, num_classes))
+
+
 ZOO = {
     "resnext": (resnext, (2, 3, 32, 32)),
     "mobilenet_v2": (mobilenet_v2, (2, 3, 16, 16)),
@@ -166,4 +218,7 @@ ZOO = {
     "convnext": (convnext, (2, 3, 32, 32)),
     "ghostnet": (ghostnet, (2, 3, 12, 12)),
     "padding_modes_1d_3d": (padding_modes_1d_3d, (2, 2, 4, 5, 6)),
+    "unet": (UNet, (2, 1, 20, 18)),
+    "autoencoder_1d": (autoencoder_1d, (2, 2, 33)),
+    "net_3d": (net_3d, (2, 1, 9, 10, 11)),
 }

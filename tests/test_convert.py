@@ -130,3 +130,60 @@ def test_shared_convs_stay_shared():
     assert len(list(converted.parameters())) == 2
     x = torch.randn(1, 3, 6, 6)
     torch.testing.assert_close(converted(x), model(x))
+
+
+@pytest.mark.parametrize("name", ["unet", "autoencoder_1d", "net_3d"])
+def test_encoder_decoder_and_3d_models_convert_whole_and_train_alike(name):
+    """Convs, transposed convs and pools all become twins; a few SGD steps stay equal to the original's."""
+    make, shape = ZOO[name]
+    torch.manual_seed(0)
+    model = make().double()
+    converted = gg.convert(model)
+    assert count_convs(converted) == 0, "a conv, transposed conv or pool stayed a torch op"
+    kinds = {type(m).__name__.rstrip("123d") for m in converted.modules() if type(m) in TWINS.values()}
+    assert kinds >= {"GridConv", "GridConvTranspose"} or kinds >= {"GridConv", "GridMaxPool"}
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (model, converted)]
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x = torch.randn(shape, generator=gen, dtype=torch.float64)
+        losses = []
+        for net, opt in zip((model, converted), opts):
+            opt.zero_grad()
+            loss = net(x).square().mean()
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-10, atol=1e-12)
+    for (name_a, a), (name_b, b) in zip(model.named_parameters(), converted.named_parameters()):
+        assert name_a == name_b
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
+
+
+def test_convert_kinds_and_unsupported_pools():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.ConvTranspose2d(2, 1, 2, 2),
+                          nn.MaxPool2d(2, return_indices=False), nn.AvgPool2d(2))
+    only_convs = gg.convert(model, kinds=["conv"])
+    assert [type(m).__name__ for m in only_convs] == ["GridConv2d", "MaxPool2d", "ConvTranspose2d", "MaxPool2d",
+                                                      "AvgPool2d"]
+    assert count_convs(gg.convert(model, kinds=("conv", "conv_transpose", "pool"))) == 0
+    with pytest.raises(ValueError, match="kinds must name layer kinds among"):
+        gg.convert(model, kinds=["convs"])
+    with pytest.warns(UserWarning, match="not converting 0: MaxPool2d returns indices"):
+        kept = gg.convert(nn.Sequential(nn.MaxPool2d(2, return_indices=True)))
+    assert type(kept[0]) is nn.MaxPool2d
+    with pytest.warns(UserWarning, match="LazyConv2d is lazy and not initialised yet; run one forward pass"):
+        gg.convert(nn.Sequential(nn.LazyConv2d(4, 3)))
+    parametrized = nn.utils.parametrizations.weight_norm(nn.Conv2d(2, 2, 3))
+    with pytest.warns(UserWarning, match="is parametrized \\(weight\\); remove the parametrization"):
+        gg.convert(nn.Sequential(parametrized))
+
+
+def test_twins_are_instances_of_the_torch_layers_they_replace():
+    model = gg.convert(nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ConvTranspose2d(4, 2, 2),
+                                     nn.AdaptiveAvgPool2d(1)))
+    assert isinstance(model[0], nn.Conv2d) and isinstance(model[2], nn.ConvTranspose2d)
+    assert isinstance(model[3], nn.AdaptiveAvgPool2d)
+    fused = torch.nn.utils.fusion.fuse_conv_bn_eval(model[0].eval(), model[1].eval())
+    assert type(fused).__name__ == "GridConv2d"
+    x = torch.randn(1, 2, 6, 6)
+    torch.testing.assert_close(fused(x), model[1](model[0](x)))

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import GridConv, NodeLinear
-from ..nn.conv_nd import _GridConvNd
 
 KernelSize = Union[int, Sequence[int]]
 
@@ -108,10 +107,13 @@ def count_params(module: nn.Module) -> int:
 
 
 def _layer_macs(module: nn.Module, inputs: Tuple, output: Tensor) -> int:
-    """MACs of one supported layer's forward call, or -1 if the layer is not counted."""
-    if isinstance(module, (nn.modules.conv._ConvNd, _GridConvNd)) and not getattr(module, "transposed", False):
-        # every output position reads a full (padded) window, as torch computes it
-        positions = output.numel() // output.size(-len(module.kernel_size) - 1)
+    """MACs of one forward call of a counted layer (a conv, transposed conv, linear, GridConv or NodeLinear)."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        # a conv: every output position reads a full (padded) window, as torch computes it; a transposed
+        # conv: every input position sends a full window (one message per edge of the reversed graph and
+        # per edge cropped by padding, as torch computes it)
+        counted = inputs[0] if module.transposed else output
+        positions = counted.numel() // counted.size(-len(module.kernel_size) - 1)
         return positions * conv_macs(module.in_channels, module.out_channels, module.kernel_size, module.groups)
     if isinstance(module, GridConv):
         x, edges = inputs[0], inputs[1]
@@ -120,9 +122,7 @@ def _layer_macs(module: nn.Module, inputs: Tuple, output: Tensor) -> int:
         return batch * num_edges * module.out_channels * (module.in_channels // module.groups)
     if isinstance(module, NodeLinear):
         return (output.numel() // module.out_channels) * module.weight.numel()
-    if isinstance(module, nn.Linear):
-        return (output.numel() // module.out_features) * module.weight.numel()
-    return -1
+    return (output.numel() // module.out_features) * module.weight.numel()     # nn.Linear
 
 
 @dataclass
@@ -147,11 +147,9 @@ def layer_counts(model: nn.Module, example_input) -> List[LayerCount]:
     for name, module in model.named_modules():
         if isinstance(module, counted):
             def hook(mod, args, out, name=name):
-                macs = _layer_macs(mod, args, out)
-                if macs < 0:
-                    raise TypeError(f"count_macs cannot measure {name} ({type(mod).__name__})")
                 rows.append(LayerCount(name or type(mod).__name__, type(mod).__name__,
-                                       sum(p.numel() for p in mod.parameters(recurse=False)), macs, tuple(out.shape)))
+                                       sum(p.numel() for p in mod.parameters(recurse=False)),
+                                       _layer_macs(mod, args, out), tuple(out.shape)))
             handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -163,14 +161,7 @@ def layer_counts(model: nn.Module, example_input) -> List[LayerCount]:
 
 
 def count_macs(model: nn.Module, example_input) -> int:
-    """Total MACs of ``model`` on ``example_input`` (see :func:`layer_counts`).
-
-    Raises:
-        TypeError: when ``model`` holds a transposed conv, which is not counted.
-    """
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.conv._ConvNd) and m.transposed:
-            raise TypeError(f"count_macs cannot measure {name} ({type(m).__name__}): transposed convs are not counted")
+    """Total MACs of ``model`` on ``example_input`` (see :func:`layer_counts`)."""
     return sum(row.macs for row in layer_counts(model, example_input))
 
 

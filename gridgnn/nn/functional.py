@@ -139,7 +139,7 @@ def pool_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: Optional[In
         o = (span + (s - 1 if ceil_mode else 0)) // s + 1
         if ceil_mode and (o - 1) * s >= n + p:
             o -= 1
-        if o < 1 or span < 0:
+        if o < 1:
             raise ValueError(f"input size {tuple(size)} with padding={pads} is smaller than the pooling window "
                              f"(kernel_size={kernel}, dilation={dil}); the output would be empty")
         out.append(o)
@@ -157,9 +157,17 @@ def _window_reduce(x: Tensor, geom: ConvGeometry, fill: float, reduce: str) -> T
 
 
 def _edge_reduce(x: Tensor, graph: GridGraph, reduce: str) -> Tensor:
-    """General path: ``reduce`` over the in-edges of every target node (PyG's scatter)."""
+    r"""General path: ``reduce`` over the in-edges of every target node.
+
+    A sum is PyG's scatter; a max starts from :math:`-\infty`, so a window with no real
+    pixel (all of it in the padding, possible with dilation) is :math:`-\infty` as in torch.
+    """
     src, dst = graph.edge_index
-    return scatter(x.index_select(-2, src), dst, dim=-2, dim_size=graph.num_dst_nodes, reduce=reduce)
+    messages = x.index_select(-2, src)                                            # [B, E, C]
+    if reduce == "max":
+        out = x.new_full((*x.shape[:-2], graph.num_dst_nodes, x.size(-1)), -math.inf)
+        return out.scatter_reduce(-2, dst.view(-1, 1).expand_as(messages), messages, "amax")
+    return scatter(messages, dst, dim=-2, dim_size=graph.num_dst_nodes, reduce=reduce)
 
 
 def max_pool_nodes(x: Tensor, geom: ConvGeometry, path: str = "auto") -> Tensor:

@@ -90,6 +90,11 @@ class _GridAvgPoolNd(_GridPool):
 
     def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...]) -> Tuple[Tensor, Tuple[int, ...]]:
         geom = self.geometry(size)
+        if self._ndim == 3 and any(n < k for n, k in zip(size, geom.kernel_size)):
+            # torch's avg_pool3d (unlike 1-D and 2-D) rejects inputs smaller than the kernel, padding or not
+            raise ValueError(f"{type(self).__name__}: input size {size} is smaller than the pooling window "
+                             f"kernel_size={geom.kernel_size} (torch's AvgPool3d needs the unpadded input to "
+                             "cover the kernel)")
         padding = tuple(left for left, _ in geom.padding)
         divisor = getattr(self, "divisor_override", None)
         out = avg_pool_nodes(nodes, geom, padding, self.count_include_pad, divisor, self.path)
