@@ -90,7 +90,7 @@ def conv_configs(ndims: Sequence[int] = (1, 2, 3), quick: bool = False) -> List[
 
 @dataclass(frozen=True)
 class ConvTransposeConfig:
-    """One transposed-conv configuration of the sweep (one execution path: the reversed graph)."""
+    """One transposed-conv configuration of the sweep."""
 
     ndim: int
     kernel_size: int
@@ -101,7 +101,7 @@ class ConvTransposeConfig:
     groups: int
     bias: bool
     in_channels: int = IN_CHANNELS
-    paths: Tuple[str, ...] = ("auto",)
+    paths: Tuple[str, ...] = ("auto", "general")
 
     @property
     def input_size(self) -> Tuple[int, ...]:

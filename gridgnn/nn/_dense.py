@@ -1,4 +1,4 @@
-"""Dense execution of a grid conv on a complete grid graph.
+r"""Dense execution of a grid conv on a complete grid graph.
 
 On a complete grid every node receives one message per kernel offset, from the
 node at a fixed displacement. Three ways to compute all messages at once, none
@@ -17,20 +17,24 @@ a torch conv op:
 * **clipped shifted views** (depthwise, any stride/padding/dilation): one
   in-place per-channel product per offset (:mod:`gridgnn.nn._depthwise`).
 
-:func:`dense_grid_conv` picks the fastest for the shape.
+:func:`dense_grid_conv` picks the fastest for the shape. On the reversed graph
+of a complete grid (a transposed conv), :func:`dense_conv_transpose` transforms
+every source by every :math:`\mathbf{W}_t` in one GEMM and scatters each
+offset's messages onto a strided box of the targets.
 """
 from __future__ import annotations
 
 import itertools
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._gemm import linear, merge_groups
-from ._depthwise import depthwise_grid_conv
+from ._depthwise import Box, depthwise_grid_conv, tap_boxes
+from ._offset_plan import node_transform
 from ._padding import pad_nodes
 
 # below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
@@ -100,12 +104,9 @@ def _kernel_indices(kernel_size):
     return itertools.product(*(range(k) for k in kernel_size))
 
 
-def gather_windows(x: Tensor, geom: ConvGeometry, fill: float = 0.0) -> Tensor:
-    """Kernel windows of every output node: ``[B, *S_in, C] -> [B, *S_out, *kernel, C]`` (a strided view).
-
-    Zero-padding positions read ``fill``.
-    """
-    x = pad_nodes(x, geom, fill)
+def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:
+    """Kernel windows of every output node: ``[B, *S_in, C] -> [B, *S_out, *kernel, C]`` (a strided view)."""
+    x = pad_nodes(x, geom)
     for d in range(geom.ndim):
         span = geom.dilation[d] * (geom.kernel_size[d] - 1) + 1
         x = x.unfold(1 + d, span, geom.stride[d])            # new trailing axis of length span
@@ -152,3 +153,56 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     if groups == 1 and c_in < SHIFT_MAX_CHANNELS and all(s == 1 for s in geom.stride):
         return _shifted_slice_conv(image, geom, weight, bias)
     return _gathered_window_conv(image, geom, weight, bias, groups)
+
+
+class BoxScatter(torch.autograd.Function):
+    """``out[b, target_box_t] += y[b, source_box_t, t]`` for every offset ``t``: ``[B, *S_src, K, C] -> [B, *S_dst, C]``.
+
+    Its adjoint is :class:`BoxGather` (each backward calls the other), so gradients of every order exist.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, dst_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
+        out = y.new_zeros(y.size(0), *dst_size, y.size(-1))
+        for t, source_box, target_box in taps:
+            out[(slice(None),) + target_box] += y[(slice(None),) + source_box + (t,)]
+        ctx.src_shape, ctx.taps = tuple(y.shape[1:-1]), taps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return BoxGather.apply(grad, ctx.src_shape, ctx.taps), None, None
+
+
+class BoxGather(torch.autograd.Function):
+    """``y[b, source_box_t, t] = g[b, target_box_t]``, zero elsewhere: the adjoint of :class:`BoxScatter`."""
+
+    @staticmethod
+    def forward(ctx, grad: Tensor, src_shape: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
+        y = grad.new_zeros(grad.size(0), *src_shape, grad.size(-1))
+        for t, source_box, target_box in taps:
+            y[(slice(None),) + source_box + (t,)] = grad[(slice(None),) + target_box]
+        ctx.dst_size, ctx.taps = tuple(grad.shape[1:-1]), taps
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        return BoxScatter.apply(grad_y, ctx.dst_size, ctx.taps), None, None
+
+
+def dense_conv_transpose(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
+                         groups: int) -> Tensor:
+    r"""Message passing on the reversed complete grid graph of ``geom``: ``[B, N_src, C_in] -> [B, N_dst, C_out]``.
+
+    The sources are the conv's output positions, the targets its input positions. One GEMM
+    computes :math:`\mathbf{W}_t \mathbf{x}_i` for every source :math:`i` and offset :math:`t`;
+    the messages of offset :math:`t` then land on a strided box of targets (positions
+    :math:`i s - p + t d`) by :class:`BoxScatter`. ``weight`` is in message layout
+    ``[C_out, C_in / groups, *kernel]``.
+    """
+    b, c_out = x.size(0), weight.size(0)
+    y = node_transform(x, weight, groups)                                         # [B, N_src, K, C_out]
+    y = y.view(b, *geom.out_size, geom.num_offsets, c_out)
+    out = BoxScatter.apply(y, tuple(geom.in_size), tap_boxes(geom, geom.in_size, True))   # [B, *S_dst, C_out]
+    out = out.view(b, -1, c_out)
+    return out if bias is None else out + bias

@@ -138,3 +138,56 @@ def depthwise_grid_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias:
     w = weight.flatten(1).t().contiguous()                                         # [K, C]
     out = ClippedShiftDepthwise.apply(source, w, bias, tuple(geom.out_size), taps)  # [B, *S_out, C]
     return out.reshape(image.size(0), math.prod(geom.out_size), out.size(-1))
+
+
+class ClippedShiftMax(torch.autograd.Function):
+    r"""Max pooling on a complete grid by the same clipped boxes: ``out[b, box_t] = max(out[b, box_t], x[b, in_box_t])``.
+
+    Node-wise :math:`\mathbf{y}_i = \max_{(j \to i)} \mathbf{x}_j` (:math:`-\infty` for a window with no
+    pixel). The backward sends each output's gradient to the inputs equal to its maximum, shared
+    equally between exact ties.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, out_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
+        # x: [B, *S_in, C]; returns [B, *S_out, C]
+        full = tuple(slice(0, n) for n in out_size)
+        first = next((tap for tap in taps if tap[1] == full), None)
+        if first is not None:
+            out = x[(slice(None),) + first[2]].clone(memory_format=torch.contiguous_format)
+        else:
+            out = x.new_full((x.size(0), *out_size, x.size(-1)), -math.inf)
+        for tap in taps:
+            if tap is not first:
+                block = out[(slice(None),) + tap[1]]
+                torch.maximum(block, x[(slice(None),) + tap[2]], out=block)
+        ctx.save_for_backward(x, out)
+        ctx.taps = taps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, out = ctx.saved_tensors
+        boxes = [((slice(None),) + out_box, (slice(None),) + in_box) for _, out_box, in_box in ctx.taps]
+        winners = [x[in_box] == out[out_box] for out_box, in_box in boxes]       # per tap: does it hold the max
+        count = torch.zeros_like(out)
+        for (out_box, _), won in zip(boxes, winners):
+            count[out_box] += won
+        share = torch.where(count > 0, grad_out / count.clamp(min=1), 0)          # per window, per winner
+        grad_x = torch.zeros_like(x)
+        for (out_box, in_box), won in zip(boxes, winners):
+            grad_x[in_box] += torch.where(won, share[out_box], 0)
+        return grad_x, None, None
+
+
+def window_max(image: Tensor, geom: ConvGeometry) -> Tensor:
+    """Max over every window of ``geom`` (zero padding = no pixel): ``[B, *S_in, C] -> [B, N_out, C]``."""
+    taps = tap_boxes(geom, tuple(image.shape[1:-1]), True)
+    out = ClippedShiftMax.apply(image, tuple(geom.out_size), taps)                  # [B, *S_out, C]
+    return out.reshape(image.size(0), math.prod(geom.out_size), out.size(-1))
+
+
+def window_sum(image: Tensor, geom: ConvGeometry) -> Tensor:
+    """Sum over every window of ``geom``: the depthwise grid conv with unit weights, ``[B, N_out, C]``."""
+    ones = image.new_ones(image.size(-1), 1, *geom.kernel_size)
+    return depthwise_grid_conv(image, geom, ones, None)

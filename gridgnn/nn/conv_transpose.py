@@ -57,7 +57,7 @@ class _GridConvTransposeNd(ImageLayer):
                    output_padding: Optional[Tuple[int, ...]] = None) -> Tuple[Tensor, Tuple[int, ...]]:
         output_padding = self.output_padding if output_padding is None else output_padding
         return conv_transpose_nodes(nodes, size, self.weight, self.bias, self.stride, self.padding,
-                                    output_padding, self.groups, self.dilation)
+                                    output_padding, self.groups, self.dilation, self.path)
 
     def graph(self, size) -> GridGraph:
         """The transposed :class:`~gridgnn.GridGraph` this layer runs on for an input of spatial ``size``."""
@@ -101,8 +101,9 @@ def _drop_in_doc(nd: int) -> str:
         in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
         bias, dilation, padding_mode (``"zeros"`` only, as torch), device, dtype: as
         ``torch.nn.ConvTranspose{nd}d``.
-        path (str, keyword-only): ``"auto"`` or ``"general"``; both run the general
-            (edge-list) path. (default: :obj:`"auto"`)
+        path (str, keyword-only): ``"auto"`` (one GEMM, then each offset's messages added
+            onto a strided box of the output grid) or ``"general"`` (edge-list message
+            passing on the reversed graph). (default: :obj:`"auto"`)
 
     Shapes:
         - **input:** :math:`(B, C_{{in}}, *S_{{in}})` or :math:`(C_{{in}}, *S_{{in}})` with {nd} spatial dims

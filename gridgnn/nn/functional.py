@@ -25,7 +25,8 @@ from torch_geometric.utils import scatter
 
 from ..geometry import ConvGeometry, IntOrTuple, ntuple, transposed_conv_geometry
 from ..graph import GridGraph, _canonical_device, graph_from_geometry
-from ._dense import dense_grid_conv, gather_windows
+from ._dense import dense_conv_transpose, dense_grid_conv
+from ._depthwise import window_max, window_sum
 from ._offset_plan import general_conv
 
 __all__ = ["grid_conv", "conv_nodes", "conv_transpose_nodes", "transposed_message_weight", "pool_geometry",
@@ -61,16 +62,16 @@ def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor
         x: node features ``[N_src, C_in]`` or ``[B, N_src, C_in]``.
         graph: the typed graph (complete, masked or transposed).
         weight: ``[C_out, C_in / groups, *kernel]``, ``W_t = weight.flatten(2)[..., t]``.
-        path: ``"dense"`` (complete, non-transposed graphs only), ``"general"`` or ``"auto"``.
+        path: ``"dense"`` (complete graphs only, transposed or not), ``"general"`` or ``"auto"``.
 
     Returns:
         ``[N_dst, C_out]`` or ``[B, N_dst, C_out]``.
     """
-    dense_ok = graph.is_complete and not graph.transposed
-    if path == "dense" and not dense_ok:
-        raise ValueError("path='dense' needs a complete GridGraph (not transposed); use path='general' or 'auto'")
-    if path != "general" and dense_ok:
-        return _like(dense_grid_conv(_batched(x), graph.geometry, weight, bias, groups), x)
+    if path == "dense" and not graph.is_complete:
+        raise ValueError("path='dense' needs a complete GridGraph, got a masked one; use path='general' or 'auto'")
+    if path != "general" and graph.is_complete:
+        dense = dense_conv_transpose if graph.transposed else dense_grid_conv
+        return _like(dense(_batched(x), graph.geometry, weight, bias, groups), x)
     out = general_conv(x, graph, weight, groups)
     return out if bias is None else out + bias
 
@@ -96,7 +97,7 @@ def transposed_message_weight(weight: Tensor, groups: int) -> Tensor:
 
 def conv_transpose_nodes(x: Tensor, size: Tuple[int, ...], weight: Tensor, bias: Optional[Tensor],
                          stride: IntOrTuple, padding: IntOrTuple, output_padding: IntOrTuple, groups: int,
-                         dilation: IntOrTuple) -> Tuple[Tensor, Tuple[int, ...]]:
+                         dilation: IntOrTuple, path: str = "auto") -> Tuple[Tensor, Tuple[int, ...]]:
     """``nn.ConvTranspose{n}d`` on node features by message passing on the conv's reversed grid graph.
 
     Args:
@@ -108,7 +109,7 @@ def conv_transpose_nodes(x: Tensor, size: Tuple[int, ...], weight: Tensor, bias:
     """
     geom = transposed_conv_geometry(size, weight.shape[2:], stride, padding, output_padding, dilation)
     graph = graph_from_geometry(geom, x.device, transposed=True)
-    out = grid_conv(x.contiguous(), graph, transposed_message_weight(weight, groups), bias, groups, "general")
+    out = grid_conv(x.contiguous(), graph, transposed_message_weight(weight, groups), bias, groups, path)
     return out, graph.out_size
 
 
@@ -147,13 +148,11 @@ def pool_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: Optional[In
     return ConvGeometry(tuple(size), kernel, stride, tuple((p, p + e) for p, e in zip(pads, extra)), dil, "zeros")
 
 
-def _window_reduce(x: Tensor, geom: ConvGeometry, fill: float, reduce: str) -> Tensor:
-    """Dense path: every window of the complete grid gathered by strided views, then reduced."""
-    b, c = x.size(0), x.size(-1)
-    windows = gather_windows(x.reshape(b, *geom.in_size, c), geom, fill)          # [B, *S_out, *k, C] (a view)
-    kernel_dims = tuple(range(1 + geom.ndim, 1 + 2 * geom.ndim))
-    out = windows.amax(kernel_dims) if reduce == "max" else windows.sum(kernel_dims)   # [B, *S_out, C]
-    return out.reshape(b, -1, c)
+def _window_reduce(x: Tensor, geom: ConvGeometry, reduce: str) -> Tensor:
+    """Dense path: max or sum over every window of the complete grid, one clipped box per window offset
+    (:mod:`gridgnn.nn._depthwise`): ``[B, N_in, C] -> [B, N_out, C]``."""
+    image = x.reshape(x.size(0), *geom.in_size, x.size(-1))                         # [B, *S_in, C]
+    return window_max(image, geom) if reduce == "max" else window_sum(image, geom)
 
 
 def _edge_reduce(x: Tensor, graph: GridGraph, reduce: str) -> Tensor:
@@ -178,7 +177,7 @@ def max_pool_nodes(x: Tensor, geom: ConvGeometry, path: str = "auto") -> Tensor:
     """
     if path == "general":
         return _edge_reduce(x, graph_from_geometry(geom, x.device), "max")
-    return _window_reduce(x, geom, -math.inf, "max")
+    return _window_reduce(x, geom, "max")
 
 
 def avg_divisor(geom: ConvGeometry, padding: Tuple[int, ...], count_include_pad: bool,
@@ -203,7 +202,7 @@ def avg_pool_nodes(x: Tensor, geom: ConvGeometry, padding: Tuple[int, ...], coun
     the window's size (padding included or not, or ``divisor_override``).
     """
     total = _edge_reduce(x, graph_from_geometry(geom, x.device), "sum") if path == "general" else \
-        _window_reduce(x, geom, 0.0, "sum")
+        _window_reduce(x, geom, "sum")
     return total / avg_divisor(geom, padding, count_include_pad, divisor_override, x)
 
 
@@ -256,10 +255,12 @@ def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size, reduce
     over each grid). Returns ``([B, N_out, C], out_size)``.
     """
     out_size = adaptive_output_size(in_size, output_size)
+    if path != "general" and all(o == 1 for o in out_size):                       # global pooling: every node
+        return (x.amax(-2, keepdim=True) if reduce == "max" else x.mean(-2, keepdim=True)), out_size
     if path != "general" and all(n % o == 0 for n, o in zip(in_size, out_size)):
         kernel = tuple(n // o for n, o in zip(in_size, out_size))                 # equal windows: a plain pool
         geom = ConvGeometry(tuple(in_size), kernel, kernel, ((0, 0),) * len(kernel), (1,) * len(kernel))
-        out = _window_reduce(x, geom, 0.0, "max" if reduce == "max" else "sum")
+        out = _window_reduce(x, geom, "max" if reduce == "max" else "sum")
         return (out if reduce == "max" else out / math.prod(kernel)), out_size
     src, dst = adaptive_pool_graph(in_size, out_size, x.device)
     out = scatter(x.index_select(-2, src), dst, dim=-2, dim_size=math.prod(out_size),

@@ -112,10 +112,9 @@ class GridConv(MessagePassing):
         if isinstance(edge_index, GridGraph):
             graph = edge_index
             self._check_graph(x, graph, edge_type, size)
-            if self.path == "dense" and not (graph.is_complete and not graph.transposed):
-                raise ValueError(f"{name}: path='dense' needs a complete GridGraph, got a "
-                                 f"{'masked' if not graph.is_complete else 'transposed'} one; use path='general' "
-                                 "or 'auto'")
+            if self.path == "dense" and not graph.is_complete:
+                raise ValueError(f"{name}: path='dense' needs a complete GridGraph, got a masked one; use "
+                                 "path='general' or 'auto'")
             return grid_conv(x, graph, self.weight, self.bias, self.groups, self.path)
         else:
             if edge_type is None:

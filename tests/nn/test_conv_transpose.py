@@ -25,7 +25,8 @@ def test_drop_in_equals_torch_forward_and_backward(nd, k, s, p, op, d):
         pytest.skip("torch rejects this geometry (empty output)")
     for groups, bias in ((1, True), (2, False), (4, True)):
         conv = TORCH[nd](4, 4 if groups == 4 else 6, k, s, p, op, groups, bias, d)
-        assert_conv_equivalent(conv, TWINS[nd].from_conv(conv), SIZES[nd], dtype=torch.float64)
+        for path in ("auto", "general"):
+            assert_conv_equivalent(conv, TWINS[nd].from_conv(conv, path=path), SIZES[nd], dtype=torch.float64)
 
 
 @given(nd=st.integers(1, 3), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2), d=st.integers(1, 3),
@@ -123,8 +124,10 @@ def test_grid_conv_on_the_transposed_graph_is_the_node_level_form():
     torch.testing.assert_close(gg.to_image(layer(gg.to_nodes(x), g), g.out_size), convt(x))
     masked = g.mask(torch.rand(g.num_src_nodes) > 0.5)
     assert masked.transposed and "transposed" in repr(masked)
-    with pytest.raises(ValueError, match="got a transposed one"):
-        GridConv.from_conv(convt, path="dense")(gg.to_nodes(x), g)
+    dense = GridConv.from_conv(convt, path="dense")(gg.to_nodes(x), g)
+    torch.testing.assert_close(gg.to_image(dense, g.out_size), convt(x))
+    with pytest.raises(ValueError, match="got a masked one"):
+        GridConv.from_conv(convt, path="dense")(gg.to_nodes(x), masked)
 
 
 def test_errors():
