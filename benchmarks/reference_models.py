@@ -1,4 +1,4 @@
-"""Full-size ResNet-50 and MobileNetV2, written here (torchvision's wheels do not import beside the CPU torch build)."""
+"""Full-size ResNet-50 and MobileNetV2, written out so the benchmarks need no model package."""
 from __future__ import annotations
 
 from torch import nn

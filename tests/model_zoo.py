@@ -1,6 +1,6 @@
 """Self-written reference CNNs covering the architecture features convert() must handle.
 
-No torchvision/timm: their wheels do not import beside the CPU torch build this project installs.
+Written out here, so the tests need no model package (torchvision and timm need their own torch builds).
 """
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""The ideas behind 1x1 convolution as measurable functions (see ``../shared/background.md``).
+"""The ideas behind 1x1 convolution as measurable functions.
 
 * counts: :func:`conv_params`, :func:`conv_macs`, :func:`count_params`, :func:`count_macs`,
   :func:`layer_table` and the classic figures (bottleneck, separable, Inception reduce,
