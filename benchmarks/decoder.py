@@ -22,8 +22,9 @@ from torch import nn
 from tqdm import tqdm
 
 import gridgnn as gg
-from _common import markdown_table, timed, write_result
 from gridgnn.testing import no_tf32
+
+from _common import markdown_table, timed, write_result
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from model_zoo import UNet  # noqa: E402  (the U-Net the tests convert and train)

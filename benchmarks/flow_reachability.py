@@ -17,8 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from _common import markdown_table, timed, write_result  # noqa: E402
 from gridgnn import flow  # noqa: E402
+
+from _common import markdown_table, timed, write_result  # noqa: E402
 
 CHANNELS = (64, 256, 1024, 4096)
 DEPTHS = (10, 50, 100, 200)

@@ -26,9 +26,10 @@ from torch_geometric.nn import RGCNConv  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import gridgnn as gg  # noqa: E402
-from _common import markdown_table, timed, write_result  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
 from gridgnn.testing import no_tf32  # noqa: E402
+
+from _common import markdown_table, timed, write_result  # noqa: E402
 
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
@@ -71,7 +72,8 @@ def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
             conv = torch.nn.Conv2d(cin, cout, 1, groups=groups, bias=False).to(device, dtype)
             graph = NodeLinear.from_conv(conv)
             x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
-            nodes = lambda x=x: [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
+            def nodes(x=x):
+                return [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
             label = f"1x1 {cin}->{cout}{f' g{groups}' if groups > 1 else ''} @{size}"
             ref, cand = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes), backward, min_run_time)
         else:

@@ -13,8 +13,9 @@ import sys
 import torch
 
 import gridgnn as gg
-from _common import markdown_table, timed, write_result
 from gridgnn.testing import no_tf32
+
+from _common import markdown_table, timed, write_result
 from reference_models import mobilenet_v2, resnet50
 
 

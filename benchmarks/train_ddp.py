@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from _common import markdown_table, write_result
 from gridgnn.models import GridResNet, digits_dataset
+
+from _common import markdown_table, write_result
 
 
 def main(argv=None) -> int:
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
         if rank == 0:
             print(f"epoch {epoch}: loss {rows[-1][1]}, {rows[-1][2]} s")
     if rank == 0:
-        body = f"{world} processes, backend {dist.get_backend()}\n\n" + markdown_table(("epoch", "loss", "seconds"), rows)
+        table = markdown_table(("epoch", "loss", "seconds"), rows)
+        body = f"{world} processes, backend {dist.get_backend()}\n\n{table}"
         write_result("train_ddp", "DDP training of GridResNet on digits", body)
     dist.destroy_process_group()
     return 0

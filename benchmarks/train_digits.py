@@ -19,8 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from _common import markdown_table, write_result  # noqa: E402
 from gridgnn.models import GridMobileShuffleNet, GridResNet, digits_dataset, train_twins  # noqa: E402
+
+from _common import markdown_table, write_result  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -47,6 +47,7 @@ def _load_model(spec: str, input_shape: Optional[str]):
 
 
 def cmd_verify_model(args: argparse.Namespace) -> int:
+    """``verify --model module:callable``: :func:`gridgnn.verify` on every device and dtype asked for."""
     from .convert import verify
 
     model, example = _load_model(args.model, args.input_shape)
@@ -61,6 +62,7 @@ def cmd_verify_model(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """``verify``: the equivalence sweep, one row per check and a final ``N passed, N failed`` line."""
     if args.model:
         return cmd_verify_model(args)
     devices = args.device or available_devices()
@@ -89,6 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """``info``: versions and devices."""
     import networkx
     import torch_geometric
 
@@ -100,6 +103,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (``verify`` and ``info``)."""
     parser = argparse.ArgumentParser(prog="python -m gridgnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="check the grid twins (convs, transposed convs, pools) against torch "
@@ -125,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command in ``argv`` (default: ``sys.argv``) and return its exit status."""
     args = build_parser().parse_args(argv)
     return args.func(args)
 

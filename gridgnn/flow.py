@@ -430,7 +430,7 @@ def path_counts(specs: Sequence[Spec], channels: int) -> Tensor:
 
 # -- the flow graph ----------------------------------------------------------------
 def flow_graph(specs: Sequence[Spec], channels: int):
-    """``networkx.DiGraph`` with nodes ``(layer, channel)`` and an edge where layer ``i``'s channel reads layer ``i-1``'s.
+    """``networkx.DiGraph`` with nodes ``(layer, channel)``; an edge where layer ``i``'s channel reads ``i-1``'s.
 
     Layer 0 is the input; node attribute ``pos`` places layers in columns, edge
     attribute ``spec`` names the layer.

@@ -122,7 +122,7 @@ class TwinTraining:
 
 def train_twins(model: nn.Module, images: Tensor, labels: Tensor, epochs: int = 1, batch_size: int = 64,
                 lr: float = 0.05, seed: int = 0, progress: bool = False) -> TwinTraining:
-    """Train ``model`` and its conv twin (:func:`~gridgnn.convert.to_torch_convs`) from the same init on the same batches.
+    """Train ``model`` and its conv twin (:func:`~gridgnn.convert.to_torch_convs`) from one init on one batch order.
 
     Both use SGD with momentum and cross-entropy; the batch order comes from one
     seeded permutation per epoch. Equal loss curves (up to rounding) show the

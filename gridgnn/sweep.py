@@ -120,8 +120,11 @@ class ConvTransposeConfig:
 
 
 def conv_transpose_configs(ndims: Sequence[int] = (1, 2, 3), quick: bool = False) -> List[ConvTransposeConfig]:
-    """Dims x kernel (1, 2, 3) x stride (1, 2, 3) x padding (0, 1) x output_padding (0, 1) x dilation (1, 2),
-    where torch accepts them (output_padding below stride or dilation), groups and bias cycling."""
+    """The sweep's transposed-conv configurations.
+
+    Dims x kernel (1, 2, 3) x stride (1, 2, 3) x padding (0, 1) x output_padding (0, 1) x dilation
+    (1, 2), where torch accepts them (output_padding below stride or dilation), groups and bias cycling.
+    """
     configs = []
     for nd, k, s, p, op, d in itertools.product(ndims, (1, 2, 3), (1, 2, 3), (0, 1), (0, 1), (1, 2)):
         if op >= max(s, d):
@@ -152,9 +155,12 @@ class PoolConfig:
 
 
 def pool_configs(ndims: Sequence[int] = (1, 2, 3), quick: bool = False) -> List[PoolConfig]:
-    """Max pools: kernel (2, 3) x stride (1, 2) x padding (0, 1) x dilation (1, 2) x ceil_mode; average pools:
+    """The sweep's pooling configurations.
+
+    Max pools: kernel (2, 3) x stride (1, 2) x padding (0, 1) x dilation (1, 2) x ceil_mode; average pools:
     kernel x stride x padding x ceil_mode x count_include_pad, ``divisor_override`` cycling (2-D/3-D);
-    adaptive pools: output sizes that divide the input and ones that do not."""
+    adaptive pools: output sizes that divide the input and ones that do not.
+    """
     configs = []
     for nd in ndims:
         for k, s, p, d, ceil in itertools.product((2, 3), (1, 2), (0, 1), (1, 2), (False, True)):
@@ -186,6 +192,8 @@ def available_devices() -> List[str]:
 
 @dataclass
 class SweepResult:
+    """One check of the sweep: the configuration, where it ran, and its report (or the error it raised)."""
+
     config: Union[ConvConfig, ConvTransposeConfig, PoolConfig]
     device: str
     dtype: torch.dtype
@@ -212,8 +220,10 @@ def run_config(config, device: str, dtype: torch.dtype, path: str) -> SweepResul
 
 def checks(configs: Sequence, devices: Sequence[str], dtypes: Sequence[torch.dtype],
            paths: Sequence[str] = ("auto", "general")) -> List[tuple]:
-    """``(config, device, dtype, path)`` for every configuration on every device, dtype and its execution paths
-    among ``paths``."""
+    """``(config, device, dtype, path)`` for every configuration, device, dtype and execution path.
+
+    A configuration runs only the paths it has among ``paths``.
+    """
     return [(config, device, dtype, path) for device, dtype, path, config in
             itertools.product(devices, dtypes, paths, configs) if path in config.paths]
 

@@ -125,8 +125,8 @@ def _default_size(layer: nn.Module, nd: int) -> tuple:
 def _spatial_dims(layer: nn.Module) -> int:
     base = torch_base(layer)
     if base is None:
-        raise TypeError(f"the reference must be a torch layer with a grid twin ({', '.join(t.__name__ for t in TWINS)}),"
-                        f" got {type(layer).__name__}")
+        names = ", ".join(t.__name__ for t in TWINS)
+        raise TypeError(f"the reference must be a torch layer with a grid twin ({names}), got {type(layer).__name__}")
     return int(base.__name__[-2])
 
 
@@ -144,8 +144,10 @@ def _graph_runner(reference: nn.Module, layer: nn.Module, size: Sequence[int]):
 
 
 def _as_graph_weight(layer: nn.Module, reference: nn.Module, weight: Tensor) -> Tensor:
-    """``reference``'s weight (or its gradient) in ``layer``'s layout (a GridConv of a transposed conv
-    holds the per-edge message weights)."""
+    """``reference``'s weight (or its gradient) in ``layer``'s layout.
+
+    A GridConv made from a transposed conv holds the per-edge message weights.
+    """
     if isinstance(layer, GridConv) and getattr(reference, "transposed", False):
         weight = transposed_message_weight(weight, reference.groups)
     return weight.reshape(layer.weight.shape)

@@ -6,9 +6,11 @@ TORCH_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def conv_adjacency(conv_kwargs, size, dtype=torch.float64):
-    """Per-offset adjacency A[t, i, j] = d y_i / d x_j of a 1->1 channel torch conv whose
-    weight is one-hot at offset t: how often output i reads input j through offset t
-    (padding copies included), measured through torch's own conv by autograd."""
+    """Per-offset adjacency A[t, i, j] = d y_i / d x_j of a 1->1 channel torch conv, measured by autograd.
+
+    With the weight one-hot at offset t: how often output i reads input j through offset t
+    (padding copies included), through torch's own conv.
+    """
     nd = len(size)
     conv = TORCH_CONVS[nd](1, 1, bias=False, **conv_kwargs).to(dtype)
     num_k = conv.weight[0, 0].numel()
@@ -17,7 +19,8 @@ def conv_adjacency(conv_kwargs, size, dtype=torch.float64):
         with torch.no_grad():
             conv.weight.zero_()
             conv.weight.view(-1)[t] = 1.0
-        jac = torch.autograd.functional.jacobian(lambda x: conv(x[None, None]).flatten(), torch.zeros(size, dtype=dtype))
+        jac = torch.autograd.functional.jacobian(lambda x: conv(x[None, None]).flatten(),
+                                                 torch.zeros(size, dtype=dtype))
         mats.append(jac.reshape(jac.shape[0], -1))  # [N_out, N_in]
     return torch.stack(mats)  # [K, N_out, N_in]
 

@@ -97,7 +97,8 @@ def efficientnet():
 
 def regnet():
     """RegNet-style X block: grouped 3x3 with fixed group width 4."""
-    return nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), Bottleneck(16, 16, 16, groups=4), Bottleneck(16, 32, 32, 2, groups=8))
+    return nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), Bottleneck(16, 16, 16, groups=4),
+                         Bottleneck(16, 32, 32, 2, groups=8))
 
 
 class ConvNeXtBlock(nn.Module):
@@ -200,8 +201,10 @@ def autoencoder_1d():
 
 
 def net_3d(num_classes=3):
-    """A 3-D conv net on 9x10x11 volumes: 3-D convs, max and average pools with padding and ceil_mode,
-    adaptive max pooling with a ``None`` output size."""
+    """A 3-D conv net on 9x10x11 volumes.
+
+    3-D convs, max and average pools with padding and ceil_mode, adaptive max pooling with a ``None`` output size.
+    """
     return nn.Sequential(
         nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.MaxPool3d(3, 2, 1, dilation=1),
         nn.Conv3d(4, 8, 3, padding=1, groups=2), nn.ReLU(), nn.AvgPool3d(2, ceil_mode=True, count_include_pad=False),

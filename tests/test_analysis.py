@@ -9,6 +9,7 @@ from torch import nn
 import gridgnn as gg
 from gridgnn import analysis as A
 from gridgnn.nn import GridConv, NodeLinear
+
 from model_zoo import ZOO, InvertedResidual
 
 

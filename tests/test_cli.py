@@ -60,7 +60,8 @@ def test_verify_a_users_model(capsys, monkeypatch, tmp_path):
     (tmp_path / "my_models.py").write_text(
         "import torch\n"
         "def small():\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),\n"
+        "                               torch.nn.Conv2d(4, 2, 1))\n"
         "def with_input():\n"
         "    return small(), torch.randn(1, 3, 6, 6)\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -7,6 +7,7 @@ from torch import nn
 import gridgnn as gg
 from gridgnn.convert import converted_layers
 from gridgnn.nn import TWINS, GridConv2d
+
 from model_zoo import ZOO
 
 
@@ -76,7 +77,8 @@ def test_unsupported_convs_are_named_not_skipped_silently():
     patched.forward = lambda x: x
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(WeightStandardizedConv(4, 4, 3)),
                           nn.LPPool2d(2, 2), patched)
-    with pytest.warns(UserWarning, match="not converting 1.0: WeightStandardizedConv subclasses Conv2d and overrides its forward"):
+    with pytest.warns(UserWarning,
+                      match="not converting 1.0: WeightStandardizedConv subclasses Conv2d and overrides its forward"):
         converted = gg.convert(model)
     assert isinstance(converted[0], GridConv2d) and type(converted[1][0]) is WeightStandardizedConv
     with pytest.raises(TypeError, match="not converting 2: LPPool2d has no grid twin; it stays a torch op"):

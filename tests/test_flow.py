@@ -8,8 +8,23 @@ from torch import nn
 
 import gridgnn as gg
 from gridgnn import flow
-from gridgnn.flow import (Concat, Conv, Depthwise, Identity, Permute, Pointwise, Residual, Shuffle, Split,
-                          from_module, group_partition, is_complementary, mixing_depth, path_counts, reachability)
+from gridgnn.flow import (
+    Concat,
+    Conv,
+    Depthwise,
+    Identity,
+    Permute,
+    Pointwise,
+    Residual,
+    Shuffle,
+    Split,
+    from_module,
+    group_partition,
+    is_complementary,
+    mixing_depth,
+    path_counts,
+    reachability,
+)
 from gridgnn.nn import ChannelShuffle, GridConv2d, NodeLinear
 from gridgnn.nn.shuffle import shuffle_permutation
 

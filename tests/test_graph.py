@@ -3,9 +3,11 @@ import itertools
 import networkx as nx
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import gridgnn as gg
+
 from helpers import TORCH_CONVS, conv_adjacency, graph_adjacency
 
 MODES = ["zeros", "circular", "reflect", "replicate"]
@@ -20,8 +22,10 @@ GEOMETRIES = [
 @pytest.mark.parametrize("size", [(7,), (5, 6), (3, 5, 4)], ids=["1d", "2d", "3d"])
 @pytest.mark.parametrize("geo", GEOMETRIES, ids=str)
 def test_adjacency_equals_torch_conv_jacobian(size, geo):
-    """Every offset's adjacency (with multiplicities) equals the Jacobian of torch's conv,
-    and a geometry torch rejects for this size is rejected with a ValueError."""
+    """Every offset's adjacency (with multiplicities) equals the Jacobian of torch's conv.
+
+    A geometry torch rejects for this size is rejected with a ValueError.
+    """
     try:
         TORCH_CONVS[len(size)](1, 1, **geo)(torch.zeros(1, 1, *size))
     except RuntimeError:

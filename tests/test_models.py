@@ -4,6 +4,7 @@ import gridgnn as gg
 from gridgnn.convert import to_torch_convs
 from gridgnn.models import GridMobileShuffleNet, GridResNet, digits_dataset, train_twins
 from gridgnn.nn import TWINS
+
 from model_zoo import ZOO
 
 

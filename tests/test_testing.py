@@ -2,8 +2,16 @@ import pytest
 import torch
 
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear
-from gridgnn.testing import (TOLERANCES, EquivalenceReport, Error, assert_conv_equivalent, check_conv_equivalent,
-                             compare, no_tf32, tolerance)
+from gridgnn.testing import (
+    TOLERANCES,
+    EquivalenceReport,
+    Error,
+    assert_conv_equivalent,
+    check_conv_equivalent,
+    compare,
+    no_tf32,
+    tolerance,
+)
 
 
 def test_tolerance_table():

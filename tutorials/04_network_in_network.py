@@ -47,7 +47,8 @@ plt.show()
 
 # %%
 with torch.no_grad():
-    grid = torch.cartesian_prod(torch.linspace(0, 1, 50, dtype=torch.float64), torch.linspace(0, 1, 50, dtype=torch.float64))
+    axis = torch.linspace(0, 1, 50, dtype=torch.float64)
+    grid = torch.cartesian_prod(axis, axis)
     surface = model(grid).view(50, 50)
 plt.imshow(surface, origin="lower", extent=(0, 1, 0, 1), cmap="viridis")
 plt.colorbar(label="output"), plt.xlabel("channel 2"), plt.ylabel("channel 1")
@@ -95,8 +96,10 @@ target = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.Tanh(
 with torch.no_grad():
     y = target(x)
 models = {
-    "P: 1x1 -> ReLU -> 3x3": torch.nn.Sequential(torch.nn.Conv2d(4, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(2, 4, 3, padding=1)),
-    "Q: 3x3 -> ReLU -> 1x1": torch.nn.Sequential(torch.nn.Conv2d(4, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(2, 4, 1)),
+    "P: 1x1 -> ReLU -> 3x3": torch.nn.Sequential(torch.nn.Conv2d(4, 2, 1), torch.nn.ReLU(),
+                                                 torch.nn.Conv2d(2, 4, 3, padding=1)),
+    "Q: 3x3 -> ReLU -> 1x1": torch.nn.Sequential(torch.nn.Conv2d(4, 2, 3, padding=1), torch.nn.ReLU(),
+                                                 torch.nn.Conv2d(2, 4, 1)),
     "linear (no ReLU)": torch.nn.Sequential(torch.nn.Conv2d(4, 2, 3, padding=1), torch.nn.Conv2d(2, 4, 1)),
     "mlpconv NiNBlock (graph)": None,
 }

@@ -126,7 +126,12 @@ for _ in range(6):
         opt.step()
 in_model.eval()
 last = in_model.blocks[-1].conv3
-features = lambda x: analysis.node_activations(in_model, last, x).double()
+
+
+def features(x):
+    return analysis.node_activations(in_model, last, x).double()
+
+
 scorer = analysis.MahalanobisScorer.fit(features(images[train_idx]), labels[train_idx], eps=1e-3)
 test_in = images[1400:][seen[1400:]]
 test_out = images[1400:][~seen[1400:]]

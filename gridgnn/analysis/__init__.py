@@ -10,8 +10,19 @@
 * :func:`mahalanobis_score`: OOD scores on node activations;
 * :func:`edge_detection_demo`: a 1x1 map cannot see an edge, a 3x3 one can.
 """
-from .counts import (bottleneck_params, compound_scaling, conv_macs, conv_params, count_macs, count_params,
-                     inception_reduce_params, inverted_residual_macs, layer_counts, layer_table, separable_macs)
+from .counts import (
+                     bottleneck_params,
+                     compound_scaling,
+                     conv_macs,
+                     conv_params,
+                     count_macs,
+                     count_params,
+                     inception_reduce_params,
+                     inverted_residual_macs,
+                     layer_counts,
+                     layer_table,
+                     separable_macs,
+)
 from .edges import edge_detection_demo, step_image
 from .fft import fft_conv, fft_vs_direct_timing
 from .gradflow import SeparableStack, backward_singular_values, channel_gradient_norms

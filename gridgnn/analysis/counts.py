@@ -91,7 +91,7 @@ def inverted_residual_macs(in_channels: int, out_channels: int, expand_ratio: in
 
 
 def compound_scaling(phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15) -> Dict[str, float]:
-    r"""EfficientNet compound scaling: depth :math:`\alpha^\phi`, width :math:`\beta^\phi`, resolution :math:`\gamma^\phi`.
+    r"""EfficientNet compound scaling: depth :math:`\alpha^\phi`, width :math:`\beta^\phi`, size :math:`\gamma^\phi`.
 
     Conv MACs grow linearly with depth and quadratically with width and
     resolution, so by :math:`(\alpha \beta^2 \gamma^2)^\phi \approx 2^\phi`.
@@ -127,6 +127,8 @@ def _layer_macs(module: nn.Module, inputs: Tuple, output: Tensor) -> int:
 
 @dataclass
 class LayerCount:
+    """One counted layer of :func:`layer_counts`: its name, type, parameters, MACs and output shape."""
+
     name: str
     kind: str
     params: int

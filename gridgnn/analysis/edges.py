@@ -18,6 +18,8 @@ def step_image(size: int = 8, low: float = 0.0, high: float = 1.0) -> Tensor:
 
 @dataclass
 class EdgeDemo:
+    """What :func:`edge_detection_demo` fits: the image, the edge target and each fit's error."""
+
     image: Tensor          # [H, W]
     target: Tensor         # [H, W] horizontal central difference x[j+1] - x[j-1] (zero outside)
     best_1x1: Tensor       # [H, W] best affine per-pixel map a * x + b (least squares)

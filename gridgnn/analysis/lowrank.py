@@ -82,6 +82,8 @@ def low_rank(layer: Pointwise, rank: int) -> LowRank:
 
 @dataclass
 class RankCurve:
+    """Relative error (and parameter count) of a low-rank compression at each rank tried."""
+
     ranks: List[int]
     relative_error: List[float]
     params: List[int]

@@ -25,8 +25,10 @@ def xor_linear_mse() -> float:
 
 
 def xor_mlp_exact() -> nn.Sequential:
-    r"""1x1 -> ReLU -> 1x1 with weights that fit XOR exactly: :math:`y = h_1 - 2 h_2`,
-    :math:`h_1 = \mathrm{ReLU}(x_1 + x_2)`, :math:`h_2 = \mathrm{ReLU}(x_1 + x_2 - 1)`."""
+    r"""1x1 -> ReLU -> 1x1 with weights that fit XOR exactly.
+
+    :math:`y = h_1 - 2 h_2`, :math:`h_1 = \mathrm{ReLU}(x_1 + x_2)`, :math:`h_2 = \mathrm{ReLU}(x_1 + x_2 - 1)`.
+    """
     first, second = NodeLinear(2, 2).double(), NodeLinear(2, 1).double()
     with torch.no_grad():
         first.weight.copy_(torch.tensor([[1.0, 1.0], [1.0, 1.0]]))

@@ -15,7 +15,8 @@ class MahalanobisScorer:
         \boldsymbol{\mu}_k = \tfrac{1}{N_k}\textstyle\sum_{y_i = k} \mathbf{f}_i,\quad
         \boldsymbol{\Sigma} = \tfrac{1}{N}\textstyle\sum_i (\mathbf{f}_i - \boldsymbol{\mu}_{y_i})
             (\mathbf{f}_i - \boldsymbol{\mu}_{y_i})^{\top},\quad
-        s(\mathbf{f}) = \min_k (\mathbf{f} - \boldsymbol{\mu}_k)^{\top}\boldsymbol{\Sigma}^{-1}(\mathbf{f} - \boldsymbol{\mu}_k)
+        s(\mathbf{f}) = \min_k (\mathbf{f} - \boldsymbol{\mu}_k)^{\top}
+            \boldsymbol{\Sigma}^{-1}(\mathbf{f} - \boldsymbol{\mu}_k)
 
     A large score means far from every class: out of distribution (Lee et al., 2018).
     """
@@ -64,4 +65,6 @@ def node_activations(model: nn.Module, layer: nn.Module, inputs: Tensor) -> Tens
         raise ValueError("the layer did not run in the model's forward pass")
     out = captured[-1]
     # node features [B, N, C] from gridgnn layers; images [B, C, *S] from torch layers
-    return out.mean(-2) if out.dim() == 3 and not isinstance(layer, nn.modules.conv._ConvNd) else out.flatten(2).mean(-1)
+    if out.dim() == 3 and not isinstance(layer, nn.modules.conv._ConvNd):
+        return out.mean(-2)                                                       # node features [B, N, C]
+    return out.flatten(2).mean(-1)                                                # images [B, C, *S]

@@ -10,8 +10,10 @@ def is_compiling() -> bool:
 
 
 def check_node_features(x: Tensor, in_channels: int, weight: Tensor, layer: str, ranks=(2, 3)) -> None:
-    """``x`` must be floating, ``[N, C]`` or ``[B, N, C]`` (any rank if ``ranks`` is None), with
-    ``C == in_channels``, on the weight's device and dtype."""
+    """Node features ``x`` must be floating, ``[N, C]`` or ``[B, N, C]``, on the weight's device and dtype.
+
+    ``C == in_channels``; any rank if ``ranks`` is None.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{layer}: x must be a tensor of node features, got {type(x).__name__}")
     if not x.is_floating_point():

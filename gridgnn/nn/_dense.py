@@ -32,8 +32,8 @@ import torch
 from torch import Tensor
 
 from ..geometry import ConvGeometry
-from ._gemm import linear, merge_groups
 from ._depthwise import Box, depthwise_grid_conv, tap_boxes
+from ._gemm import linear, merge_groups
 from ._offset_plan import node_transform
 from ._padding import pad_nodes
 
@@ -156,7 +156,7 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
 
 
 class BoxScatter(torch.autograd.Function):
-    """``out[b, target_box_t] += y[b, source_box_t, t]`` for every offset ``t``: ``[B, *S_src, K, C] -> [B, *S_dst, C]``.
+    """``out[b, target_box_t] += y[b, source_box_t, t]`` for every offset: ``[B, *S_src, K, C] -> [B, *S_dst, C]``.
 
     Its adjoint is :class:`BoxGather` (each backward calls the other), so gradients of every order exist.
     """

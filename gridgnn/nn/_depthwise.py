@@ -141,7 +141,7 @@ def depthwise_grid_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias:
 
 
 class ClippedShiftMax(torch.autograd.Function):
-    r"""Max pooling on a complete grid by the same clipped boxes: ``out[b, box_t] = max(out[b, box_t], x[b, in_box_t])``.
+    r"""Max pooling on a complete grid by clipped boxes: ``out[b, box_t] = max(out[b, box_t], x[b, in_box_t])``.
 
     Node-wise :math:`\mathbf{y}_i = \max_{(j \to i)} \mathbf{x}_j` (:math:`-\infty` for a window with no
     pixel). The backward sends each output's gradient to the inputs equal to its maximum, shared

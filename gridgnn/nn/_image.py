@@ -63,8 +63,10 @@ class ImageLayer:
         return out.squeeze(0) if unbatched else out
 
     def forward_nodes(self, x: Tensor, size) -> Tensor:
-        """The layer on node features: ``[B, N_in, C_in]`` (or ``[N_in, C_in]``) of a grid of spatial
-        ``size`` -> ``[B, N_out, C_out]``."""
+        """The layer on node features ``[B, N_in, C_in]`` (or ``[N_in, C_in]``) of a grid of spatial ``size``.
+
+        Returns ``[B, N_out, C_out]`` (or ``[N_out, C_out]``).
+        """
         name = type(self).__name__
         size = tuple(size)
         channels = self._expected_channels()

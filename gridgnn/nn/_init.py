@@ -37,7 +37,7 @@ def conv_parameters(module: nn.Module, out_channels: int, in_per_group: int, ker
 
 
 def reset_conv_parameters(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
-    """torch's conv initialisation, draw for draw."""
+    """Torch's conv initialisation, draw for draw."""
     nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
         fan_in = weight[0].numel()

@@ -247,9 +247,11 @@ class NiNBlock(GridBlock):
 
     .. math::
         \mathbf{y}_i = \mathrm{ReLU}(\mathbf{W}_3\,\mathrm{ReLU}(\mathbf{W}_2\,
-            \mathrm{ReLU}(\textstyle\sum_{(j \to i, t)} \mathbf{W}_{1,t}\mathbf{x}_j + \mathbf{b}_1) + \mathbf{b}_2) + \mathbf{b}_3)
+            \mathrm{ReLU}(\textstyle\sum_{(j \to i, t)} \mathbf{W}_{1,t}\mathbf{x}_j + \mathbf{b}_1)
+            + \mathbf{b}_2) + \mathbf{b}_3)
         \qquad
-        \mathbf{Y} = \phi(\phi(\phi(\textstyle\sum_t \mathbf{A}_t \mathbf{X}\mathbf{W}_{1,t}^{\top})\mathbf{W}_2^{\top})\mathbf{W}_3^{\top})
+        \mathbf{Y} = \phi(\phi(\phi(\textstyle\sum_t \mathbf{A}_t \mathbf{X}\mathbf{W}_{1,t}^{\top})
+            \mathbf{W}_2^{\top})\mathbf{W}_3^{\top})
 
     Parameters: ``conv``, ``mlp1``, ``mlp2``.
 

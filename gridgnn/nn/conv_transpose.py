@@ -44,8 +44,10 @@ class _GridConvTransposeNd(ImageLayer):
         self.path = path
 
     def forward(self, input: Tensor, output_size: Optional[List[int]] = None) -> Tensor:
-        """``input`` ``[B, C_in, *S_in]`` -> ``[B, C_out, *S_out]``; ``output_size`` picks among the
-        sizes a strided transposed conv can produce, as in torch."""
+        """``input`` ``[B, C_in, *S_in]`` -> ``[B, C_out, *S_out]``.
+
+        ``output_size`` picks among the sizes a strided transposed conv can produce, as in torch.
+        """
         output_padding = self.output_padding
         if output_size is not None:
             output_padding = tuple(self._output_padding(input, output_size, list(self.stride),

@@ -85,9 +85,9 @@ def conv_nodes(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Ten
 
 
 def transposed_message_weight(weight: Tensor, groups: int) -> Tensor:
-    """A transposed conv's weight ``[C_in, C_out/g, *k]`` as per-edge messages ``[C_out, C_in/g, *k]``.
+    r"""A transposed conv's weight ``[C_in, C_out/g, *k]`` as per-edge messages ``[C_out, C_in/g, *k]``.
 
-    The message along a reversed edge of type ``t`` is :math:`\\mathbf{W}_t^{\\top} \\mathbf{x}`,
+    The message along a reversed edge of type ``t`` is :math:`\mathbf{W}_t^{\top} \mathbf{x}`,
     block by block for grouped layers.
     """
     c_in, c_out_g, kernel = weight.size(0), weight.size(1), weight.shape[2:]
@@ -149,8 +149,10 @@ def pool_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: Optional[In
 
 
 def _window_reduce(x: Tensor, geom: ConvGeometry, reduce: str) -> Tensor:
-    """Dense path: max or sum over every window of the complete grid, one clipped box per window offset
-    (:mod:`gridgnn.nn._depthwise`): ``[B, N_in, C] -> [B, N_out, C]``."""
+    """Dense path: max or sum over every window of the complete grid, ``[B, N_in, C] -> [B, N_out, C]``.
+
+    One clipped box per window offset (:mod:`gridgnn.nn._depthwise`).
+    """
     image = x.reshape(x.size(0), *geom.in_size, x.size(-1))                         # [B, *S_in, C]
     return window_max(image, geom) if reduce == "max" else window_sum(image, geom)
 
@@ -170,9 +172,10 @@ def _edge_reduce(x: Tensor, graph: GridGraph, reduce: str) -> Tensor:
 
 
 def max_pool_nodes(x: Tensor, geom: ConvGeometry, path: str = "auto") -> Tensor:
-    r"""Max pooling as max aggregation over window edges: :math:`\mathbf{y}_i = \max_{j \in \mathcal{N}(i)} \mathbf{x}_j`.
+    r"""Max pooling as max aggregation over window edges.
 
-    ``x`` is ``[B, N_in, C]`` on the complete grid of ``geom`` (:func:`pool_geometry`);
+    :math:`\mathbf{y}_i = \max_{j \in \mathcal{N}(i)} \mathbf{x}_j`; ``x`` is ``[B, N_in, C]`` on the
+    complete grid of ``geom`` (:func:`pool_geometry`);
     padding carries no edges, which is torch's :math:`-\infty` padding.
     """
     if path == "general":
@@ -233,7 +236,7 @@ def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], dev
 
 
 def adaptive_output_size(in_size: Tuple[int, ...], output_size) -> Tuple[int, ...]:
-    """torch's ``output_size`` argument (int, tuple, ``None`` entries keep the input's size) resolved."""
+    """Torch's ``output_size`` argument (int, tuple, ``None`` entries keep the input's size) resolved."""
     nd = len(in_size)
     sizes = (output_size,) * nd if isinstance(output_size, int) or output_size is None else tuple(output_size)
     if len(sizes) != nd:

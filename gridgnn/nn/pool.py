@@ -1,10 +1,10 @@
-"""Pooling as aggregation over grid-graph windows: max, average and adaptive, 1-D to 3-D.
+r"""Pooling as aggregation over grid-graph windows: max, average and adaptive, 1-D to 3-D.
 
 A pooling window is the neighbourhood of an output node in the grid graph of the
 pool's geometry (kernel, stride, padding, dilation, ``ceil_mode``). Max pooling is
 max aggregation over those edges, average pooling sum aggregation divided by
 torch's window count, adaptive pooling the same over one window per output cell.
-Padding carries no edges, which is torch's :math:`-\\infty` padding for max pooling
+Padding carries no edges, which is torch's :math:`-\infty` padding for max pooling
 and zero padding for average pooling.
 
 The image-level twins subclass torch's pooling modules (same constructor,

@@ -16,6 +16,7 @@ def shuffle_permutation(channels: int, groups: int) -> list:
 
 
 def check_shuffle(channels: int, groups: int) -> None:
+    """Raise a ``ValueError`` unless ``groups`` is a positive int dividing ``channels``."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     if channels % groups:

@@ -16,9 +16,20 @@ from torch.nn.utils import parametrize
 
 from .conv_nd import GridConv1d, GridConv2d, GridConv3d
 from .conv_transpose import GridConvTranspose1d, GridConvTranspose2d, GridConvTranspose3d
-from .pool import (GridAdaptiveAvgPool1d, GridAdaptiveAvgPool2d, GridAdaptiveAvgPool3d, GridAdaptiveMaxPool1d,
-                   GridAdaptiveMaxPool2d, GridAdaptiveMaxPool3d, GridAvgPool1d, GridAvgPool2d, GridAvgPool3d,
-                   GridMaxPool1d, GridMaxPool2d, GridMaxPool3d)
+from .pool import (
+    GridAdaptiveAvgPool1d,
+    GridAdaptiveAvgPool2d,
+    GridAdaptiveAvgPool3d,
+    GridAdaptiveMaxPool1d,
+    GridAdaptiveMaxPool2d,
+    GridAdaptiveMaxPool3d,
+    GridAvgPool1d,
+    GridAvgPool2d,
+    GridAvgPool3d,
+    GridMaxPool1d,
+    GridMaxPool2d,
+    GridMaxPool3d,
+)
 
 __all__ = ["TWINS", "KINDS", "kind_of", "unsupported_reason", "twin_of", "torch_base", "is_twin"]
 

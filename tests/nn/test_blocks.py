@@ -5,8 +5,17 @@ import torch.nn.functional as F
 from torch import nn
 
 import gridgnn as gg
-from gridgnn.nn import (Bottleneck, GridMaxPool, InceptionBlock, InvertedResidual, NiNBlock, NodeBatchNorm,
-                        ProjectionShortcut, ShuffleUnit, SqueezeExcitation)
+from gridgnn.nn import (
+    Bottleneck,
+    GridMaxPool,
+    InceptionBlock,
+    InvertedResidual,
+    NiNBlock,
+    NodeBatchNorm,
+    ProjectionShortcut,
+    ShuffleUnit,
+    SqueezeExcitation,
+)
 
 
 class RefProjection(nn.Module):
@@ -54,7 +63,8 @@ class RefInvertedResidual(nn.Module):
         super().__init__()
         hidden = cin * t
         self.use_residual = stride == 1 and cin == cout
-        self.expand, self.bn1 = (nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden)) if t != 1 else (None, None)
+        self.expand, self.bn1 = (nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden)) if t != 1 \
+            else (None, None)
         self.depthwise = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False)
         self.bn2 = nn.BatchNorm2d(hidden)
         self.project, self.bn3 = nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)
@@ -78,7 +88,8 @@ class RefSE(nn.Module):
 class RefNiN(nn.Module):
     def __init__(self, cin, cout, k, s, p):
         super().__init__()
-        self.conv, self.mlp1, self.mlp2 = nn.Conv2d(cin, cout, k, s, p), nn.Conv2d(cout, cout, 1), nn.Conv2d(cout, cout, 1)
+        self.conv = nn.Conv2d(cin, cout, k, s, p)
+        self.mlp1, self.mlp2 = nn.Conv2d(cout, cout, 1), nn.Conv2d(cout, cout, 1)
 
     def forward(self, x):
         return F.relu(self.mlp2(F.relu(self.mlp1(F.relu(self.conv(x))))))

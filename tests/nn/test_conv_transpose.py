@@ -9,6 +9,7 @@ from torch import nn
 import gridgnn as gg
 from gridgnn.nn import GridConv, GridConvTranspose1d, GridConvTranspose2d, GridConvTranspose3d
 from gridgnn.testing import assert_conv_equivalent
+
 from helpers import conv_adjacency, graph_adjacency
 
 TORCH = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}

@@ -7,6 +7,7 @@ import torch
 from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d
 from gridgnn.nn._depthwise import tap_boxes
 from gridgnn.testing import assert_conv_equivalent
+
 from helpers import TORCH_CONVS
 
 GRID_CONVS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}

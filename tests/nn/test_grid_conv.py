@@ -2,11 +2,13 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import gridgnn as gg
 from gridgnn.nn import GridConv
 from gridgnn.testing import assert_conv_equivalent
+
 from helpers import TORCH_CONVS, dense_typed_conv, graph_adjacency
 
 MODES = ["zeros", "circular", "reflect", "replicate"]

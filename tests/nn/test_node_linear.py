@@ -43,7 +43,8 @@ def test_gradcheck():
     x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,))
     w = layer.weight.detach().requires_grad_()
-    assert torch.autograd.gradcheck(lambda w: torch.func.functional_call(layer, {"weight": w, "bias": layer.bias}, x), (w,))
+    assert torch.autograd.gradcheck(
+        lambda w: torch.func.functional_call(layer, {"weight": w, "bias": layer.bias}, x), (w,))
 
 
 def test_no_messages_between_nodes():

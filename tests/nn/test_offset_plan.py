@@ -6,8 +6,14 @@ import torch
 
 import gridgnn as gg
 from gridgnn.nn import GridConv
-from gridgnn.nn._offset_plan import (TRANSFORM_FIRST_MAX_ROWS_PER_EDGE, general_conv, per_offset_conv,
-                                    transform_first_conv, transform_plan)
+from gridgnn.nn._offset_plan import (
+    TRANSFORM_FIRST_MAX_ROWS_PER_EDGE,
+    general_conv,
+    per_offset_conv,
+    transform_first_conv,
+    transform_plan,
+)
+
 from helpers import dense_typed_conv, graph_adjacency
 
 ORDERS = {"per_offset": per_offset_conv, "transform_first": transform_first_conv}

@@ -7,9 +7,22 @@ from hypothesis import strategies as st
 from torch import nn
 
 import gridgnn as gg
-from gridgnn.nn import (GridAdaptiveAvgPool1d, GridAdaptiveAvgPool2d, GridAdaptiveAvgPool3d, GridAdaptiveMaxPool1d,
-                        GridAdaptiveMaxPool2d, GridAdaptiveMaxPool3d, GridAvgPool1d, GridAvgPool2d, GridAvgPool3d,
-                        GridMaxPool, GridMaxPool1d, GridMaxPool2d, GridMaxPool3d, twin_of)
+from gridgnn.nn import (
+    GridAdaptiveAvgPool1d,
+    GridAdaptiveAvgPool2d,
+    GridAdaptiveAvgPool3d,
+    GridAdaptiveMaxPool1d,
+    GridAdaptiveMaxPool2d,
+    GridAdaptiveMaxPool3d,
+    GridAvgPool1d,
+    GridAvgPool2d,
+    GridAvgPool3d,
+    GridMaxPool,
+    GridMaxPool1d,
+    GridMaxPool2d,
+    GridMaxPool3d,
+    twin_of,
+)
 from gridgnn.testing import assert_conv_equivalent
 
 MAX = {1: (nn.MaxPool1d, GridMaxPool1d), 2: (nn.MaxPool2d, GridMaxPool2d), 3: (nn.MaxPool3d, GridMaxPool3d)}
@@ -97,8 +110,10 @@ def _has_empty_window(pool, size):
 
 
 def test_windows_entirely_in_the_padding_are_minus_infinity():
-    """With dilation a max-pool window can read only padding: torch returns -inf there (and its backward then
-    writes out of bounds); the twins return -inf on both paths and a zero gradient."""
+    """With dilation a max-pool window can read only padding: -inf there, on both paths, and a zero gradient.
+
+    torch returns -inf too (and its backward then writes out of bounds).
+    """
     x = torch.randn(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
     for path in ("auto", "general"):
         out = GridMaxPool2d(2, 1, 1, dilation=3, path=path)(x)
