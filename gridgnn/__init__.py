@@ -2,7 +2,9 @@
 from .convert import convert, verify
 from .geometry import ConvGeometry
 from .graph import GridGraph, graph_for, grid_graph, to_image, to_nodes
+from .receptive_field import receptive_field
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvGeometry", "GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image", "convert", "verify"]
+__all__ = ["ConvGeometry", "GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image", "convert", "verify",
+           "receptive_field"]

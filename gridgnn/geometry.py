@@ -16,10 +16,11 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from ._checks import PADDING_MODES, check_padding_mode  # noqa: F401  (PADDING_MODES: part of this module's API)
+
 IntOrTuple = Union[int, Sequence[int]]
 Padding = Union[str, int, Sequence[int]]
 
-PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 
 
 def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
@@ -113,8 +114,7 @@ class ConvGeometry:
             raise ValueError(f"dilation must be positive, got {dilation}")
         if any(n < 1 for n in in_size):
             raise ValueError(f"size must be positive in every dim, got {in_size}")
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        check_padding_mode(padding_mode)
         pads = resolve_padding(padding, kernel_size, stride, dilation)
         geom = cls(in_size, kernel_size, stride, pads, dilation, padding_mode)
         geom._validate()

@@ -22,7 +22,7 @@ def test_classic_figures_exactly():
     assert A.inception_reduce_params(256, 64, 256, 3) == (163_840, 589_824)
     assert not any(A.inception_reduce_params(256, 64, c, 5)[0] == 163_840 for c in range(1, 1024))
     assert A.conv_params(4, 8, 3, groups=2, bias=True) == 8 * 2 * 9 + 8
-    with pytest.raises(ValueError, match="groups=3 must divide"):
+    with pytest.raises(ValueError, match="in_channels=4 is not divisible by groups=3"):
         A.conv_params(4, 8, 3, groups=3)
 
 

@@ -182,14 +182,44 @@ def test_receptive_field_equals_jacobian_pattern(layers):
     position = (out_size[0] // 2, out_size[1] // 2)
     jac = torch.autograd.functional.jacobian(lambda x: stack(x[None, None])[0, 0][position],
                                              torch.zeros(size, dtype=torch.float64))
-    field = flow.receptive_field(graphs, position)
+    field = gg.receptive_field(graphs, position)
     assert torch.equal(field, jac != 0)
     if all(k == 1 for k, *_ in layers):
         assert int(field.sum()) == 1  # 1x1 layers never grow it
+    with pytest.warns(DeprecationWarning, match="moved to gridgnn.receptive_field"):
+        assert torch.equal(flow.receptive_field(graphs, position), field)
+
+
+def test_receptive_field_rejects_positions_outside_the_output_grid():
+    graphs = [gg.grid_graph((8, 8), 3, padding=1)]
+    with pytest.raises(ValueError, match="position \\(0, 9\\) is not a coordinate of the output grid"):
+        gg.receptive_field(graphs, (0, 9))
+    with pytest.raises(ValueError, match="position 64 is outside the 64 output nodes"):
+        gg.receptive_field(graphs, 64)
+
+
+def test_spec_arguments_and_path_count_overflow():
+    with pytest.raises(ValueError, match="Pointwise: groups must be a positive int, got 0"):
+        Pointwise(groups=0)
+    with pytest.raises(ValueError, match="Depthwise: multiplier must be a positive int, got 0"):
+        flow.Depthwise(multiplier=0)
+    dense16 = [Pointwise()] * 16
+    assert int(flow.path_counts(dense16, 16)[0, 0]) == 16 ** 15        # independent: 16 choices per hidden layer
+    with pytest.raises(OverflowError, match="exceeds int64 at spec 17"):
+        flow.path_counts(dense16 + [Pointwise()], 16)
+
+
+def test_from_module_reads_channelwise_layers_and_transposed_convs():
+    stack = nn.Sequential(nn.Conv2d(8, 8, 1, groups=2), nn.Dropout2d(), nn.PReLU(), nn.Upsample(scale_factor=2),
+                          nn.ConvTranspose2d(8, 8, 2, 2, groups=4), nn.InstanceNorm2d(8))
+    specs = flow.from_module(stack, 8)
+    assert [type(s).__name__ for s in specs] == ["Pointwise", "Identity", "Identity", "Identity", "Conv",
+                                                 "Identity"]
+    assert specs[4].groups == 4
 
 
 def test_bad_specs_raise_clearly():
-    with pytest.raises(ValueError, match="spec 1 .*groups=3 must divide the input channels \\(8\\)"):
+    with pytest.raises(ValueError, match="spec 1 .*in_channels=8 is not divisible by groups=3"):
         reachability([Pointwise(2), Pointwise(3)], 8)
     with pytest.raises(ValueError, match="not divisible by groups=3"):
         reachability([Shuffle(3)], 8)

@@ -26,7 +26,7 @@ import torch
 from torch_geometric.nn import RGCNConv
 
 import gridgnn as gg
-from gridgnn import analysis, flow
+from gridgnn import analysis
 from gridgnn.nn import GridConv
 
 torch.manual_seed(0)
@@ -109,7 +109,7 @@ plt.show()
 # %% [markdown]
 # ## Receptive fields grow only through spatial kernels
 # The input pixels an output pixel depends on, read off the stack of grid graphs
-# (`flow.receptive_field`). Each 3x3 layer grows the field by one pixel per side; 1x1 layers add nothing.
+# (`gridgnn.receptive_field`). Each 3x3 layer grows the field by one pixel per side; 1x1 layers add nothing.
 
 # %%
 stacks = {"3x3 x L": 3, "1x1 x L": 1, "3x3 then 1x1s": None}
@@ -119,7 +119,7 @@ for depth in depths:
     for name, k in stacks.items():
         kernels = [k] * depth if k else [3] + [1] * (depth - 1)
         graphs = [gg.grid_graph((15, 15), kk, padding=kk // 2) for kk in kernels]
-        sizes[name].append(int(flow.receptive_field(graphs, (7, 7)).sum()))
+        sizes[name].append(int(gg.receptive_field(graphs, (7, 7)).sum()))
 for name, values in sizes.items():
     plt.plot(list(depths), values, marker="o", label=name)
 plt.xlabel("layers"), plt.ylabel("receptive field (pixels)"), plt.legend(), plt.title("receptive field vs depth")

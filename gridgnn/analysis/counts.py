@@ -14,6 +14,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_groups
 from ..nn import GridConv, NodeLinear
 
 KernelSize = Union[int, Sequence[int]]
@@ -33,8 +34,7 @@ def conv_params(in_channels: int, out_channels: int, kernel_size: KernelSize, gr
         >>> conv_params(128, 256, 3), conv_params(128, 256, 1)
         (294912, 32768)
     """
-    if in_channels % groups or out_channels % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+    check_groups(in_channels, out_channels, groups)
     return out_channels * (in_channels // groups) * _kernel_numel(kernel_size) + (out_channels if bias else 0)
 
 

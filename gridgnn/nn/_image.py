@@ -7,8 +7,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .._checks import check_like_weight, check_node_features
 from ..graph import to_image, to_nodes
-from ._checks import check_like_weight, check_node_features
 
 _MEMORY_FORMATS = {1: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}
 

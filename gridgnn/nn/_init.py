@@ -13,18 +13,6 @@ import torch
 from torch import nn
 
 
-def check_groups(in_channels: int, out_channels: int, groups: int) -> None:
-    """Raise a ``ValueError`` naming the argument unless ``groups`` divides both channel counts."""
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if value % groups:
-            valid = [g for g in range(1, value + 1) if in_channels % g == 0 and out_channels % g == 0]
-            raise ValueError(f"{name}={value} is not divisible by groups={groups}; groups must divide both "
-                             f"in_channels and out_channels (valid here: {valid})")
-
-
 def conv_parameters(module: nn.Module, out_channels: int, in_per_group: int, kernel_size: Sequence[int],
                     bias: bool, device=None, dtype=None) -> None:
     """Register ``weight [C_out, C_in / groups, *kernel_size]`` and ``bias [C_out]`` (or None) on ``module``."""
@@ -53,12 +41,3 @@ def copy_conv_parameters(layer: nn.Module, conv: nn.Module) -> nn.Module:
         if layer.bias is not None:
             layer.bias.copy_(conv.bias)
     return layer
-
-
-def check_torch_conv(conv: nn.Module, caller: str, ndim=None) -> None:
-    """``conv`` must be a (non-transposed) ``nn.Conv1d/2d/3d``, of ``ndim`` spatial dims if given."""
-    if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed:
-        raise TypeError(f"{caller} expects an nn.Conv1d/2d/3d, got {type(conv).__name__}")
-    if ndim is not None and len(conv.kernel_size) != ndim:
-        raise TypeError(f"{caller} expects an nn.Conv{ndim}d, got {type(conv).__name__} with "
-                        f"{len(conv.kernel_size)} spatial dims")

@@ -5,10 +5,11 @@ from typing import Tuple
 
 from torch import Tensor, nn
 
-from ..geometry import PADDING_MODES, ConvGeometry, IntOrTuple, Padding, ntuple, resolve_padding
+from .._checks import check_groups, check_padding_mode, check_torch_conv
+from ..geometry import ConvGeometry, IntOrTuple, Padding, ntuple, resolve_padding
 from ..graph import conv_geometry
 from ._image import ImageLayer
-from ._init import check_groups, check_torch_conv, copy_conv_parameters
+from ._init import copy_conv_parameters
 from .functional import check_path, conv_nodes
 
 
@@ -25,8 +26,7 @@ class _GridConvNd(ImageLayer):
         resolve_padding(padding if isinstance(padding, str) else ntuple(padding, nd, "padding"),
                         ntuple(kernel_size, nd, "kernel_size"), ntuple(stride, nd, "stride"),
                         ntuple(dilation, nd, "dilation"))
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        check_padding_mode(padding_mode)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device=device, dtype=dtype)
         self.path = path

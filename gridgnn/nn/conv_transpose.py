@@ -5,20 +5,12 @@ from typing import List, Optional, Tuple
 
 from torch import Tensor, nn
 
+from .._checks import check_groups, check_torch_conv_transpose
 from ..geometry import IntOrTuple, ntuple
 from ..graph import GridGraph, graph_for
 from ._image import ImageLayer
-from ._init import check_groups, copy_conv_parameters
+from ._init import copy_conv_parameters
 from .functional import check_path, conv_transpose_nodes
-
-
-def check_torch_conv_transpose(conv: nn.Module, caller: str, ndim: Optional[int] = None) -> None:
-    """``conv`` must be an ``nn.ConvTranspose1d/2d/3d`` (of ``ndim`` spatial dims if given)."""
-    if not isinstance(conv, nn.modules.conv._ConvTransposeNd):
-        raise TypeError(f"{caller} expects an nn.ConvTranspose1d/2d/3d, got {type(conv).__name__}")
-    if ndim is not None and len(conv.kernel_size) != ndim:
-        raise TypeError(f"{caller} expects an nn.ConvTranspose{ndim}d, got {type(conv).__name__} with "
-                        f"{len(conv.kernel_size)} spatial dims")
 
 
 class _GridConvTransposeNd(ImageLayer):

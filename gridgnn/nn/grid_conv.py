@@ -8,11 +8,11 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
+from .._checks import check_edges, check_groups, check_node_features
 from ..geometry import ntuple
 from ..graph import GridGraph
-from ._checks import check_edges, check_node_features
 from ._gemm import linear
-from ._init import check_groups, conv_parameters, reset_conv_parameters
+from ._init import conv_parameters, reset_conv_parameters
 from ._offset_plan import node_transform
 from .functional import check_path, grid_conv, transposed_message_weight
 

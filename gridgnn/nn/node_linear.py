@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._checks import check_node_features
+from .._checks import check_groups, check_node_features, check_torch_conv, is_pointwise
 from ._gemm import grouped_linear
-from ._init import check_groups, check_torch_conv, conv_parameters, copy_conv_parameters, reset_conv_parameters
+from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 
 
 class NodeLinear(nn.Module):
@@ -63,7 +63,7 @@ class NodeLinear(nn.Module):
     def from_conv(cls, conv: nn.Module) -> "NodeLinear":
         """A NodeLinear with the weights of a 1x1 ``nn.Conv1d/2d/3d`` (stride 1, no padding)."""
         check_torch_conv(conv, "NodeLinear.from_conv")
-        if any(k != 1 for k in conv.kernel_size):
+        if not is_pointwise(conv.kernel_size):
             raise ValueError(f"NodeLinear.from_conv needs a 1x1 conv, got kernel_size={conv.kernel_size}; "
                              "use GridConv.from_conv for spatial kernels")
         if any(s != 1 for s in conv.stride) or conv.padding not in ("valid", "same") and any(conv.padding):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._checks import divides
+
 
 def shuffle_permutation(channels: int, groups: int) -> list:
     """``perm`` with ``out[..., i] = in[..., perm[i]]`` for a shuffle of ``groups`` groups.
@@ -17,11 +19,7 @@ def shuffle_permutation(channels: int, groups: int) -> list:
 
 def check_shuffle(channels: int, groups: int) -> None:
     """Raise a ``ValueError`` unless ``groups`` is a positive int dividing ``channels``."""
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
-    if channels % groups:
-        raise ValueError(f"channel shuffle: {channels} channels are not divisible by groups={groups}; "
-                         f"groups must divide the channel count")
+    divides(groups, channels, "channels", "channel shuffle")
 
 
 class ChannelShuffle(nn.Module):

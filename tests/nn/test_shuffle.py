@@ -19,7 +19,7 @@ def test_equals_torch_channel_shuffle_both_ways(channels, groups, device):
 
 
 def test_errors_and_repr():
-    with pytest.raises(ValueError, match="10 channels are not divisible by groups=3"):
+    with pytest.raises(ValueError, match="channel shuffle: channels=10 is not divisible by groups=3"):
         ChannelShuffle(3)(torch.randn(4, 10))
     with pytest.raises(ValueError, match="positive int"):
         ChannelShuffle(0)

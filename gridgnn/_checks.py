@@ -1,8 +1,78 @@
-"""Input validation shared by the graph layers: errors that name the argument and the fix."""
+"""Every argument check of gridgnn, in one place and one message form: the argument, its value, the fix.
+
+Messages read ``"<where>: <argument> must ..., got <value>; <how to fix>"`` (``where``
+is the layer or function when it helps). Layers, graphs, flow specs and the
+analysis helpers all validate through these functions.
+"""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
+
+
+def _prefix(where: Optional[str]) -> str:
+    return f"{where}: " if where else ""
+
+
+def positive_int(value, name: str, where: Optional[str] = None) -> int:
+    """``value`` if it is a positive int (numpy ints too, not bools), else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
+        raise ValueError(f"{_prefix(where)}{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def divides(groups: int, channels: int, name: str = "channels", where: Optional[str] = None) -> None:
+    """A ``ValueError`` unless ``groups`` (a positive int) divides ``channels``."""
+    positive_int(groups, "groups", where)
+    if channels % groups:
+        valid = [g for g in range(1, channels + 1) if channels % g == 0]
+        raise ValueError(f"{_prefix(where)}{name}={channels} is not divisible by groups={groups}; groups must "
+                         f"divide it (valid: {valid})")
+
+
+def check_groups(in_channels: int, out_channels: int, groups: int, where: Optional[str] = None) -> None:
+    """Positive channel counts and ``groups`` dividing both, as every grouped layer needs."""
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        positive_int(value, name, where)
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if value % groups:
+            valid = [g for g in range(1, value + 1) if in_channels % g == 0 and out_channels % g == 0]
+            raise ValueError(f"{_prefix(where)}{name}={value} is not divisible by groups={groups}; groups must "
+                             f"divide both in_channels and out_channels (valid here: {valid})")
+
+
+def check_padding_mode(padding_mode: str) -> str:
+    """``padding_mode`` if torch's convs know it."""
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    return padding_mode
+
+
+def check_torch_conv(conv: nn.Module, caller: str, ndim: Optional[int] = None) -> None:
+    """``conv`` must be a (non-transposed) ``nn.Conv1d/2d/3d``, of ``ndim`` spatial dims if given."""
+    if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed:
+        raise TypeError(f"{caller} expects an nn.Conv1d/2d/3d, got {type(conv).__name__}")
+    if ndim is not None and len(conv.kernel_size) != ndim:
+        raise TypeError(f"{caller} expects an nn.Conv{ndim}d, got {type(conv).__name__} with "
+                        f"{len(conv.kernel_size)} spatial dims")
+
+
+def check_torch_conv_transpose(conv: nn.Module, caller: str, ndim: Optional[int] = None) -> None:
+    """``conv`` must be an ``nn.ConvTranspose1d/2d/3d`` (of ``ndim`` spatial dims if given)."""
+    if not isinstance(conv, nn.modules.conv._ConvTransposeNd):
+        raise TypeError(f"{caller} expects an nn.ConvTranspose1d/2d/3d, got {type(conv).__name__}")
+    if ndim is not None and len(conv.kernel_size) != ndim:
+        raise TypeError(f"{caller} expects an nn.ConvTranspose{ndim}d, got {type(conv).__name__} with "
+                        f"{len(conv.kernel_size)} spatial dims")
+
+
+def is_pointwise(kernel_size) -> bool:
+    """Whether a kernel (an int or a tuple) is 1 in every dim: a 1x1 conv, a node-wise map."""
+    return all(k == 1 for k in ((kernel_size,) if isinstance(kernel_size, int) else kernel_size))
 
 
 def is_compiling() -> bool:
