@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from gridgnn.models import GridResNet, digits_dataset
+from gridgnn.models import GridResNet
+from gridgnn.training import digits_dataset
 
 from _common import markdown_table, write_result
 

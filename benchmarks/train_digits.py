@@ -19,7 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from gridgnn.models import GridMobileShuffleNet, GridResNet, digits_dataset, train_twins  # noqa: E402
+from gridgnn.models import GridMobileShuffleNet, GridResNet  # noqa: E402
+from gridgnn.training import digits_dataset, train_twins  # noqa: E402
 
 from _common import markdown_table, write_result  # noqa: E402
 

@@ -1,8 +1,9 @@
 """gridgnn: convolutional networks as graph neural networks on grid graphs."""
-from .convert import convert, verify
+from .convert import convert
 from .geometry import ConvGeometry
 from .graph import GridGraph, graph_for, grid_graph, to_image, to_nodes
 from .receptive_field import receptive_field
+from .verification import verify
 
 __version__ = "0.1.0"
 

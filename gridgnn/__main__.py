@@ -48,7 +48,7 @@ def _load_model(spec: str, input_shape: Optional[str]):
 
 def cmd_verify_model(args: argparse.Namespace) -> int:
     """``verify --model module:callable``: :func:`gridgnn.verify` on every device and dtype asked for."""
-    from .convert import verify
+    from .verification import verify
 
     model, example = _load_model(args.model, args.input_shape)
     failed = 0

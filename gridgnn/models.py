@@ -1,26 +1,22 @@
 """Small classifiers built from the graph-native blocks of :mod:`gridgnn.nn`.
 
 Both take images ``[B, C, H, W]`` (they turn them into node features once) and
-return logits ``[B, num_classes]``. :func:`gridgnn.convert.to_torch_convs` gives
+return logits ``[B, num_classes]``. :func:`gridgnn.testing.to_torch_convs` gives
 each its conv twin (same parameters, computing through torch's convs), and
-:func:`train_twins` trains a model and its twin side by side on
-:func:`digits_dataset` (scikit-learn's 8x8 digits).
+:func:`gridgnn.training.train_twins` trains a model and its twin side by side on
+:func:`gridgnn.training.digits_dataset` (scikit-learn's 8x8 digits).
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import List, Sequence
+from typing import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from .graph import to_nodes
 from .nn import Bottleneck, GridConv2d, InvertedResidual, NodeBatchNorm, ShuffleUnit
 
-__all__ = ["GridResNet", "GridMobileShuffleNet", "digits_dataset", "train_twins", "TwinTraining"]
+__all__ = ["GridResNet", "GridMobileShuffleNet"]
 
 
 class _GridClassifier(nn.Module):
@@ -92,57 +88,14 @@ class GridMobileShuffleNet(_GridClassifier):
         super().__init__(in_channels, widths[0], blocks, widths[-1], num_classes)
 
 
-def digits_dataset(dtype=torch.float32):
-    """scikit-learn's 8x8 digits as images ``[1797, 1, 8, 8]`` scaled to [0, 1] and labels ``[1797]``.
+def __getattr__(name: str):
+    # the data set and the training loop live in gridgnn.training
+    if name in ("digits_dataset", "train_twins", "TwinTraining"):
+        import warnings
 
-    Ships with scikit-learn (the ``tutorials`` extra): no download.
-    """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("digits_dataset needs scikit-learn: pip install 'gridgnn[tutorials]'") from exc
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=dtype).unsqueeze(1) / 16.0
-    return images, torch.tensor(digits.target, dtype=torch.long)
+        warnings.warn(f"gridgnn.models.{name} moved to gridgnn.training.{name}; the old path goes in 0.3",
+                      DeprecationWarning, stacklevel=2)
+        from . import training
 
-
-@dataclass
-class TwinTraining:
-    """Per-step losses of a graph model and its conv twin trained side by side, and their wall times."""
-
-    graph_losses: List[float]
-    conv_losses: List[float]
-    graph_seconds: float
-    conv_seconds: float
-
-    @property
-    def max_loss_gap(self) -> float:
-        return max(abs(a - b) for a, b in zip(self.graph_losses, self.conv_losses))
-
-
-def train_twins(model: nn.Module, images: Tensor, labels: Tensor, epochs: int = 1, batch_size: int = 64,
-                lr: float = 0.05, seed: int = 0, progress: bool = False) -> TwinTraining:
-    """Train ``model`` and its conv twin (:func:`~gridgnn.convert.to_torch_convs`) from one init on one batch order.
-
-    Both use SGD with momentum and cross-entropy; the batch order comes from one
-    seeded permutation per epoch. Equal loss curves (up to rounding) show the
-    graph model *is* the CNN, in training as in inference.
-    """
-    from .convert import to_torch_convs
-
-    twin = to_torch_convs(model)
-    gen = torch.Generator().manual_seed(seed)
-    batches = [perm for _ in range(epochs) for perm in torch.randperm(len(labels), generator=gen).split(batch_size)]
-    result = {}
-    for name, net in (("graph", model), ("conv", twin)):
-        net.train()
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-        losses, start = [], time.perf_counter()
-        for idx in tqdm(batches, desc=f"train {name}", disable=not progress):
-            opt.zero_grad()
-            loss = F.cross_entropy(net(images[idx]), labels[idx])
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        result[name] = (losses, time.perf_counter() - start)
-    return TwinTraining(result["graph"][0], result["conv"][0], result["graph"][1], result["conv"][1])
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

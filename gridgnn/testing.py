@@ -1,4 +1,4 @@
-"""Public test helpers: prove a graph layer equals the torch conv it mirrors.
+"""Public test helpers: prove a graph layer equals the torch layer it mirrors.
 
 :func:`assert_conv_equivalent` runs a torch conv and its graph twin on the same
 random input and compares outputs and every gradient (input, weight, bias)
@@ -8,78 +8,24 @@ the way e3nn's ``assert_equivariant`` is called.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._compare import TOLERANCES, Error, Tolerance, compare, no_tf32, tolerance
+from .convert import replace_modules
 from .geometry import ntuple
-from .graph import graph_for, to_image, to_nodes
+from .graph import conv_geometry, graph_for, to_image, to_nodes
 from .nn import GridConv, NodeLinear
 from .nn.functional import transposed_message_weight
 from .nn.twins import TWINS, is_twin, torch_base, twin_of
 
 __all__ = ["Tolerance", "TOLERANCES", "tolerance", "no_tf32", "Error", "compare", "EquivalenceReport",
-           "check_conv_equivalent", "assert_conv_equivalent"]
-
-
-class Tolerance(NamedTuple):
-    """Normwise tolerance: ``max|a - b| <= atol + rtol * max|b|``."""
-
-    atol: float
-    rtol: float
-
-
-#: The one tolerance table for every equivalence check in gridgnn, per dtype.
-TOLERANCES: Dict[torch.dtype, Tolerance] = {
-    torch.float64: Tolerance(atol=1e-12, rtol=1e-10),
-    torch.float32: Tolerance(atol=1e-5, rtol=1e-5),
-    torch.float16: Tolerance(atol=1e-3, rtol=2e-3),
-    torch.bfloat16: Tolerance(atol=1e-2, rtol=2e-2),
-}
-
-
-def tolerance(dtype: torch.dtype) -> Tolerance:
-    """The :data:`TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one)."""
-    if dtype not in TOLERANCES:
-        raise ValueError(f"no tolerance for dtype {dtype}; floating dtypes with one: {list(TOLERANCES)}")
-    return TOLERANCES[dtype]
-
-
-@contextlib.contextmanager
-def no_tf32() -> Iterator[None]:
-    """Switch TF32 off for matmuls and cuDNN inside the block, restoring the settings after."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-class Error(NamedTuple):
-    """``abs = max|a - b|``, ``scale = max|b|`` and the normwise ``rel = abs / scale``."""
-
-    abs: float
-    rel: float
-    scale: float
-
-    def within(self, tol: Tolerance) -> bool:
-        return self.abs <= tol.atol + tol.rtol * self.scale
-
-
-def compare(actual: Tensor, expected: Tensor) -> Error:
-    """The :class:`Error` of ``actual`` against ``expected`` (shapes must match)."""
-    if actual.shape != expected.shape:
-        raise AssertionError(f"shape mismatch: got {tuple(actual.shape)}, expected {tuple(expected.shape)}")
-    if actual.numel() == 0:
-        return Error(0.0, 0.0, 0.0)
-    err = (actual.double() - expected.double()).abs().max().item()
-    scale = expected.double().abs().max().item()
-    return Error(err, err / scale if scale > 0 else err, scale)
+           "check_conv_equivalent", "assert_conv_equivalent", "to_torch_convs", "TorchPointwiseOnNodes"]
 
 
 @dataclass
@@ -243,3 +189,62 @@ def assert_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = N
                                    copy_weights, seed, tol)
     report.raise_on_failure()
     return report
+
+
+# -- reference twins: the same models computing through torch's own layers ------------------------------
+class _TorchOnNodes:
+    """Mixin for torch layers that also run on node features (the reference twin of a gridgnn drop-in)."""
+
+    def geometry(self, size):
+        return conv_geometry(self, size)
+
+    def forward_nodes(self, x: Tensor, size) -> Tensor:
+        batched = x if x.dim() == 3 else x.unsqueeze(0)
+        out = to_nodes(self(to_image(batched, tuple(size))))
+        return out if x.dim() == 3 else out.squeeze(0)
+
+
+_TORCH_ON_NODES = {base: type(f"Torch{base.__name__}OnNodes", (_TorchOnNodes, base), {"__module__": __name__})
+                   for base in TWINS}
+
+
+class TorchPointwiseOnNodes(nn.Module):
+    """The reference twin of :class:`~gridgnn.nn.NodeLinear`: a 1x1 ``conv1d`` over the nodes, by torch."""
+
+    def __init__(self, layer: NodeLinear):
+        super().__init__()
+        self.groups = layer.groups
+        self.weight, self.bias = layer.weight, layer.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(-1, x.size(-1), 1)                                          # [M, C_in, 1]
+        out = F.conv1d(flat, self.weight.unsqueeze(-1), self.bias, groups=self.groups)  # [M, C_in, 1]
+        return out.view(*x.shape[:-1], -1)
+
+
+def _torch_reference(layer: nn.Module) -> nn.Module:
+    """The torch layer a twin subclasses, with the twin's state (a ``forward_nodes`` method too)."""
+    ref_cls = _TORCH_ON_NODES[torch_base(layer)]
+    ref = ref_cls.__new__(ref_cls)
+    ref.__dict__.update({k: v for k, v in vars(layer).items() if k != "path"})
+    return ref
+
+
+def to_torch_convs(model: nn.Module) -> nn.Module:
+    """The inverse of :func:`convert`, for references: a copy of ``model`` computing through torch's layers.
+
+    Every twin in :data:`gridgnn.nn.TWINS` (convs, transposed convs, pools) becomes
+    the torch layer it subclasses, with the same arguments and parameters and a
+    ``forward_nodes`` method (so graph-native blocks run unchanged), and every
+    ``NodeLinear`` a 1x1 torch conv over the nodes. Names and ``state_dict`` keys are
+    kept: the reference starts from the same init, so training both on the same
+    batches must give the same loss curve.
+    """
+    def twin(layer: nn.Module, path: str) -> Optional[nn.Module]:
+        if is_twin(layer):
+            return _torch_reference(layer)
+        if isinstance(layer, NodeLinear):
+            return TorchPointwiseOnNodes(layer).train(layer.training)
+        return None
+
+    return replace_modules(copy.deepcopy(model), twin)

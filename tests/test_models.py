@@ -1,9 +1,14 @@
+import subprocess
+import sys
+
+import pytest
 import torch
 
 import gridgnn as gg
-from gridgnn.convert import to_torch_convs
-from gridgnn.models import GridMobileShuffleNet, GridResNet, digits_dataset, train_twins
+from gridgnn.models import GridMobileShuffleNet, GridResNet
 from gridgnn.nn import TWINS
+from gridgnn.testing import to_torch_convs
+from gridgnn.training import digits_dataset, train_twins
 
 from model_zoo import ZOO
 
@@ -38,3 +43,23 @@ def test_graph_model_and_conv_twin_train_identically_on_digits():
         run = train_twins(make().double(), images[:384], labels[:384], epochs=2, batch_size=32)
         assert len(run.graph_losses) == 24 and run.max_loss_gap < 1e-9
         assert sum(run.graph_losses[-4:]) < sum(run.graph_losses[:4])  # it learns
+
+
+def test_moved_names_still_work_with_a_deprecation_warning():
+    import gridgnn.convert
+    import gridgnn.models
+    import gridgnn.testing
+    import gridgnn.training
+
+    with pytest.warns(DeprecationWarning, match="moved to gridgnn.training.train_twins"):
+        assert gridgnn.models.train_twins is gridgnn.training.train_twins
+    with pytest.warns(DeprecationWarning, match="moved to gridgnn.testing.to_torch_convs"):
+        assert gridgnn.convert.to_torch_convs is gridgnn.testing.to_torch_convs
+    with pytest.raises(AttributeError):
+        gridgnn.models.no_such_name
+
+
+def test_import_gridgnn_does_not_import_the_test_helpers():
+    code = "import sys, gridgnn; gridgnn.verify; print('gridgnn.testing' in sys.modules, 'gridgnn.sweep' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

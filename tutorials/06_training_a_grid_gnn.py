@@ -30,8 +30,9 @@ from torch_geometric.nn import global_mean_pool
 from torch_geometric.utils import subgraph
 
 import gridgnn as gg
-from gridgnn.models import GridResNet, digits_dataset, train_twins
+from gridgnn.models import GridResNet
 from gridgnn.nn import GridConv
+from gridgnn.training import digits_dataset, train_twins
 
 images, labels = digits_dataset(torch.float64)
 print(images.shape, labels.shape)

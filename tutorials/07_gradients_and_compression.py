@@ -25,8 +25,9 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from gridgnn import analysis
-from gridgnn.models import GridResNet, digits_dataset
+from gridgnn.models import GridResNet
 from gridgnn.nn import SqueezeExcitation
+from gridgnn.training import digits_dataset
 
 torch.manual_seed(0)
 

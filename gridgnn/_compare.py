@@ -1,0 +1,70 @@
+"""Comparing tensors against a reference: the one tolerance table, normwise errors, TF32 off.
+
+Used by :func:`gridgnn.verify` and by the test helpers in :mod:`gridgnn.testing`, which
+re-exports every name here.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Iterator, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["Tolerance", "TOLERANCES", "tolerance", "no_tf32", "Error", "compare"]
+
+
+class Tolerance(NamedTuple):
+    """Normwise tolerance: ``max|a - b| <= atol + rtol * max|b|``."""
+
+    atol: float
+    rtol: float
+
+
+#: The one tolerance table for every equivalence check in gridgnn, per dtype.
+TOLERANCES: Dict[torch.dtype, Tolerance] = {
+    torch.float64: Tolerance(atol=1e-12, rtol=1e-10),
+    torch.float32: Tolerance(atol=1e-5, rtol=1e-5),
+    torch.float16: Tolerance(atol=1e-3, rtol=2e-3),
+    torch.bfloat16: Tolerance(atol=1e-2, rtol=2e-2),
+}
+
+
+def tolerance(dtype: torch.dtype) -> Tolerance:
+    """The :data:`TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one)."""
+    if dtype not in TOLERANCES:
+        raise ValueError(f"no tolerance for dtype {dtype}; floating dtypes with one: {list(TOLERANCES)}")
+    return TOLERANCES[dtype]
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Switch TF32 off for matmuls and cuDNN inside the block, restoring the settings after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+class Error(NamedTuple):
+    """``abs = max|a - b|``, ``scale = max|b|`` and the normwise ``rel = abs / scale``."""
+
+    abs: float
+    rel: float
+    scale: float
+
+    def within(self, tol: Tolerance) -> bool:
+        return self.abs <= tol.atol + tol.rtol * self.scale
+
+
+def compare(actual: Tensor, expected: Tensor) -> Error:
+    """The :class:`Error` of ``actual`` against ``expected`` (shapes must match)."""
+    if actual.shape != expected.shape:
+        raise AssertionError(f"shape mismatch: got {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    if actual.numel() == 0:
+        return Error(0.0, 0.0, 0.0)
+    err = (actual.double() - expected.double()).abs().max().item()
+    scale = expected.double().abs().max().item()
+    return Error(err, err / scale if scale > 0 else err, scale)
