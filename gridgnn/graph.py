@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Sequence, Tuple, Union
+import warnings
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -48,6 +49,9 @@ class GridGraph:
         edge_type (LongTensor ``[E]``): kernel offset id of each edge.
         geometry (ConvGeometry): the conv geometry the graph was built from.
         is_complete (bool): every edge the geometry defines is present, and no other.
+        transposed (bool): the reversed graph of the geometry's conv (:meth:`transpose`).
+        plans (dict): execution plans the layers derive from the edges (offset groups,
+            CSR gather plans), built on first use and kept with the graph.
 
     Edges are stored offset-major (all edges of offset 0, then offset 1, ...),
     and within one offset by target node.
@@ -69,6 +73,7 @@ class GridGraph:
         self.edge_type = edge_type
         self.is_complete = is_complete
         self.transposed = transposed
+        self.plans: Dict[str, Any] = {}   # execution plans derived from the edges, built once per graph
 
     # -- geometry ------------------------------------------------------------
     @property
@@ -121,9 +126,16 @@ class GridGraph:
         return _grid_coords(self.out_size, self.device)
 
     @property
-    def size(self) -> Tuple[int, int]:
-        """``(num_src_nodes, num_dst_nodes)``, PyG's ``size`` argument for bipartite propagation."""
+    def node_counts(self) -> Tuple[int, int]:
+        """``(num_src_nodes, num_dst_nodes)``, PyG's ``size=`` argument for bipartite propagation."""
         return (self.num_src_nodes, self.num_dst_nodes)
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """Deprecated name of :attr:`node_counts` (in gridgnn ``size`` is a spatial shape); goes in 0.3."""
+        warnings.warn("GridGraph.size is now GridGraph.node_counts (size means a spatial shape in gridgnn, "
+                      "e.g. in_size); size goes in 0.3", DeprecationWarning, stacklevel=2)
+        return self.node_counts
 
     # -- derived graphs ------------------------------------------------------
     def to(self, device) -> "GridGraph":

@@ -1,7 +1,7 @@
 """Execution plans for the general path of :class:`GridConv` on a :class:`~gridgnn.GridGraph`.
 
 Message passing over typed edges, ``y_i = b + sum_{(j -> i, t)} W_t x_j``, is
-computed in one of two orders, both cached per graph (a GridGraph is immutable):
+computed in one of two orders, both planned once per graph and kept in ``graph.plans``:
 
 * **per offset** (:func:`per_offset_conv`): gather the sources of the type-``t``
   edges, one GEMM with ``W_t``, scatter-add into the targets. Exactly ``E *
@@ -27,6 +27,8 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.utils import index_sort
+from torch_geometric.utils.sparse import index2ptr
 
 from ..graph import GridGraph
 from ._gemm import linear
@@ -39,12 +41,12 @@ TRANSFORM_FIRST_MAX_ROWS_PER_EDGE = 1.25
 
 def offset_groups(graph: GridGraph) -> List[Tuple[int, Tensor, Tensor]]:
     """``[(t, src_t, dst_t), ...]`` for every offset ``t`` with at least one edge (cached on ``graph``)."""
-    groups = getattr(graph, "_offset_groups", None)
+    groups = graph.plans.get("offset_groups")
     if groups is None:
-        order = torch.argsort(graph.edge_type, stable=True)
+        _, order = index_sort(graph.edge_type, max_value=graph.num_offsets, stable=True)
         counts = torch.bincount(graph.edge_type, minlength=graph.num_offsets).tolist()  # one sync per graph
         chunks = graph.edge_index[:, order].split(counts, dim=1)                 # [2, E_t] per offset
-        groups = graph._offset_groups = [(t, c[0], c[1]) for t, c in enumerate(chunks) if c.size(1)]
+        groups = graph.plans["offset_groups"] = [(t, c[0], c[1]) for t, c in enumerate(chunks) if c.size(1)]
     return groups
 
 
@@ -88,10 +90,9 @@ class Segments:
 
     @classmethod
     def from_pairs(cls, bag: Tensor, row: Tensor, num_bags: int, num_rows: int) -> "Segments":
-        order = torch.argsort(bag, stable=True)
-        ptr = torch.zeros(num_bags + 1, dtype=torch.long, device=bag.device)
-        ptr[1:] = torch.bincount(bag, minlength=num_bags).cumsum(0)
-        return cls(row[order], ptr, num_rows)
+        """CSR of the pairs ``(bag[e], row[e])`` (PyG's ``index_sort`` and ``index2ptr``, as in ``RGCNConv``)."""
+        sorted_bag, order = index_sort(bag, max_value=num_bags, stable=True)
+        return cls(row[order], index2ptr(sorted_bag, num_bags), num_rows)
 
     def batched(self, batch: int) -> Tuple[Tensor, Tensor]:
         """``(index, offsets)`` of the block-diagonal ``I_batch (x) A`` for ``embedding_bag``."""
@@ -142,7 +143,7 @@ class TransformPlan:
 
 def transform_plan(graph: GridGraph) -> TransformPlan:
     """The :class:`TransformPlan` of ``graph`` (cached on it; one host sync when built)."""
-    plan = getattr(graph, "_transform_plan", None)
+    plan = graph.plans.get("transform")
     if plan is None:
         src, dst = graph.edge_index
         k = graph.num_offsets
@@ -152,7 +153,7 @@ def transform_plan(graph: GridGraph) -> TransformPlan:
         num_rows = active.numel() * k                                              # the sync
         position = torch.cumsum(is_active, 0) - 1                                  # node -> its active rank
         row = position[src] * k + graph.edge_type                                  # [E] rows of y [N_active*K]
-        plan = graph._transform_plan = TransformPlan(
+        plan = graph.plans["transform"] = TransformPlan(
             active,
             Segments.from_pairs(dst, row, graph.num_dst_nodes, num_rows),
             Segments.from_pairs(row, dst, num_rows, graph.num_dst_nodes))

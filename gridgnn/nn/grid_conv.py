@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
@@ -62,14 +63,16 @@ class GridConv(MessagePassing):
             edge types. An int means a ``dim``-dimensional square kernel.
         groups (int, optional): channel blocks, dividing both channel counts. (default: :obj:`1`)
         bias (bool, optional): learn an additive bias. (default: :obj:`True`)
-        dim (int, optional): spatial dims an int ``kernel_size`` spans. (default: :obj:`2`)
+        ndim (int, optional): spatial dims an int ``kernel_size`` spans (``dim`` is its
+            deprecated name). (default: :obj:`2`)
         path (str, optional): ``"auto"``, ``"dense"`` or ``"general"``. (default: :obj:`"auto"`)
         device, dtype: factory kwargs as in torch.
 
     Shapes:
         - **input:** node features :math:`(N_{src}, C_{in})` or :math:`(B, N_{src}, C_{in})`,
           and either a :class:`GridGraph` or ``edge_index`` :math:`(2, E)` with
-          ``edge_type`` :math:`(E)` and optional ``size=(N_src, N_dst)``
+          ``edge_type`` :math:`(E)` and optional ``size=(N_src, N_dst)`` (node counts, PyG's
+          convention for ``forward``; everywhere else in gridgnn ``size`` is a spatial shape)
         - **output:** :math:`(N_{dst}, C_{out})` or :math:`(B, N_{dst}, C_{out})`
         - **weight:** :math:`(C_{out}, C_{in}/g, *\text{kernel\_size})`, torch's conv layout
 
@@ -81,12 +84,17 @@ class GridConv(MessagePassing):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Union[int, Tuple[int, ...]],
-                 groups: int = 1, bias: bool = True, *, dim: int = 2, path: str = "auto",
-                 device=None, dtype=None):
+                 groups: int = 1, bias: bool = True, *, ndim: int = 2, path: str = "auto",
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
+                 dim: Optional[int] = None):
         super().__init__(aggr="add", node_dim=-2)
+        if dim is not None:
+            warnings.warn("GridConv(dim=...) is now GridConv(ndim=...) (spatial dims, as GridGraph.ndim); "
+                          "dim goes in 0.3", DeprecationWarning, stacklevel=2)
+            ndim = dim
         check_groups(in_channels, out_channels, groups)
         check_path(path)
-        kernel_size = ntuple(kernel_size, dim if isinstance(kernel_size, int) else len(kernel_size),
+        kernel_size = ntuple(kernel_size, ndim if isinstance(kernel_size, int) else len(kernel_size),
                              "kernel_size")
         if any(k < 1 for k in kernel_size):
             raise ValueError(f"kernel_size must be positive, got {kernel_size}")
@@ -136,7 +144,7 @@ class GridConv(MessagePassing):
         if edge_type is not None or size is not None:
             raise ValueError(f"{name}: a GridGraph carries its own edge types and size; pass only (x, graph)")
         if graph.kernel_size != self.kernel_size:
-            hint = (f"; an int kernel_size means a {len(self.kernel_size)}-D kernel, pass dim={graph.ndim} (or "
+            hint = (f"; an int kernel_size means a {len(self.kernel_size)}-D kernel, pass ndim={graph.ndim} (or "
                     f"kernel_size={graph.kernel_size}) for this graph" if graph.ndim != len(self.kernel_size) else "")
             raise ValueError(f"{name}: the graph was built for kernel_size={graph.kernel_size} but the layer "
                              f"has kernel_size={self.kernel_size}; build it with grid_graph(size, "

@@ -119,7 +119,7 @@ def test_bipartite_size_and_both_general_variants():
     """More targets than sources and fewer: both general-path variants against the dense reference."""
     torch.manual_seed(1)
     for n_src, n_dst, cin, cout in [(10, 4, 2, 8), (4, 10, 8, 2)]:
-        layer = GridConv(cin, cout, (2,), dim=1).double()
+        layer = GridConv(cin, cout, (2,), ndim=1).double()
         edge_index = torch.stack([torch.randint(n_src, (30,)), torch.randint(n_dst, (30,))])
         edge_type = torch.randint(2, (30,))
         x = torch.randn(n_src, cin, dtype=torch.float64)
@@ -151,9 +151,9 @@ def test_same_init_as_conv_and_repr():
     layer = GridConv(4, 6, 3, groups=2)
     assert torch.equal(layer.weight, conv.weight) and torch.equal(layer.bias, conv.bias)
     assert repr(layer) == "GridConv(4, 6, kernel_size=(3, 3), groups=2)"
-    assert repr(GridConv(2, 2, 3, dim=1, bias=False, path="general")) == \
+    assert repr(GridConv(2, 2, 3, ndim=1, bias=False, path="general")) == \
         "GridConv(2, 2, kernel_size=(3,), bias=False, path='general')"
-    assert GridConv(2, 2, 3, dim=3).weight.shape == (2, 2, 3, 3, 3)
+    assert GridConv(2, 2, 3, ndim=3).weight.shape == (2, 2, 3, 3, 3)
 
 
 def test_errors():
@@ -170,7 +170,7 @@ def test_errors():
         layer(torch.randn(9, 4), g)
     with pytest.raises(ValueError, match="built for kernel_size=\\(5, 5\\)"):
         layer(x, gg.grid_graph((4, 4), 5, padding=2))
-    with pytest.raises(ValueError, match="pass dim=1"):
+    with pytest.raises(ValueError, match="pass ndim=1"):
         layer(torch.randn(16, 4), gg.grid_graph(16, 3, padding=1))
     with pytest.raises(ValueError, match="edge_type must lie in \\[0, 9\\)"):
         layer(x, g.edge_index, g.edge_type + 1)
@@ -208,3 +208,12 @@ def test_device_mismatch_error_without_cuda():
     layer = GridConv(4, 6, 3).to("meta")
     with pytest.raises(ValueError, match="input is on cpu but the layer's weight is on meta"):
         layer(torch.randn(16, 4), gg.grid_graph((4, 4), 3, padding=1))
+
+
+def test_renamed_arguments_warn():
+    with pytest.warns(DeprecationWarning, match="GridConv\\(ndim=...\\)"):
+        assert GridConv(2, 2, 3, dim=1).kernel_size == (3,)
+    g = gg.grid_graph((4, 4), 3, stride=2)
+    assert g.node_counts == (16, 1)
+    with pytest.warns(DeprecationWarning, match="GridGraph.node_counts"):
+        assert g.size == (16, 1)
