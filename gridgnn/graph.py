@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -348,6 +348,15 @@ def graph_for(conv, size: IntOrTuple) -> GridGraph:
     """
     return graph_from_geometry(conv_geometry(conv, size), conv.weight.device,
                                transposed=getattr(conv, "transposed", False))
+
+
+def on_batched_nodes(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn`` on node features with a batch dim: ``[N, C]`` inputs get one for the call and lose it after.
+
+    ``fn`` maps ``[B, N, C]`` to ``[B, N', C']``; ``x`` is ``[B, N, C]`` or ``[N, C]``.
+    """
+    out = fn(x if x.dim() == 3 else x.unsqueeze(0))
+    return out if x.dim() == 3 else out.squeeze(0)
 
 
 def to_nodes(x: Tensor) -> Tensor:

@@ -19,8 +19,9 @@ from torch import Tensor, nn
 from ._compare import TOLERANCES, Error, Tolerance, compare, no_tf32, tolerance
 from .convert import replace_modules
 from .geometry import ntuple
-from .graph import conv_geometry, graph_for, to_image, to_nodes
+from .graph import conv_geometry, graph_for, on_batched_nodes, to_image, to_nodes
 from .nn import GridConv, NodeLinear
+from .nn._init import copy_conv_parameters
 from .nn.functional import transposed_message_weight
 from .nn.twins import TWINS, is_twin, torch_base, twin_of
 
@@ -116,12 +117,10 @@ def check_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = No
     layer = layer.to(device=device, dtype=dtype)
     has_weight = isinstance(getattr(reference, "weight", None), Tensor)
     if copy_weights and has_weight:
-        with torch.no_grad():
-            layer.weight.copy_(_as_graph_weight(layer, reference, reference.weight))
-            if (layer.bias is None) != (reference.bias is None):
-                raise AssertionError("bias mismatch: one layer has a bias and the other does not")
-            if layer.bias is not None:
-                layer.bias.copy_(reference.bias)
+        try:
+            copy_conv_parameters(layer, reference, _as_graph_weight(layer, reference, reference.weight))
+        except ValueError as exc:                      # the two layers differ: an equivalence failure
+            raise AssertionError(str(exc)) from None
     size = _default_size(conv, nd) if input_size is None else \
         ((input_size,) * nd if isinstance(input_size, int) else tuple(input_size))
     run_graph = _graph_runner(reference, layer, size)
@@ -199,9 +198,7 @@ class _TorchOnNodes:
         return conv_geometry(self, size)
 
     def forward_nodes(self, x: Tensor, size) -> Tensor:
-        batched = x if x.dim() == 3 else x.unsqueeze(0)
-        out = to_nodes(self(to_image(batched, tuple(size))))
-        return out if x.dim() == 3 else out.squeeze(0)
+        return on_batched_nodes(lambda batched: to_nodes(self(to_image(batched, tuple(size)))), x)
 
 
 _TORCH_ON_NODES = {base: type(f"Torch{base.__name__}OnNodes", (_TorchOnNodes, base), {"__module__": __name__})

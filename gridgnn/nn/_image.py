@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_like_weight, check_node_features
-from ..graph import to_image, to_nodes
+from ..graph import on_batched_nodes, to_image, to_nodes
 
 _MEMORY_FORMATS = {1: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}
 
@@ -76,6 +76,4 @@ class ImageLayer:
             raise ValueError(f"{name}: x must be node features [N, C] or [B, N, C], got shape {tuple(x.shape)}")
         if x.size(-2) != math.prod(size):
             raise ValueError(f"{name}: x has {x.size(-2)} nodes but size={size} has {math.prod(size)}")
-        batched = x if x.dim() == 3 else x.unsqueeze(0)
-        out, _ = self._run_nodes(batched, size)
-        return out if x.dim() == 3 else out.squeeze(0)
+        return on_batched_nodes(lambda batched: self._run_nodes(batched, size)[0], x)

@@ -34,10 +34,13 @@ def reset_conv_parameters(weight: torch.Tensor, bias: Optional[torch.Tensor]) ->
             nn.init.uniform_(bias, -bound, bound)
 
 
-def copy_conv_parameters(layer: nn.Module, conv: nn.Module) -> nn.Module:
-    """Copy ``conv.weight`` (reshaped to ``layer.weight``'s shape) and ``conv.bias`` into ``layer``."""
+def copy_conv_parameters(layer: nn.Module, conv: nn.Module, weight: Optional[torch.Tensor] = None) -> nn.Module:
+    """Copy ``conv.weight`` (or ``weight``, reshaped to ``layer.weight``'s shape) and ``conv.bias`` into ``layer``."""
+    if (layer.bias is None) != (conv.bias is None):
+        raise ValueError(f"bias mismatch: {type(layer).__name__} {'has no' if layer.bias is None else 'has a'} bias "
+                         f"but {type(conv).__name__} {'has no' if conv.bias is None else 'has a'} bias")
     with torch.no_grad():
-        layer.weight.copy_(conv.weight.reshape(layer.weight.shape))
+        layer.weight.copy_((conv.weight if weight is None else weight).reshape(layer.weight.shape))
         if layer.bias is not None:
             layer.bias.copy_(conv.bias)
     return layer

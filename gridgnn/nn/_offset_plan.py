@@ -30,7 +30,7 @@ from torch import Tensor
 from torch_geometric.utils import index_sort
 from torch_geometric.utils.sparse import index2ptr
 
-from ..graph import GridGraph
+from ..graph import GridGraph, on_batched_nodes
 from ._gemm import linear
 
 #: The transform-first order runs when its GEMM rows (active sources x offsets)
@@ -61,8 +61,8 @@ def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) ->
             messages = linear(messages, w[..., t])                               # [*, E_t, C_out]
         elif groups == c_in == c_out:                                            # depthwise
             messages = messages * w[:, 0, t]
-        else:
-            wg = w[..., t].view(groups, c_out // groups, c_in // groups)         # [G, C_out/G, C_in/G]
+        else:                                                                    # no block-diagonal merge: a NaN
+            wg = w[..., t].view(groups, c_out // groups, c_in // groups)         # stays in its own group
             messages = torch.einsum("...gi,goi->...go", messages.unflatten(-1, (groups, -1)), wg).flatten(-2)
         out.index_add_(-2, dst, messages)
     return out
@@ -163,12 +163,14 @@ def transform_plan(graph: GridGraph) -> TransformPlan:
 def transform_first_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:
     """``[*, N_src, C_in] -> [*, N_dst, C_out]``: one GEMM over active sources x offsets, then a fused gather-sum."""
     plan = transform_plan(graph)
-    batched = x if x.dim() == 3 else x.unsqueeze(0)                              # [B, N_src, C_in]
-    if plan.active.numel() < graph.num_src_nodes:                                # skip inactive sources
-        batched = batched.index_select(1, plan.active)                           # [B, N_active, C_in]
-    y = node_transform(batched, weight, groups).flatten(1, 2)                    # [B, N_active*K, C_out]
-    out = GatherSum.apply(y, plan.gather, plan.scatter)                          # [B, N_dst, C_out]
-    return out if x.dim() == 3 else out.squeeze(0)
+
+    def run(batched: Tensor) -> Tensor:                                          # [B, N_src, C_in]
+        if plan.active.numel() < graph.num_src_nodes:                            # skip inactive sources
+            batched = batched.index_select(1, plan.active)                       # [B, N_active, C_in]
+        y = node_transform(batched, weight, groups).flatten(1, 2)                # [B, N_active*K, C_out]
+        return GatherSum.apply(y, plan.gather, plan.scatter)                     # [B, N_dst, C_out]
+
+    return on_batched_nodes(run, x)
 
 
 def general_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from ..geometry import ConvGeometry, IntOrTuple, ntuple, transposed_conv_geometry
-from ..graph import GridGraph, _canonical_device, graph_from_geometry
+from ..graph import GridGraph, _canonical_device, graph_from_geometry, on_batched_nodes
 from ._dense import dense_conv_transpose, dense_grid_conv
 from ._depthwise import window_max, window_sum
 from ._offset_plan import general_conv
@@ -39,14 +39,6 @@ def check_path(path: str, allowed: Sequence[str] = PATHS) -> str:
     if path not in allowed:
         raise ValueError(f"path must be one of {tuple(allowed)}, got {path!r}")
     return path
-
-
-def _batched(x: Tensor) -> Tensor:
-    return x if x.dim() == 3 else x.unsqueeze(0)
-
-
-def _like(out: Tensor, x: Tensor) -> Tensor:
-    return out if x.dim() == 3 else out.squeeze(0)
 
 
 def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor] = None, groups: int = 1,
@@ -71,7 +63,7 @@ def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor
         raise ValueError("path='dense' needs a complete GridGraph, got a masked one; use path='general' or 'auto'")
     if path != "general" and graph.is_complete:
         dense = dense_conv_transpose if graph.transposed else dense_grid_conv
-        return _like(dense(_batched(x), graph.geometry, weight, bias, groups), x)
+        return on_batched_nodes(lambda batched: dense(batched, graph.geometry, weight, bias, groups), x)
     out = general_conv(x, graph, weight, groups)
     return out if bias is None else out + bias
 

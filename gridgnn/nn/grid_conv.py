@@ -13,7 +13,7 @@ from .._checks import check_edges, check_groups, check_node_features
 from ..geometry import ntuple
 from ..graph import GridGraph
 from ._gemm import linear
-from ._init import conv_parameters, reset_conv_parameters
+from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 from ._offset_plan import node_transform
 from .functional import check_path, grid_conv, transposed_message_weight
 
@@ -204,11 +204,7 @@ class GridConv(MessagePassing):
         weight = transposed_message_weight(conv.weight, conv.groups) if conv.transposed else conv.weight
         layer = cls(conv.in_channels, conv.out_channels, tuple(conv.kernel_size), conv.groups,
                     conv.bias is not None, device=weight.device, dtype=weight.dtype, **kwargs)
-        with torch.no_grad():
-            layer.weight.copy_(weight)
-            if layer.bias is not None:
-                layer.bias.copy_(conv.bias)
-        return layer
+        return copy_conv_parameters(layer, conv, weight)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

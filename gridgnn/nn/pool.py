@@ -19,7 +19,7 @@ from typing import Tuple
 from torch import Tensor, nn
 
 from ..geometry import ConvGeometry, IntOrTuple
-from ..graph import GridGraph, graph_from_geometry
+from ..graph import GridGraph, graph_from_geometry, on_batched_nodes
 from ._image import ImageLayer
 from .functional import adaptive_pool_nodes, avg_pool_nodes, check_path, max_pool_nodes, pool_geometry
 
@@ -315,9 +315,7 @@ class GridMaxPool(nn.Module):
         return self.geometry(size).out_size
 
     def forward(self, x: Tensor, size) -> Tensor:
-        batched = x if x.dim() == 3 else x.unsqueeze(0)
-        out = max_pool_nodes(batched, self.geometry(size))
-        return out if x.dim() == 3 else out.squeeze(0)
+        return on_batched_nodes(lambda batched: max_pool_nodes(batched, self.geometry(size)), x)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

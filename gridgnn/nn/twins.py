@@ -14,37 +14,17 @@ from typing import Dict, Optional, Tuple
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .conv_nd import GridConv1d, GridConv2d, GridConv3d
-from .conv_transpose import GridConvTranspose1d, GridConvTranspose2d, GridConvTranspose3d
-from .pool import (
-    GridAdaptiveAvgPool1d,
-    GridAdaptiveAvgPool2d,
-    GridAdaptiveAvgPool3d,
-    GridAdaptiveMaxPool1d,
-    GridAdaptiveMaxPool2d,
-    GridAdaptiveMaxPool3d,
-    GridAvgPool1d,
-    GridAvgPool2d,
-    GridAvgPool3d,
-    GridMaxPool1d,
-    GridMaxPool2d,
-    GridMaxPool3d,
-)
+from . import conv_nd, conv_transpose, pool
 
 __all__ = ["TWINS", "KINDS", "kind_of", "unsupported_reason", "twin_of", "torch_base", "is_twin"]
 
-#: torch layer type -> its grid-graph twin (a subclass of that type).
-TWINS: Dict[type, type] = {
-    nn.Conv1d: GridConv1d, nn.Conv2d: GridConv2d, nn.Conv3d: GridConv3d,
-    nn.ConvTranspose1d: GridConvTranspose1d, nn.ConvTranspose2d: GridConvTranspose2d,
-    nn.ConvTranspose3d: GridConvTranspose3d,
-    nn.MaxPool1d: GridMaxPool1d, nn.MaxPool2d: GridMaxPool2d, nn.MaxPool3d: GridMaxPool3d,
-    nn.AvgPool1d: GridAvgPool1d, nn.AvgPool2d: GridAvgPool2d, nn.AvgPool3d: GridAvgPool3d,
-    nn.AdaptiveAvgPool1d: GridAdaptiveAvgPool1d, nn.AdaptiveAvgPool2d: GridAdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d: GridAdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d: GridAdaptiveMaxPool1d, nn.AdaptiveMaxPool2d: GridAdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d: GridAdaptiveMaxPool3d,
-}
+_FAMILIES = {"Conv": conv_nd, "ConvTranspose": conv_transpose, "MaxPool": pool, "AvgPool": pool,
+             "AdaptiveAvgPool": pool, "AdaptiveMaxPool": pool}
+
+#: torch layer type -> its grid-graph twin (a subclass of that type): ``nn.Conv2d -> GridConv2d``,
+#: ``nn.ConvTranspose1d -> GridConvTranspose1d``, ``nn.MaxPool3d -> GridMaxPool3d``, ... for 1-3 spatial dims.
+TWINS: Dict[type, type] = {getattr(nn, f"{family}{nd}d"): getattr(module, f"Grid{family}{nd}d")
+                           for family, module in _FAMILIES.items() for nd in (1, 2, 3)}
 
 #: The kinds of layer :func:`gridgnn.convert` swaps, by the torch base classes of each.
 KINDS: Dict[str, Tuple[type, ...]] = {

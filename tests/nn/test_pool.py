@@ -7,32 +7,26 @@ from hypothesis import strategies as st
 from torch import nn
 
 import gridgnn as gg
+import gridgnn.nn as gnn
 from gridgnn.nn import (
-    GridAdaptiveAvgPool1d,
     GridAdaptiveAvgPool2d,
-    GridAdaptiveAvgPool3d,
-    GridAdaptiveMaxPool1d,
     GridAdaptiveMaxPool2d,
-    GridAdaptiveMaxPool3d,
-    GridAvgPool1d,
     GridAvgPool2d,
     GridAvgPool3d,
     GridMaxPool,
-    GridMaxPool1d,
     GridMaxPool2d,
-    GridMaxPool3d,
     twin_of,
 )
 from gridgnn.testing import assert_conv_equivalent
 
-MAX = {1: (nn.MaxPool1d, GridMaxPool1d), 2: (nn.MaxPool2d, GridMaxPool2d), 3: (nn.MaxPool3d, GridMaxPool3d)}
-AVG = {1: (nn.AvgPool1d, GridAvgPool1d), 2: (nn.AvgPool2d, GridAvgPool2d), 3: (nn.AvgPool3d, GridAvgPool3d)}
-ADAPTIVE = {("avg", 1): (nn.AdaptiveAvgPool1d, GridAdaptiveAvgPool1d),
-            ("avg", 2): (nn.AdaptiveAvgPool2d, GridAdaptiveAvgPool2d),
-            ("avg", 3): (nn.AdaptiveAvgPool3d, GridAdaptiveAvgPool3d),
-            ("max", 1): (nn.AdaptiveMaxPool1d, GridAdaptiveMaxPool1d),
-            ("max", 2): (nn.AdaptiveMaxPool2d, GridAdaptiveMaxPool2d),
-            ("max", 3): (nn.AdaptiveMaxPool3d, GridAdaptiveMaxPool3d)}
+
+def _pair(name, nd):
+    return getattr(nn, f"{name}{nd}d"), getattr(gnn, f"Grid{name}{nd}d")
+
+
+MAX = {nd: _pair("MaxPool", nd) for nd in (1, 2, 3)}
+AVG = {nd: _pair("AvgPool", nd) for nd in (1, 2, 3)}
+ADAPTIVE = {(kind, nd): _pair(f"Adaptive{kind.capitalize()}Pool", nd) for kind in ("avg", "max") for nd in (1, 2, 3)}
 SIZES = {1: (11,), 2: (7, 8), 3: (5, 6, 7)}
 
 
