@@ -6,7 +6,7 @@ analysis helpers all validate through these functions.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -70,7 +70,7 @@ def check_torch_conv_transpose(conv: nn.Module, caller: str, ndim: Optional[int]
                         f"{len(conv.kernel_size)} spatial dims")
 
 
-def is_pointwise(kernel_size) -> bool:
+def is_pointwise(kernel_size: Union[int, Sequence[int]]) -> bool:
     """Whether a kernel (an int or a tuple) is 1 in every dim: a 1x1 conv, a node-wise map."""
     return all(k == 1 for k in ((kernel_size,) if isinstance(kernel_size, int) else kernel_size))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from torch import nn
 
@@ -24,7 +24,7 @@ __all__ = ["convert", "converted_layers", "replace_modules"]
 _KIND_NAMES = tuple(KINDS)
 
 
-def _check_kinds(kinds) -> Tuple[str, ...]:
+def _check_kinds(kinds: Iterable[str]) -> Tuple[str, ...]:
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -95,7 +95,7 @@ def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn",
     return replace_modules(model, lambda module, path: _twin_or_none(module, path, unsupported, kinds))
 
 
-def replace_modules(model: nn.Module, replacement) -> nn.Module:
+def replace_modules(model: nn.Module, replacement: Callable[[nn.Module, str], Optional[nn.Module]]) -> nn.Module:
     """Swap each module for ``replacement(module, path)`` where that is not None (the root too), in place.
 
     A module registered in several places (weight tying) gets one replacement, shared the same way.

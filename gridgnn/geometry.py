@@ -9,14 +9,16 @@ dense execution path agree by construction.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from ._checks import PADDING_MODES, check_padding_mode  # noqa: F401  (PADDING_MODES: part of this module's API)
+from ._types import Device
 
 IntOrTuple = Union[int, Sequence[int]]
 Padding = Union[str, int, Sequence[int]]
@@ -154,7 +156,11 @@ class ConvGeometry:
     def num_offsets(self) -> int:
         return math.prod(self.kernel_size)
 
-    def window_coords(self, dim: int, device=None) -> Tensor:
+    def kernel_indices(self) -> List[Tuple[int, ...]]:
+        """Every kernel offset as an index tuple, in ``edge_type`` order (row-major over the window)."""
+        return list(itertools.product(*(range(k) for k in self.kernel_size)))
+
+    def window_coords(self, dim: int, device: Device = None) -> Tensor:
         """Unpadded input coordinate read by (output position, kernel offset) in one dim.
 
         Returns a LongTensor ``[out_size[dim], kernel_size[dim]]`` with

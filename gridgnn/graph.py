@@ -13,12 +13,17 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ._types import Device
 from .geometry import ConvGeometry, IntOrTuple, Padding, ntuple, transposed_conv_geometry
+
+if TYPE_CHECKING:
+    import networkx
+    import torch_geometric.data
 
 __all__ = ["GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image"]
 
@@ -138,7 +143,7 @@ class GridGraph:
         return self.node_counts
 
     # -- derived graphs ------------------------------------------------------
-    def to(self, device) -> "GridGraph":
+    def to(self, device: Device) -> "GridGraph":
         """The same graph with its tensors on ``device``."""
         return GridGraph(self.geometry, self.edge_index.to(device), self.edge_type.to(device),
                          self.is_complete, self.transposed)
@@ -185,7 +190,7 @@ class GridGraph:
                          transposed=self.transposed)
 
     # -- interop -------------------------------------------------------------
-    def to_pyg(self):
+    def to_pyg(self) -> "torch_geometric.data.Data":
         """A ``torch_geometric.data.Data`` with ``edge_index``, ``edge_type``, ``pos`` and ``num_nodes``.
 
         When source and target are different pixel sets (strided or size-changing
@@ -203,7 +208,7 @@ class GridGraph:
             data.num_dst_nodes = self.num_dst_nodes
         return data
 
-    def to_networkx(self):
+    def to_networkx(self) -> "networkx.MultiDiGraph":
         """A ``networkx.MultiDiGraph`` with node attribute ``pos`` and edge attribute ``offset``.
 
         Nodes are ints (row-major positions) when source and target share pixels,
@@ -216,8 +221,7 @@ class GridGraph:
         graph = nx.MultiDiGraph()
         src, dst = self.edge_index.tolist()
         types = self.edge_type.tolist()
-        kernel_index = [tuple(int(v) for v in torch.unravel_index(torch.tensor(t), self.kernel_size))
-                        for t in range(self.num_offsets)]
+        kernel_index = self.geometry.kernel_indices()
         if self.shares_nodes:
             graph.add_nodes_from((i, {"pos": tuple(p)}) for i, p in enumerate(self.pos.tolist()))
         else:
@@ -237,7 +241,7 @@ class GridGraph:
                 f"padding_mode='{g.padding_mode}', num_edges={self.num_edges}{extra})")
 
 
-def _grid_coords(size: Tuple[int, ...], device) -> Tensor:
+def _grid_coords(size: Tuple[int, ...], device: Device) -> Tensor:
     axes = [torch.arange(n, device=device, dtype=torch.float) for n in size]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(size))  # [N, ndim]
 
@@ -264,7 +268,7 @@ def _build_edges(geom: ConvGeometry, device: torch.device) -> Tuple[Tensor, Tens
     return edge_index, edge_type[valid]
 
 
-def _canonical_device(device) -> torch.device:
+def _canonical_device(device: Device) -> torch.device:
     device = torch.device("cpu" if device is None else device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -280,13 +284,13 @@ def _cached_graph(geom: ConvGeometry, device: torch.device, transposed: bool) ->
     return GridGraph(geom, edge_index, edge_type, is_complete=True)
 
 
-def graph_from_geometry(geom: ConvGeometry, device=None, transposed: bool = False) -> GridGraph:
+def graph_from_geometry(geom: ConvGeometry, device: Device = None, transposed: bool = False) -> GridGraph:
     """The complete :class:`GridGraph` of ``geom`` on ``device`` (reversed if ``transposed``), cached."""
     return _cached_graph(geom, _canonical_device(device), transposed)
 
 
 def grid_graph(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: Padding = 0,
-               dilation: IntOrTuple = 1, padding_mode: str = "zeros", device=None) -> GridGraph:
+               dilation: IntOrTuple = 1, padding_mode: str = "zeros", device: Device = None) -> GridGraph:
     r"""The grid graph of a convolution on an input of spatial shape ``size``.
 
     Arguments follow ``torch.nn.Conv{1,2,3}d`` exactly (ints broadcast over the
@@ -319,7 +323,7 @@ def grid_graph(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1
     return graph_from_geometry(geom, device)
 
 
-def conv_geometry(conv, size: IntOrTuple) -> ConvGeometry:
+def conv_geometry(conv: nn.Module, size: IntOrTuple) -> ConvGeometry:
     """The :class:`ConvGeometry` of a torch conv (or gridgnn image layer) for input ``size``.
 
     For a transposed conv it is the geometry of the conv it transposes (see
@@ -333,7 +337,7 @@ def conv_geometry(conv, size: IntOrTuple) -> ConvGeometry:
                                conv.dilation, conv.padding_mode)
 
 
-def graph_for(conv, size: IntOrTuple) -> GridGraph:
+def graph_for(conv: nn.Module, size: IntOrTuple) -> GridGraph:
     """The :class:`GridGraph` with ``conv``'s geometry for an input of spatial ``size``.
 
     Args:

@@ -24,6 +24,8 @@ from .geometry import PADDING_MODES
 from .nn.twins import twin_of
 from .testing import EquivalenceReport, check_conv_equivalent
 
+SweepConfig = Union["ConvConfig", "ConvTransposeConfig", "PoolConfig"]
+
 _TORCH_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _TORCH_CONV_TRANSPOSES = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _TORCH_POOLS = {"max": (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d), "avg": (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d),
@@ -206,7 +208,7 @@ class SweepResult:
         return not self.error and self.report.passed
 
 
-def run_config(config, device: str, dtype: torch.dtype, path: str) -> SweepResult:
+def run_config(config: SweepConfig, device: str, dtype: torch.dtype, path: str) -> SweepResult:
     """Check one configuration; a failure (or any exception) is recorded in the result, not raised."""
     try:
         conv = config.make_conv()

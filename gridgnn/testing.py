@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._compare import TOLERANCES, Error, Tolerance, compare, no_tf32, tolerance
+from ._types import SpatialSize
 from .convert import replace_modules
-from .geometry import ntuple
+from .geometry import ConvGeometry, ntuple
 from .graph import conv_geometry, graph_for, on_batched_nodes, to_image, to_nodes
 from .nn import GridConv, NodeLinear
 from .nn._init import copy_conv_parameters
@@ -194,10 +195,10 @@ def assert_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = N
 class _TorchOnNodes:
     """Mixin for torch layers that also run on node features (the reference twin of a gridgnn drop-in)."""
 
-    def geometry(self, size):
+    def geometry(self, size: SpatialSize) -> ConvGeometry:
         return conv_geometry(self, size)
 
-    def forward_nodes(self, x: Tensor, size) -> Tensor:
+    def forward_nodes(self, x: Tensor, size: SpatialSize) -> Tensor:
         return on_batched_nodes(lambda batched: to_nodes(self(to_image(batched, tuple(size)))), x)
 
 

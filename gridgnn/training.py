@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from tqdm import tqdm
 __all__ = ["digits_dataset", "train_twins", "TwinTraining"]
 
 
-def digits_dataset(dtype=torch.float32):
+def digits_dataset(dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor]:
     """scikit-learn's 8x8 digits as images ``[1797, 1, 8, 8]`` scaled to [0, 1] and labels ``[1797]``.
 
     Ships with scikit-learn (the ``tutorials`` extra): no download.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +12,8 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.benchmark import Timer
 
 from ._compare import Error, Tolerance, compare, no_tf32, tolerance
+from ._hooks import forward_hooks
+from ._types import Device, ModelInput
 from .convert import convert, converted_layers
 
 __all__ = ["verify", "VerifyReport", "LayerError"]
@@ -72,14 +74,6 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _capture_outputs(model: nn.Module, paths: List[str]):
-    outputs: Dict[str, Tensor] = {}
-    modules = dict(model.named_modules())
-    handles = [modules[p].register_forward_hook(
-        lambda mod, args, out, p=p: outputs.__setitem__(p, out.detach())) for p in paths]
-    return outputs, handles
-
-
 def _flat_tensors(out: Any) -> List[Tensor]:
     leaves, _ = tree_flatten(out)
     return [t for t in leaves if isinstance(t, Tensor)]
@@ -94,7 +88,7 @@ def _timed(model: nn.Module, inputs: Tuple, repeats: int) -> Tuple[Any, float]:
         return out, timer.timeit(repeats).median
 
 
-def verify(model: nn.Module, example_input, dtype: torch.dtype = torch.float64, device=None,
+def verify(model: nn.Module, example_input: ModelInput, dtype: torch.dtype = torch.float64, device: Device = None,
            strict: bool = False, eval_mode: bool = True, repeats: int = 3,
            tol: Optional[Tolerance] = None) -> VerifyReport:
     """Run ``model`` and its :func:`convert`-ed twin on ``example_input`` and compare them.
@@ -132,13 +126,14 @@ def verify(model: nn.Module, example_input, dtype: torch.dtype = torch.float64, 
     paths = converted_layers(twin)
     tol = tolerance(dtype) if tol is None else tol
     with no_tf32():
-        ref_outputs, ref_handles = _capture_outputs(original, paths)
+        ref_snapshot, twin_outputs = {}, {}
+        for net, store in ((original, ref_snapshot), (twin, twin_outputs)):   # each layer's output, once
+            modules = {path: m for path, m in net.named_modules() if path in paths}
+            with forward_hooks(modules, lambda name, mod, args, out, store=store: store.__setitem__(
+                    name, out.detach())), torch.no_grad():
+                net(*inputs)
         ref, time_original = _timed(original, inputs, repeats)
-        ref_snapshot = dict(ref_outputs)
-        twin_outputs, twin_handles = _capture_outputs(twin, paths)
         out, time_converted = _timed(twin, inputs, repeats)
-    for handle in ref_handles + twin_handles:
-        handle.remove()
     layers = []
     for p in paths:
         err = compare(twin_outputs[p], ref_snapshot[p]) if p in ref_snapshot and p in twin_outputs \

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_groups
+from .._hooks import forward_hooks
+from .._types import ModelInput
 from ..nn import GridConv, NodeLinear
 
 KernelSize = Union[int, Sequence[int]]
@@ -136,7 +138,7 @@ class LayerCount:
     output_shape: Tuple[int, ...]
 
 
-def layer_counts(model: nn.Module, example_input) -> List[LayerCount]:
+def layer_counts(model: nn.Module, example_input: ModelInput) -> List[LayerCount]:
     """Per-layer parameters and MACs of the convs, linears and gridgnn layers ``model`` runs on ``example_input``.
 
     MACs are for the whole ``example_input`` batch. A graph-level ``GridConv`` on
@@ -144,30 +146,25 @@ def layer_counts(model: nn.Module, example_input) -> List[LayerCount]:
     image-level layers count every (padded) window position as torch does.
     """
     rows: List[LayerCount] = []
-    handles = []
     counted = (nn.modules.conv._ConvNd, nn.Linear, GridConv, NodeLinear)
-    for name, module in model.named_modules():
-        if isinstance(module, counted):
-            def hook(mod, args, out, name=name):
-                rows.append(LayerCount(name or type(mod).__name__, type(mod).__name__,
-                                       sum(p.numel() for p in mod.parameters(recurse=False)),
-                                       _layer_macs(mod, args, out), tuple(out.shape)))
-            handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(*(example_input if isinstance(example_input, tuple) else (example_input,)))
-    finally:
-        for h in handles:
-            h.remove()
+
+    def record(name: str, mod: nn.Module, args: Tuple, out: Tensor) -> None:
+        rows.append(LayerCount(name or type(mod).__name__, type(mod).__name__,
+                               sum(p.numel() for p in mod.parameters(recurse=False)), _layer_macs(mod, args, out),
+                               tuple(out.shape)))
+
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, counted)}
+    with forward_hooks(modules, record), torch.no_grad():
+        model(*(example_input if isinstance(example_input, tuple) else (example_input,)))
     return rows
 
 
-def count_macs(model: nn.Module, example_input) -> int:
+def count_macs(model: nn.Module, example_input: ModelInput) -> int:
     """Total MACs of ``model`` on ``example_input`` (see :func:`layer_counts`)."""
     return sum(row.macs for row in layer_counts(model, example_input))
 
 
-def layer_table(model: nn.Module, example_input) -> str:
+def layer_table(model: nn.Module, example_input: ModelInput) -> str:
     """A printable per-layer table of parameters, MACs and output shapes, with totals."""
     rows = layer_counts(model, example_input)
     width = max([len(r.name) for r in rows] + [5])

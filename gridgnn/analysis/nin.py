@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,8 @@ def xor_mlp_exact() -> nn.Sequential:
     return nn.Sequential(first, nn.ReLU(), second)
 
 
-def xor_mlp_train(hidden: int = 8, steps: int = 2000, lr: float = 0.05, seed: int = 0):
+def xor_mlp_train(hidden: int = 8, steps: int = 2000, lr: float = 0.05,
+                  seed: int = 0) -> Tuple[nn.Module, float, List[float]]:
     """Train 1x1 -> ReLU -> 1x1 (NodeLinears) on XOR with Adam; returns ``(model, mse, losses)``."""
     torch.manual_seed(seed)
     model = nn.Sequential(NodeLinear(2, hidden), nn.ReLU(), NodeLinear(hidden, 1)).double()

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .._hooks import forward_hooks
+
 
 @dataclass
 class MahalanobisScorer:
@@ -55,12 +57,9 @@ def node_activations(model: nn.Module, layer: nn.Module, inputs: Tensor) -> Tens
     Works for node features ``[B, N, C]`` (gridgnn layers) and images ``[B, C, *S]``.
     """
     captured = []
-    handle = layer.register_forward_hook(lambda mod, args, out: captured.append(out.detach()))
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        handle.remove()
+    with forward_hooks({"layer": layer}, lambda name, mod, args, out: captured.append(out.detach())), \
+            torch.no_grad():
+        model(inputs)
     if not captured:
         raise ValueError("the layer did not run in the model's forward pass")
     out = captured[-1]

@@ -31,7 +31,11 @@ receptive field over *pixels* is :func:`gridgnn.receptive_field`.
 from __future__ import annotations
 
 import warnings
+from typing import Sequence, Union
 
+from torch import Tensor
+
+from ..graph import GridGraph
 from .drawing import draw_flow_graph, flow_graph, plot_reachability
 from .modules import from_module
 from .partitions import group_partition, is_complementary, shuffle_mixing_layers
@@ -44,7 +48,7 @@ __all__ = ["Spec", "Reach", "Pointwise", "Conv", "Depthwise", "Shuffle", "Permut
            "is_complementary", "shuffle_mixing_layers", "receptive_field"]
 
 
-def receptive_field(graphs, position):
+def receptive_field(graphs: Sequence[GridGraph], position: Union[int, Sequence[int]]) -> Tensor:
     """Deprecated alias of :func:`gridgnn.receptive_field` (pixels are not channels); removed in 0.3."""
     from ..receptive_field import receptive_field as _receptive_field
 

@@ -1,10 +1,14 @@
 """The flow graph as a networkx DAG over (layer, channel) nodes, and its drawings."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
+from .._types import Axes
 from .reach import connectivity, reachability_by_depth
 from .specs import Spec
+
+if TYPE_CHECKING:
+    import networkx
 
 __all__ = ["flow_graph", "draw_flow_graph", "plot_reachability"]
 
@@ -19,7 +23,7 @@ def _pyplot():
     return plt
 
 
-def flow_graph(specs: Sequence[Spec], channels: int):
+def flow_graph(specs: Sequence[Spec], channels: int) -> "networkx.DiGraph":
     """``networkx.DiGraph`` with nodes ``(layer, channel)``; an edge where layer ``i``'s channel reads ``i-1``'s.
 
     Layer 0 is the input; node attribute ``pos`` places layers in columns, edge
@@ -39,7 +43,8 @@ def flow_graph(specs: Sequence[Spec], channels: int):
     return graph
 
 
-def draw_flow_graph(specs: Sequence[Spec], channels: int, ax=None, highlight: Optional[int] = None):
+def draw_flow_graph(specs: Sequence[Spec], channels: int, ax: Axes = None,
+                    highlight: Optional[int] = None) -> Axes:
     """Draw the flow graph with layers in columns; ``highlight`` colours what input channel ``highlight`` reaches."""
     import networkx as nx
 
@@ -59,7 +64,7 @@ def draw_flow_graph(specs: Sequence[Spec], channels: int, ax=None, highlight: Op
     return ax
 
 
-def plot_reachability(specs: Sequence[Spec], channels: int, axes=None):
+def plot_reachability(specs: Sequence[Spec], channels: int, axes: Axes = None) -> Axes:
     """Heatmaps of the reach matrix after each spec (row: output channel, column: input channel)."""
     plt = _pyplot()
     reaches = reachability_by_depth(specs, channels)[1:]

@@ -1,12 +1,15 @@
 """Group partitions of channels, the interleaved-group-convolution condition and the shuffle's closed form."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .._checks import divides
+
+#: a partition of channels: a label per channel, or the channel blocks
+Partition = Union[Tensor, Sequence[Sequence[int]]]
 
 __all__ = ["group_partition", "is_complementary", "shuffle_mixing_layers"]
 
@@ -27,7 +30,7 @@ def group_partition(channels: int, groups: int, perm: Optional[Sequence[int]] = 
     return out
 
 
-def _as_labels(partition) -> Tensor:
+def _as_labels(partition: Partition) -> Tensor:
     if isinstance(partition, Tensor):
         return partition.long()
     labels = {}
@@ -41,7 +44,7 @@ def _as_labels(partition) -> Tensor:
     return torch.tensor([labels[c] for c in range(len(labels))])
 
 
-def is_complementary(partition_a, partition_b) -> bool:
+def is_complementary(partition_a: Partition, partition_b: Partition) -> bool:
     """The interleaved-group-convolution complementary condition on two partitions of the same channels.
 
     ``partition_a`` groups the channels as the first grouped layer writes them,

@@ -7,12 +7,13 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from .._types import Device
 from .specs import Reach, Spec
 
 __all__ = ["reachability", "reachability_by_depth", "mixing_depth", "connectivity", "path_counts"]
 
 
-def _walk(specs: Sequence[Spec], channels: int, device=None):
+def _walk(specs: Sequence[Spec], channels: int, device: Device = None):
     """Yield the :class:`Reach` after each spec, with a clear error for a spec that does not fit."""
     reach = Reach.identity(channels, device)
     for i, spec in enumerate(specs):
@@ -25,12 +26,12 @@ def _walk(specs: Sequence[Spec], channels: int, device=None):
         yield reach
 
 
-def reachability_by_depth(specs: Sequence[Spec], channels: int, device=None) -> List[Tensor]:
+def reachability_by_depth(specs: Sequence[Spec], channels: int, device: Device = None) -> List[Tensor]:
     """The reach matrix after each prefix of ``specs``: ``[R_0 = I, R_1, ..., R_L]``, each ``[C_i, C_in]``."""
     return [Reach.identity(channels, device).dense()] + [r.dense() for r in _walk(specs, channels, device)]
 
 
-def reachability(specs: Sequence[Spec], channels: int, device=None) -> Tensor:
+def reachability(specs: Sequence[Spec], channels: int, device: Device = None) -> Tensor:
     r"""BoolTensor ``[C_out, C_in]``: true iff output channel ``o`` depends on input channel ``i``.
 
     With :math:`\mathbf{M}_\ell` the 0/1 connectivity of spec :math:`\ell`
@@ -57,7 +58,7 @@ def reachability(specs: Sequence[Spec], channels: int, device=None) -> Tensor:
     return (last[0] if last else Reach.identity(channels, device)).dense()
 
 
-def mixing_depth(specs: Sequence[Spec], channels: int, device=None) -> Optional[int]:
+def mixing_depth(specs: Sequence[Spec], channels: int, device: Device = None) -> Optional[int]:
     r"""The smallest number of leading specs after which every output depends on every input; None if never.
 
     .. math::

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_groups, positive_int
+from .._types import Device
 from ..nn.shuffle import check_shuffle, shuffle_permutation
 
 __all__ = ["Reach", "Spec", "Pointwise", "Conv", "Depthwise", "Shuffle", "Permute", "Identity", "Residual", "Concat",
@@ -31,7 +32,7 @@ class Reach:
     index: Tensor  # [C] long, row of each channel
 
     @classmethod
-    def identity(cls, channels: int, device=None) -> "Reach":
+    def identity(cls, channels: int, device: Device = None) -> "Reach":
         positive_int(channels, "channels")
         return cls(torch.eye(channels, dtype=torch.bool, device=device), torch.arange(channels, device=device))
 

@@ -24,7 +24,6 @@ offset's messages onto a strided box of the targets.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import List, Optional, Tuple
 
@@ -91,17 +90,12 @@ def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Opt
     size = padded.shape[1:-1]
     strides = [math.prod(size[d + 1:]) for d in range(geom.ndim)]
     offsets = [sum(k * dil * st for k, dil, st in zip(index, geom.dilation, strides))
-               for index in _kernel_indices(geom.kernel_size)]                   # row-major, as edge_type
+               for index in geom.kernel_indices()]                                # row-major, as edge_type
     w = weight.flatten(2).permute(2, 1, 0)                                       # [K, C_in, C_out]
     flat = padded.reshape(-1, padded.size(-1))                                   # [B*prod(P), C_in]
     out = ShiftedSliceConv.apply(flat, w.contiguous(), bias, offsets)            # [B*prod(P), C_out]
     out = out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in geom.out_size)]
     return out.reshape(b, math.prod(geom.out_size), c_out)
-
-
-def _kernel_indices(kernel_size):
-    """Kernel offsets as index tuples, row-major (the order of ``edge_type``); plain ints, so traceable."""
-    return itertools.product(*(range(k) for k in kernel_size))
 
 
 def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:

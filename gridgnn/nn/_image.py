@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_like_weight, check_node_features
+from .._types import SpatialSize
 from ..graph import on_batched_nodes, to_image, to_nodes
 
 _MEMORY_FORMATS = {1: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}
@@ -62,7 +63,7 @@ class ImageLayer:
         out = out.contiguous(memory_format=fmt)
         return out.squeeze(0) if unbatched else out
 
-    def forward_nodes(self, x: Tensor, size) -> Tensor:
+    def forward_nodes(self, x: Tensor, size: SpatialSize) -> Tensor:
         """The layer on node features ``[B, N_in, C_in]`` (or ``[N_in, C_in]``) of a grid of spatial ``size``.
 
         Returns ``[B, N_out, C_out]`` (or ``[N_out, C_out]``).

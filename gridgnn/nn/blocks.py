@@ -15,12 +15,13 @@ same attribute names loads with ``graph_block.load_state_dict(torch_block.state_
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..geometry import IntOrTuple
 from ..graph import GridGraph, to_image, to_nodes
 from .conv_nd import GridConv2d
 from .node_linear import NodeLinear
@@ -28,18 +29,20 @@ from .norm import NodeBatchNorm
 from .pool import GridMaxPool
 from .shuffle import ChannelShuffle
 
+SizeOrGraph = Union[Tuple[int, ...], GridGraph]   # a spatial size, or a GridGraph whose in_size it is
+
 __all__ = ["GridBlock", "ProjectionShortcut", "Bottleneck", "InceptionBlock", "InvertedResidual",
            "SqueezeExcitation", "NiNBlock", "ShuffleUnit"]
 
 
-def _size(size) -> Tuple[int, ...]:
+def _size(size: SizeOrGraph) -> Tuple[int, ...]:
     return size.in_size if isinstance(size, GridGraph) else tuple(size)
 
 
 class GridBlock(nn.Module):
     """Base of the blocks: ``forward(x, size)`` on node features, :meth:`out_size`, :meth:`forward_image`."""
 
-    def out_size(self, size) -> Tuple[int, ...]:
+    def out_size(self, size: SizeOrGraph) -> Tuple[int, ...]:
         """Spatial size of the output grid for an input grid of ``size``."""
         return _size(size)
 
@@ -75,10 +78,10 @@ class ProjectionShortcut(GridBlock):
         self.conv = GridConv2d(in_channels, out_channels, 1, stride, bias=False)
         self.bn = NodeBatchNorm(out_channels)
 
-    def out_size(self, size):
+    def out_size(self, size: SizeOrGraph) -> Tuple[int, ...]:
         return self.conv.geometry(_size(size)).out_size
 
-    def forward(self, x: Tensor, size) -> Tensor:
+    def forward(self, x: Tensor, size: SizeOrGraph) -> Tensor:
         return self.bn(self.conv.forward_nodes(x, _size(size)))
 
 
@@ -114,10 +117,10 @@ class Bottleneck(GridBlock):
         self.shortcut = ProjectionShortcut(in_channels, out_channels, stride) \
             if stride != 1 or in_channels != out_channels else None
 
-    def out_size(self, size):
+    def out_size(self, size: SizeOrGraph) -> Tuple[int, ...]:
         return self.conv2.geometry(_size(size)).out_size
 
-    def forward(self, x: Tensor, size) -> Tensor:
+    def forward(self, x: Tensor, size: SizeOrGraph) -> Tensor:
         size = _size(size)
         y = F.relu(self.bn1(self.conv1(x)))
         y = F.relu(self.bn2(self.conv2.forward_nodes(y, size)))
@@ -157,7 +160,7 @@ class InceptionBlock(GridBlock):
         self.pool = GridMaxPool(3, 1, 1)
         self.pool_proj = NodeLinear(in_channels, pool_proj)
 
-    def forward(self, x: Tensor, size) -> Tensor:
+    def forward(self, x: Tensor, size: SizeOrGraph) -> Tensor:
         size = _size(size)
         b3 = self.conv3.forward_nodes(F.relu(self.reduce3(x)), size)
         b5 = self.conv5.forward_nodes(F.relu(self.reduce5(x)), size)
@@ -198,10 +201,10 @@ class InvertedResidual(GridBlock):
         self.bn2 = NodeBatchNorm(hidden)
         self.project, self.bn3 = NodeLinear(hidden, out_channels, bias=False), NodeBatchNorm(out_channels)
 
-    def out_size(self, size):
+    def out_size(self, size: SizeOrGraph) -> Tuple[int, ...]:
         return self.depthwise.geometry(_size(size)).out_size
 
-    def forward(self, x: Tensor, size) -> Tensor:
+    def forward(self, x: Tensor, size: SizeOrGraph) -> Tensor:
         y = x if self.expand is None else F.relu6(self.bn1(self.expand(x)))
         y = F.relu6(self.bn2(self.depthwise.forward_nodes(y, _size(size))))
         y = self.bn3(self.project(y))
@@ -232,12 +235,12 @@ class SqueezeExcitation(GridBlock):
         - **input / output:** ``[B, N, C]`` or ``[N, C]``; ``size`` is not needed (any grid)
     """
 
-    def __init__(self, channels: int, reduced: int, activation=nn.ReLU):
+    def __init__(self, channels: int, reduced: int, activation: Callable[[], nn.Module] = nn.ReLU):
         super().__init__()
         self.reduce, self.expand = NodeLinear(channels, reduced), NodeLinear(reduced, channels)
         self.activation = activation()
 
-    def forward(self, x: Tensor, size=None) -> Tensor:
+    def forward(self, x: Tensor, size: Optional[SizeOrGraph] = None) -> Tensor:
         pooled = x.mean(-2, keepdim=True)                                          # [B, 1, C]
         return x * torch.sigmoid(self.expand(self.activation(self.reduce(pooled))))
 
@@ -262,15 +265,16 @@ class NiNBlock(GridBlock):
         - **input:** ``[B, N_in, C_in]``; **output:** ``[B, N_out, C_out]``
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=0):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, stride: IntOrTuple = 1,
+                 padding: IntOrTuple = 0):
         super().__init__()
         self.conv = GridConv2d(in_channels, out_channels, kernel_size, stride, padding)
         self.mlp1, self.mlp2 = NodeLinear(out_channels, out_channels), NodeLinear(out_channels, out_channels)
 
-    def out_size(self, size):
+    def out_size(self, size: SizeOrGraph) -> Tuple[int, ...]:
         return self.conv.geometry(_size(size)).out_size
 
-    def forward(self, x: Tensor, size) -> Tensor:
+    def forward(self, x: Tensor, size: SizeOrGraph) -> Tensor:
         y = F.relu(self.conv.forward_nodes(x, _size(size)))
         return F.relu(self.mlp2(F.relu(self.mlp1(y))))
 
@@ -305,7 +309,7 @@ class ShuffleUnit(GridBlock):
         self.bn2 = NodeBatchNorm(mid)
         self.gconv2, self.bn3 = NodeLinear(mid, channels, bias=False, groups=groups), NodeBatchNorm(channels)
 
-    def forward(self, x: Tensor, size) -> Tensor:
+    def forward(self, x: Tensor, size: SizeOrGraph) -> Tensor:
         y = self.shuffle(F.relu(self.bn1(self.gconv1(x))))
         y = self.bn2(self.depthwise.forward_nodes(y, _size(size)))
         return F.relu(x + self.bn3(self.gconv2(y)))

@@ -6,6 +6,7 @@ from typing import Tuple
 from torch import Tensor, nn
 
 from .._checks import check_groups, check_padding_mode, check_torch_conv
+from .._types import Device, DType, SpatialSize
 from ..geometry import ConvGeometry, IntOrTuple, Padding, ntuple, resolve_padding
 from ..graph import conv_geometry
 from ._image import ImageLayer
@@ -18,7 +19,7 @@ class _GridConvNd(ImageLayer):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
                  padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", device=None, dtype=None, *, path: str = "auto"):
+                 padding_mode: str = "zeros", device: Device = None, dtype: DType = None, *, path: str = "auto"):
         nd = self._ndim
         check_groups(in_channels, out_channels, groups)
         check_path(path)
@@ -31,7 +32,7 @@ class _GridConvNd(ImageLayer):
                          padding_mode, device=device, dtype=dtype)
         self.path = path
 
-    def geometry(self, size) -> ConvGeometry:
+    def geometry(self, size: SpatialSize) -> ConvGeometry:
         """The :class:`ConvGeometry` of this layer for an input of spatial ``size``."""
         return conv_geometry(self, size)
 

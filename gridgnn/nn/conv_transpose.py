@@ -6,6 +6,7 @@ from typing import List, Optional, Tuple
 from torch import Tensor, nn
 
 from .._checks import check_groups, check_torch_conv_transpose
+from .._types import Device, DType, SpatialSize
 from ..geometry import IntOrTuple, ntuple
 from ..graph import GridGraph, graph_for
 from ._image import ImageLayer
@@ -18,7 +19,7 @@ class _GridConvTransposeNd(ImageLayer):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
                  padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1, bias: bool = True,
-                 dilation: IntOrTuple = 1, padding_mode: str = "zeros", device=None, dtype=None, *,
+                 dilation: IntOrTuple = 1, padding_mode: str = "zeros", device: Device = None, dtype: DType = None, *,
                  path: str = "auto"):
         nd = self._ndim
         check_groups(in_channels, out_channels, groups)
@@ -53,7 +54,7 @@ class _GridConvTransposeNd(ImageLayer):
         return conv_transpose_nodes(nodes, size, self.weight, self.bias, self.stride, self.padding,
                                     output_padding, self.groups, self.dilation, self.path)
 
-    def graph(self, size) -> GridGraph:
+    def graph(self, size: SpatialSize) -> GridGraph:
         """The transposed :class:`~gridgnn.GridGraph` this layer runs on for an input of spatial ``size``."""
         return graph_for(self, size)
 

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
+from .._types import Device
 from ..geometry import ConvGeometry, IntOrTuple, ntuple, transposed_conv_geometry
 from ..graph import GridGraph, _canonical_device, graph_from_geometry, on_batched_nodes
 from ._dense import dense_conv_transpose, dense_grid_conv
 from ._depthwise import window_max, window_sum
 from ._offset_plan import general_conv
+
+#: torch's adaptive ``output_size``: an int, or a tuple of ints and None (keep that dim's size)
+AdaptiveSize = Union[int, None, Sequence[Optional[int]]]
 
 __all__ = ["grid_conv", "conv_nodes", "conv_transpose_nodes", "transposed_message_weight", "pool_geometry",
            "max_pool_nodes", "avg_pool_nodes", "adaptive_pool_nodes", "adaptive_pool_graph"]
@@ -222,12 +226,12 @@ def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device:
     return torch.stack([src, dst])                                                # [2, E]
 
 
-def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device=None) -> Tensor:
+def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: Device = None) -> Tensor:
     """``edge_index [2, E]`` of adaptive pooling: input ``j`` -> output ``i`` when ``j`` lies in ``i``'s window."""
     return _adaptive_edges(tuple(in_size), tuple(out_size), _canonical_device(device))
 
 
-def adaptive_output_size(in_size: Tuple[int, ...], output_size) -> Tuple[int, ...]:
+def adaptive_output_size(in_size: Tuple[int, ...], output_size: AdaptiveSize) -> Tuple[int, ...]:
     """Torch's ``output_size`` argument (int, tuple, ``None`` entries keep the input's size) resolved."""
     nd = len(in_size)
     sizes = (output_size,) * nd if isinstance(output_size, int) or output_size is None else tuple(output_size)
@@ -239,7 +243,7 @@ def adaptive_output_size(in_size: Tuple[int, ...], output_size) -> Tuple[int, ..
     return out
 
 
-def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size, reduce: str,
+def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size: AdaptiveSize, reduce: str,
                         path: str = "auto") -> Tuple[Tensor, Tuple[int, ...]]:
     r"""Adaptive max / average pooling: aggregation over one window of edges per output cell.
 

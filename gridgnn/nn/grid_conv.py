@@ -139,7 +139,8 @@ class GridConv(MessagePassing):
             size = (num_src, num_dst)
         return self._propagate_typed(x, edge_index, edge_type, size)
 
-    def _check_graph(self, x: Tensor, graph: GridGraph, edge_type, size) -> None:
+    def _check_graph(self, x: Tensor, graph: GridGraph, edge_type: Optional[Tensor],
+                     size: Optional[Tuple[int, int]]) -> None:
         name = type(self).__name__
         if edge_type is not None or size is not None:
             raise ValueError(f"{name}: a GridGraph carries its own edge types and size; pass only (x, graph)")

@@ -1,9 +1,13 @@
 """The 1x1 convolution as a node-wise linear map."""
 from __future__ import annotations
 
+from typing import Optional
+
+import torch
 from torch import Tensor, nn
 
 from .._checks import check_groups, check_node_features, check_torch_conv, is_pointwise
+from .._types import Device
 from ._gemm import grouped_linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 
@@ -45,7 +49,7 @@ class NodeLinear(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True, groups: int = 1,
-                 device=None, dtype=None):
+                 device: Device = None, dtype: Optional[torch.dtype] = None):
         super().__init__()
         check_groups(in_channels, out_channels, groups)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups

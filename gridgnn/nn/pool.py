@@ -14,14 +14,15 @@ max pool used inside graph-native blocks.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 from torch import Tensor, nn
 
+from .._types import Device, SpatialSize
 from ..geometry import ConvGeometry, IntOrTuple
 from ..graph import GridGraph, graph_from_geometry, on_batched_nodes
 from ._image import ImageLayer
-from .functional import adaptive_pool_nodes, avg_pool_nodes, check_path, max_pool_nodes, pool_geometry
+from .functional import AdaptiveSize, adaptive_pool_nodes, avg_pool_nodes, check_path, max_pool_nodes, pool_geometry
 
 _PATHS = ("auto", "general")
 _PATH_DOC = """path (str, keyword-only): ``"auto"`` (windows gathered by strided views on the complete grid) or
@@ -58,17 +59,18 @@ def _no_indices(layer: nn.Module, return_indices: bool) -> None:
 class _GridMaxPoolNd(_GridPool):
     _torch_args = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
 
-    def __init__(self, kernel_size: IntOrTuple, stride=None, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+    def __init__(self, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None, padding: IntOrTuple = 0,
+                 dilation: IntOrTuple = 1,
                  return_indices: bool = False, ceil_mode: bool = False, *, path: str = "auto"):
         _no_indices(self, return_indices)
         super().__init__(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
         self._set_path(path)
 
-    def geometry(self, size) -> ConvGeometry:
+    def geometry(self, size: SpatialSize) -> ConvGeometry:
         """The window geometry for an input of spatial ``size``."""
         return pool_geometry(tuple(size), self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
 
-    def graph(self, size, device=None) -> GridGraph:
+    def graph(self, size: SpatialSize, device: Device = None) -> GridGraph:
         """The pooling windows as a :class:`~gridgnn.GridGraph` (edge ``j -> i``: pixel ``j`` is in window ``i``)."""
         return graph_from_geometry(self.geometry(size), device)
 
@@ -80,11 +82,11 @@ class _GridMaxPoolNd(_GridPool):
 class _GridAvgPoolNd(_GridPool):
     _torch_args = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 
-    def geometry(self, size) -> ConvGeometry:
+    def geometry(self, size: SpatialSize) -> ConvGeometry:
         """The window geometry for an input of spatial ``size``."""
         return pool_geometry(tuple(size), self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
 
-    def graph(self, size, device=None) -> GridGraph:
+    def graph(self, size: SpatialSize, device: Device = None) -> GridGraph:
         """The pooling windows as a :class:`~gridgnn.GridGraph` (edge ``j -> i``: pixel ``j`` is in window ``i``)."""
         return graph_from_geometry(self.geometry(size), device)
 
@@ -207,15 +209,17 @@ class GridAvgPool1d(_GridAvgPoolNd, nn.AvgPool1d):
     __doc__ = _avg_doc(1)
     _ndim = 1
 
-    def __init__(self, kernel_size: IntOrTuple, stride=None, padding: IntOrTuple = 0, ceil_mode: bool = False,
+    def __init__(self, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None, padding: IntOrTuple = 0,
+                 ceil_mode: bool = False,
                  count_include_pad: bool = True, *, path: str = "auto"):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
         self._set_path(path)
 
 
 class _GridAvgPoolWithDivisor(_GridAvgPoolNd):
-    def __init__(self, kernel_size: IntOrTuple, stride=None, padding: IntOrTuple = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override=None, *, path: str = "auto"):
+    def __init__(self, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None, padding: IntOrTuple = 0,
+                 ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: Optional[int] = None, *, path: str = "auto"):
         if divisor_override is not None and (isinstance(divisor_override, bool) or divisor_override == 0):
             raise ValueError(f"{type(self).__name__}: divisor_override must be a non-zero int or None, got "
                              f"{divisor_override!r}")
@@ -234,7 +238,7 @@ class GridAvgPool3d(_GridAvgPoolWithDivisor, nn.AvgPool3d):
 
 
 class _GridAdaptiveAvgPoolNd(_GridAdaptivePoolNd):
-    def __init__(self, output_size, *, path: str = "auto"):
+    def __init__(self, output_size: AdaptiveSize, *, path: str = "auto"):
         super().__init__(output_size)
         self._set_path(path)
 
@@ -242,7 +246,7 @@ class _GridAdaptiveAvgPoolNd(_GridAdaptivePoolNd):
 class _GridAdaptiveMaxPoolNd(_GridAdaptivePoolNd):
     _reduce = "max"
 
-    def __init__(self, output_size, return_indices: bool = False, *, path: str = "auto"):
+    def __init__(self, output_size: AdaptiveSize, return_indices: bool = False, *, path: str = "auto"):
         _no_indices(self, return_indices)
         super().__init__(output_size, return_indices)
         self._set_path(path)
@@ -300,21 +304,21 @@ class GridMaxPool(nn.Module):
         torch.Size([1, 4, 3])
     """
 
-    def __init__(self, kernel_size: IntOrTuple, stride=None, padding: IntOrTuple = 0):
+    def __init__(self, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None, padding: IntOrTuple = 0):
         super().__init__()
         self.kernel_size, self.padding = kernel_size, padding
         self.stride = kernel_size if stride is None else stride
 
-    def geometry(self, size) -> ConvGeometry:
+    def geometry(self, size: SpatialSize) -> ConvGeometry:
         return pool_geometry(tuple(size), self.kernel_size, self.stride, self.padding)
 
-    def graph(self, size, device=None) -> GridGraph:
+    def graph(self, size: SpatialSize, device: Device = None) -> GridGraph:
         return graph_from_geometry(self.geometry(size), device)
 
-    def out_size(self, size) -> Tuple[int, ...]:
+    def out_size(self, size: SpatialSize) -> Tuple[int, ...]:
         return self.geometry(size).out_size
 
-    def forward(self, x: Tensor, size) -> Tensor:
+    def forward(self, x: Tensor, size: SpatialSize) -> Tensor:
         return on_batched_nodes(lambda batched: max_pool_nodes(batched, self.geometry(size)), x)
 
     def extra_repr(self) -> str:
