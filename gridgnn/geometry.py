@@ -42,6 +42,11 @@ def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
     return out
 
 
+def kernel_indices(kernel_size: Sequence[int]) -> List[Tuple[int, ...]]:
+    """Every offset of a kernel window as an index tuple, row-major: offset ``t`` is entry ``t`` (``edge_type``)."""
+    return list(itertools.product(*(range(k) for k in kernel_size)))
+
+
 def infer_ndim(*values) -> int:
     """Number of spatial dims: the length of the first tuple among ``values`` (1 if all are ints)."""
     for v in values:
@@ -158,7 +163,7 @@ class ConvGeometry:
 
     def kernel_indices(self) -> List[Tuple[int, ...]]:
         """Every kernel offset as an index tuple, in ``edge_type`` order (row-major over the window)."""
-        return list(itertools.product(*(range(k) for k in self.kernel_size)))
+        return kernel_indices(self.kernel_size)
 
     def window_coords(self, dim: int, device: Device = None) -> Tensor:
         """Unpadded input coordinate read by (output position, kernel offset) in one dim.

@@ -12,6 +12,7 @@ from torch_geometric.nn import MessagePassing
 from .._checks import check_edges, check_groups, check_node_features
 from ..geometry import ntuple
 from ..graph import GridGraph
+from ..sparse import SparseGridGraph
 from ._gemm import linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 from ._offset_plan import node_transform
@@ -117,7 +118,7 @@ class GridConv(MessagePassing):
         """Run the layer on node features ``x`` over a :class:`GridGraph` or typed ``edge_index``."""
         name = type(self).__name__
         check_node_features(x, self.in_channels, self.weight, name)
-        if isinstance(edge_index, GridGraph):
+        if isinstance(edge_index, (GridGraph, SparseGridGraph)):
             graph = edge_index
             self._check_graph(x, graph, edge_type, size)
             if self.path == "dense" and not graph.is_complete:
