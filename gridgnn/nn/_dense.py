@@ -149,6 +149,19 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     return _gathered_window_conv(image, geom, weight, bias, groups)
 
 
+def _tiles(geom: ConvGeometry, taps: List[Tuple[int, Box, Box]]) -> bool:
+    """Whether the taps' target boxes cover the conv's input grid exactly once.
+
+    Per dim, two kernel offsets ``t != t'`` land on different positions modulo the stride unless
+    ``(t - t') d`` is a multiple of ``s``; when that never happens the boxes are disjoint, and
+    their sizes then add up to the grid exactly when every position is covered.
+    """
+    disjoint = all((delta * d) % s for k, s, d in zip(geom.kernel_size, geom.stride, geom.dilation)
+                   for delta in range(1, k))
+    covered = sum(math.prod(len(range(n)[slc]) for n, slc in zip(geom.in_size, box)) for _, _, box in taps)
+    return disjoint and covered == math.prod(geom.in_size)
+
+
 class BoxScatter(torch.autograd.Function):
     """``out[b, target_box_t] += y[b, source_box_t, t]`` for every offset: ``[B, *S_src, K, C] -> [B, *S_dst, C]``.
 
@@ -156,32 +169,38 @@ class BoxScatter(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, y: Tensor, dst_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
-        out = y.new_zeros(y.size(0), *dst_size, y.size(-1))
-        for t, source_box, target_box in taps:
-            out[(slice(None),) + target_box] += y[(slice(None),) + source_box + (t,)]
-        ctx.src_shape, ctx.taps = tuple(y.shape[1:-1]), taps
+    def forward(ctx, y: Tensor, dst_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]], tiles: bool) -> Tensor:
+        if tiles:                       # every target in exactly one box (e.g. 2x2 stride 2): copies, no zero-fill
+            out = y.new_empty(y.size(0), *dst_size, y.size(-1))
+            for t, source_box, target_box in taps:
+                out[(slice(None),) + target_box] = y[(slice(None),) + source_box + (t,)]
+        else:
+            out = y.new_zeros(y.size(0), *dst_size, y.size(-1))
+            for t, source_box, target_box in taps:
+                out[(slice(None),) + target_box] += y[(slice(None),) + source_box + (t,)]
+        ctx.src_shape, ctx.taps, ctx.tiles = tuple(y.shape[1:-1]), taps, tiles
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return BoxGather.apply(grad, ctx.src_shape, ctx.taps), None, None
+        return BoxGather.apply(grad, ctx.src_shape, ctx.taps, ctx.tiles), None, None, None
 
 
 class BoxGather(torch.autograd.Function):
     """``y[b, source_box_t, t] = g[b, target_box_t]``, zero elsewhere: the adjoint of :class:`BoxScatter`."""
 
     @staticmethod
-    def forward(ctx, grad: Tensor, src_shape: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
+    def forward(ctx, grad: Tensor, src_shape: Tuple[int, ...], taps: List[Tuple[int, Box, Box]],
+                tiles: bool) -> Tensor:
         y = grad.new_zeros(grad.size(0), *src_shape, grad.size(-1))
         for t, source_box, target_box in taps:
             y[(slice(None),) + source_box + (t,)] = grad[(slice(None),) + target_box]
-        ctx.dst_size, ctx.taps = tuple(grad.shape[1:-1]), taps
+        ctx.dst_size, ctx.taps, ctx.tiles = tuple(grad.shape[1:-1]), taps, tiles
         return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
-        return BoxScatter.apply(grad_y, ctx.dst_size, ctx.taps), None, None
+        return BoxScatter.apply(grad_y, ctx.dst_size, ctx.taps, ctx.tiles), None, None, None
 
 
 def dense_conv_transpose(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
@@ -197,6 +216,7 @@ def dense_conv_transpose(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Op
     b, c_out = x.size(0), weight.size(0)
     y = node_transform(x, weight, groups)                                         # [B, N_src, K, C_out]
     y = y.view(b, *geom.out_size, geom.num_offsets, c_out)
-    out = BoxScatter.apply(y, tuple(geom.in_size), tap_boxes(geom, geom.in_size, True))   # [B, *S_dst, C_out]
+    taps = tap_boxes(geom, geom.in_size, True)
+    out = BoxScatter.apply(y, tuple(geom.in_size), taps, _tiles(geom, taps))    # [B, *S_dst, C_out]
     out = out.view(b, -1, c_out)
     return out if bias is None else out + bias
