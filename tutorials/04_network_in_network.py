@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from gridgnn import analysis
-from gridgnn.analysis.nin import XOR_INPUTS, XOR_TARGETS
+from gridgnn.analysis import XOR_INPUTS, XOR_TARGETS
 from gridgnn.nn import NiNBlock
 
 # %% [markdown]

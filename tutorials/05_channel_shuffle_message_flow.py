@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from gridgnn import flow
-from gridgnn.nn.shuffle import shuffle_permutation
+from gridgnn.nn import shuffle_permutation
 
 # %% [markdown]
 # ## The flow graph, drawn

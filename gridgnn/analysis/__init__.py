@@ -27,12 +27,12 @@ from .edges import edge_detection_demo, step_image
 from .fft import fft_conv, fft_vs_direct_timing
 from .gradflow import SeparableStack, backward_singular_values, channel_gradient_norms
 from .lowrank import low_rank, low_rank_curve
-from .nin import collapse_block, xor_linear_mse, xor_mlp_exact, xor_mlp_train
+from .nin import XOR_INPUTS, XOR_TARGETS, collapse_block, xor_linear_mse, xor_mlp_exact, xor_mlp_train
 from .ood import MahalanobisScorer, mahalanobis_score, node_activations
 
 __all__ = ["conv_params", "conv_macs", "count_params", "count_macs", "layer_counts", "layer_table",
            "bottleneck_params", "separable_macs", "inception_reduce_params", "inverted_residual_macs",
            "compound_scaling", "low_rank", "low_rank_curve", "backward_singular_values", "SeparableStack",
-           "channel_gradient_norms", "fft_conv", "fft_vs_direct_timing", "xor_linear_mse", "xor_mlp_exact",
-           "xor_mlp_train", "collapse_block", "MahalanobisScorer", "mahalanobis_score", "node_activations",
-           "edge_detection_demo", "step_image"]
+           "channel_gradient_norms", "fft_conv", "fft_vs_direct_timing", "XOR_INPUTS", "XOR_TARGETS",
+           "xor_linear_mse", "xor_mlp_exact", "xor_mlp_train", "collapse_block", "MahalanobisScorer",
+           "mahalanobis_score", "node_activations", "edge_detection_demo", "step_image"]

@@ -30,7 +30,7 @@ from .pool import (
                      GridMaxPool2d,
                      GridMaxPool3d,
 )
-from .shuffle import ChannelShuffle
+from .shuffle import ChannelShuffle, shuffle_permutation
 from .twins import TWINS, twin_of
 
 __all__ = ["functional", "NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d",
@@ -38,6 +38,6 @@ __all__ = ["functional", "NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "
            "GridMaxPool1d", "GridMaxPool2d", "GridMaxPool3d", "GridAvgPool1d", "GridAvgPool2d", "GridAvgPool3d",
            "GridAdaptiveAvgPool1d", "GridAdaptiveAvgPool2d", "GridAdaptiveAvgPool3d",
            "GridAdaptiveMaxPool1d", "GridAdaptiveMaxPool2d", "GridAdaptiveMaxPool3d", "GridMaxPool",
-           "ChannelShuffle", "NodeBatchNorm", "TWINS", "twin_of",
+           "ChannelShuffle", "shuffle_permutation", "NodeBatchNorm", "TWINS", "twin_of",
            "GridBlock", "ProjectionShortcut", "Bottleneck",
            "InceptionBlock", "InvertedResidual", "SqueezeExcitation", "NiNBlock", "ShuffleUnit"]
