@@ -21,8 +21,9 @@ otherwise (grouped and depthwise layers, strides, masked outputs).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -180,3 +181,42 @@ def general_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Te
         if plan.gather.num_rows <= TRANSFORM_FIRST_MAX_ROWS_PER_EDGE * graph.num_edges:
             return transform_first_conv(x, graph, weight, groups)
     return per_offset_conv(x, graph, weight, groups)
+
+
+class TypedEdges:
+    """A user's typed edge list seen as a graph by the general path (what a PyG ``DataLoader`` batch gives).
+
+    Holds ``edge_index``, ``edge_type``, the node counts of both sides and the plans built
+    from them (:attr:`plans`, as on a GridGraph). :func:`typed_edges` keeps one per edge tensor,
+    so a batch's plan is built once however many layers run on it.
+    """
+
+    is_complete = False
+    transposed = False
+
+    def __init__(self, edge_index: Tensor, edge_type: Tensor, num_src_nodes: int, num_dst_nodes: int,
+                 num_offsets: int):
+        self.edge_index, self.edge_type = edge_index.long(), edge_type.long()
+        self.num_src_nodes, self.num_dst_nodes, self.num_offsets = num_src_nodes, num_dst_nodes, num_offsets
+        self.plans: Dict[str, Any] = {}
+
+    num_edges = property(lambda self: self.edge_index.size(1))
+    device = property(lambda self: self.edge_index.device)
+
+
+#: id(edge_index) -> (weak reference to it, what the plan was built from, the TypedEdges); entries leave
+#: with their tensor (tensors compare element-wise, so a WeakKeyDictionary cannot key on them)
+_TYPED_EDGES: Dict[int, Tuple[Any, tuple, TypedEdges]] = {}
+
+
+def typed_edges(edge_index: Tensor, edge_type: Tensor, num_src_nodes: int, num_dst_nodes: int,
+                num_offsets: int) -> TypedEdges:
+    """The :class:`TypedEdges` of these tensors, kept while ``edge_index`` lives and rebuilt if either is edited."""
+    key = (edge_index._version, id(edge_type), edge_type._version, num_src_nodes, num_dst_nodes, num_offsets)
+    cached = _TYPED_EDGES.get(id(edge_index))
+    if cached is None or cached[0]() is not edge_index or cached[1] != key:
+        ident = id(edge_index)
+        ref = weakref.ref(edge_index, lambda _, ident=ident, table=_TYPED_EDGES: table.pop(ident, None))
+        cached = _TYPED_EDGES[ident] = (ref, key, TypedEdges(edge_index, edge_type, num_src_nodes, num_dst_nodes,
+                                                             num_offsets))
+    return cached[2]

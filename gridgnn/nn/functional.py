@@ -68,7 +68,7 @@ def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor
     if path != "general" and graph.is_complete:
         dense = dense_conv_transpose if graph.transposed else dense_grid_conv
         return on_batched_nodes(lambda batched: dense(batched, graph.geometry, weight, bias, groups), x)
-    out = general_conv(x, graph, weight, groups)
+    out = general_conv(x.contiguous(), graph, weight, groups)    # node rows contiguous: gathers read whole rows
     return out if bias is None else out + bias
 
 

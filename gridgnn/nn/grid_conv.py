@@ -15,7 +15,7 @@ from ..graph import GridGraph
 from ..sparse import SparseGridGraph
 from ._gemm import linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
-from ._offset_plan import node_transform
+from ._offset_plan import typed_edges
 from .functional import check_path, grid_conv, transposed_message_weight
 
 
@@ -49,10 +49,11 @@ class GridConv(MessagePassing):
     :math:`\mathbf{W}_t` followed by a fused per-target gather-sum; the second
     when it wastes few MACs, i.e. when sources send about ``K`` edges each
     (complete grids, masked inputs; :mod:`gridgnn.nn.offset_plan`). On raw ``edge_index``
-    it computes the transforms with one GEMM and gathers and scatter-adds them
-    through :class:`~torch_geometric.nn.conv.MessagePassing`'s ``propagate`` (or,
-    when there are fewer targets than sources, aggregates per (target, offset)
-    first and transforms after). ``"dense"`` runs complete grids with shifted slices or gathered
+    (a PyG batch) it runs the same planned orders, the plan kept per edge tensor;
+    when there are fewer targets than sources it aggregates per (target, offset)
+    first through :class:`~torch_geometric.nn.conv.MessagePassing`'s ``propagate``
+    and transforms after. On a :class:`~gridgnn.SparseGridGraph` (active sites only)
+    it runs the general path. ``"dense"`` runs complete grids with shifted slices or gathered
     windows and GEMMs, or, depthwise, one per-channel product per offset on clipped views
     (:mod:`gridgnn.nn.dense`). ``"auto"`` takes the dense path whenever the graph is a
     complete :class:`GridGraph`.
@@ -160,22 +161,23 @@ class GridConv(MessagePassing):
                              f"graph.to('{x.device}') or build it with device='{x.device}'")
 
     def _propagate_typed(self, x: Tensor, edge_index: Tensor, edge_type: Tensor, size: Tuple[int, int]) -> Tensor:
-        """General path: per-offset GEMMs and one gather/scatter-add over all edges."""
+        """General path on raw typed edges.
+
+        With fewer targets than sources (``N_dst C_in < N_src C_out``) it aggregates ``x_j`` per
+        (target, offset) through PyG's ``propagate`` and transforms once; otherwise it runs the
+        planned general path of GridGraphs (:mod:`gridgnn.nn._offset_plan`), its plan kept per
+        edge tensor, so a PyG ``DataLoader`` batch runs like a GridGraph.
+        """
         num_src, num_dst = size
         num_k = self.num_offsets
-        edge_index = edge_index.long()
-        src, dst, edge_type = edge_index[0], edge_index[1], edge_type.long()
         if num_dst * self.in_channels < num_src * self.out_channels:
-            # aggregate x_j per (target, offset), then one transform: fewer MACs when targets are fewer
-            slots = torch.stack([src, dst * num_k + edge_type])
+            src, dst = edge_index.long()
+            slots = torch.stack([src, dst * num_k + edge_type.long()])
             agg = self.propagate(slots, x=x, size=(num_src, num_dst * num_k))    # [*, N_dst*K, C_in]
             out = self._window_transform(agg.unflatten(-2, (num_dst, num_k)))    # [*, N_dst, C_out]
-        else:
-            # transform every node by every offset, then gather (node, offset) rows along the edges
-            y = node_transform(x, self.weight, self.groups)                       # [*, N_src, K, C_out]
-            slots = torch.stack([src * num_k + edge_type, dst])
-            out = self.propagate(slots, x=y.flatten(-3, -2), size=(num_src * num_k, num_dst))  # [*, N_dst, C_out]
-        return out if self.bias is None else out + self.bias
+            return out if self.bias is None else out + self.bias
+        edges = typed_edges(edge_index, edge_type, num_src, num_dst, num_k)
+        return grid_conv(x, edges, self.weight, self.bias, self.groups, "general")
 
     def message(self, x_j: Tensor) -> Tensor:
         return x_j

@@ -217,3 +217,28 @@ def test_renamed_arguments_warn():
     assert g.node_counts == (16, 1)
     with pytest.warns(DeprecationWarning, match="GridGraph.node_counts"):
         assert g.size == (16, 1)
+
+
+def test_raw_edges_run_the_planned_path_once_per_edge_tensor():
+    g = gg.grid_graph((7, 6), 3, padding=1).mask(torch.rand(42) < 0.7)
+    layer = GridConv(4, 6, 3).double()
+    x = torch.randn(2, 42, 4, dtype=torch.float64)
+    ei, et = g.edge_index.clone(), g.edge_type.clone()
+    torch.testing.assert_close(layer(x, ei, et), layer(x, g))
+    from gridgnn.nn._offset_plan import typed_edges
+    first = typed_edges(ei, et, 42, 42, 9)
+    assert typed_edges(ei, et, 42, 42, 9) is first                     # kept while the tensors are unchanged
+    et[0] = (et[0] + 1) % 9                                             # an in-place edit rebuilds the plan
+    assert typed_edges(ei, et, 42, 42, 9) is not first
+    reference = GridConv(4, 6, 3).double()
+    reference.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(layer(x, ei, et), reference(x, gg.GridGraph(g.geometry, ei, et, is_complete=False)))
+
+
+def test_channels_first_node_views_equal_contiguous_features():
+    image = torch.randn(2, 4, 7, 6, dtype=torch.float64)
+    g = gg.grid_graph((7, 6), 3, padding=1).mask(torch.rand(42) < 0.5)
+    layer = GridConv(4, 6, 3).double()
+    view = gg.to_nodes(image)                                           # strided: channels are N apart
+    assert not view.is_contiguous()
+    torch.testing.assert_close(layer(view, g), layer(view.contiguous(), g))
