@@ -96,6 +96,24 @@ class SparseGridGraph:
             data.batch = self.batch
         return data
 
+    def to_networkx(self) -> "networkx.MultiDiGraph":  # noqa: F821
+        """A ``networkx.MultiDiGraph`` of this graph.
+
+        Nodes ``("in", j)`` and ``("out", i)`` carry ``pos`` (coordinates) and ``batch``; edges carry
+        ``offset`` (the edge type).
+        """
+        import networkx as nx
+
+        graph = nx.MultiDiGraph()
+        for side, coords, batch in (("in", self.coords, self.batch), ("out", self.out_coords, self.out_batch)):
+            samples = [0] * coords.size(0) if batch is None else batch.tolist()
+            graph.add_nodes_from(((side, n), {"pos": tuple(c), "batch": b})
+                                 for n, (c, b) in enumerate(zip(coords.tolist(), samples)))
+        src, dst = self.edge_index.tolist()
+        types = self.edge_type.tolist()
+        graph.add_edges_from((("in", j), ("out", i), {"offset": t}) for j, i, t in zip(src, dst, types))
+        return graph
+
     def __repr__(self) -> str:
         return (f"SparseGridGraph(num_src_nodes={self.num_src_nodes}, num_dst_nodes={self.num_dst_nodes}, "
                 f"num_edges={self.num_edges}, kernel_size={self.kernel_size}, in_size={self.in_size}, "
@@ -198,24 +216,30 @@ def sparse_grid_graph(coords: Tensor, kernel_size: IntOrTuple, stride: IntOrTupl
         raise ValueError("coords hold duplicate sites (in the same sample); merge their features first, "
                          "e.g. with torch_geometric.utils.coalesce")
 
-    offsets = torch.tensor(kernel_indices(kernel), device=coords.device)                  # [K, D]
     left = torch.tensor([p[0] for p in pads], device=coords.device)
     step, dil_t = torch.tensor(stride_t, device=coords.device), torch.tensor(dil, device=coords.device)
-    # output o reads input c = o * s - p_left + t * d  <=>  o = (c + p_left - t * d) / s
-    numer = coords[:, None, :] + left - offsets[None] * dil_t                               # [M, K, D]
-    out = torch.div(numer, step, rounding_mode="floor")
-    inside = (out >= 0) & (out < torch.tensor(out_size, device=coords.device))
-    valid = ((numer % step) == 0).all(-1) & inside.all(-1)
-    src, t = valid.nonzero(as_tuple=True)                                                  # edges of every kind
-    out = out[src, t]                                                                      # [E, D]
-    sample = None if batch is None else batch[src]
-    if submanifold:                                  # outputs are the input sites: keep edges landing on one
-        target_keys = _keys(out, sample, in_size)
-        pos = torch.searchsorted(sorted_keys, target_keys).clamp(max=max(keys.numel() - 1, 0))
-        hit = sorted_keys[pos] == target_keys if keys.numel() else torch.zeros_like(target_keys, dtype=torch.bool)
-        src, t, dst = src[hit], t[hit], order[pos[hit]]
-        out_coords, out_batch = coords, batch
+    limit = torch.tensor(out_size, device=coords.device)
+    sources, types, targets = [], [], []
+    for t, index in enumerate(kernel_indices(kernel)):            # one offset at a time: O(M) memory
+        # output o reads input c = o * s - p_left + t * d  <=>  o = (c + p_left - t * d) / s
+        numer = coords + (left - torch.tensor(index, device=coords.device) * dil_t)          # [M, D]
+        out_t = torch.div(numer, step, rounding_mode="floor")
+        valid = ((numer % step) == 0).all(-1) & ((out_t >= 0) & (out_t < limit)).all(-1)
+        src_t = valid.nonzero().flatten()
+        out_t = out_t[src_t]
+        if submanifold:                              # outputs are the input sites: keep edges landing on one
+            target_keys = _keys(out_t, None if batch is None else batch[src_t], in_size)
+            pos = torch.searchsorted(sorted_keys, target_keys).clamp(max=max(keys.numel() - 1, 0))
+            hit = sorted_keys[pos] == target_keys
+            src_t, out_t = src_t[hit], order[pos[hit]]                   # out_t: the target site's row
+        sources.append(src_t)
+        targets.append(out_t)
+        types.append(torch.full_like(src_t, t))
+    src, t, out = torch.cat(sources), torch.cat(types), torch.cat(targets)
+    if submanifold:
+        dst, out_coords, out_batch = out, coords, batch
     else:                                            # outputs are the distinct sites the edges reach
+        sample = None if batch is None else batch[src]
         target_keys = _keys(out, sample, out_size)
         unique_keys, dst = torch.unique(target_keys, return_inverse=True)
         out_coords, out_batch = _from_keys(unique_keys, out_size)

@@ -156,3 +156,30 @@ def test_bad_input_is_named():
         GridConv(4, 4, 3)(torch.randn(3, 4), g)
     with pytest.raises(ValueError, match="feats must be \\[M, C\\]"):
         gg.to_dense(torch.randn(3, 2), coords, None, (4, 4))
+
+
+def test_pyg_dataloader_batches_equal_per_sample_runs():
+    """Samples of different sizes and extents as PyG Data objects, batched by DataLoader, through one GridConv."""
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=False).double()
+    layer = GridConv.from_conv(conv)
+    samples, expected = [], []
+    for size in ((5, 7), (9, 4), (6, 6)):
+        x = sparse_input(2, batch=1, channels=3, size=size, density=0.4)
+        feats, coords, _ = gg.to_sparse(x)
+        g = gg.sparse_grid_graph(coords, 3, size=size, submanifold=True)
+        samples.append(Data(x=feats, edge_index=g.edge_index, edge_type=g.edge_type, num_nodes=len(coords)))
+        expected.append(at_sites(conv(x), coords, None))
+    batch = next(iter(DataLoader(samples, batch_size=3)))
+    out = layer(batch.x, batch.edge_index, batch.edge_type)
+    torch.testing.assert_close(out, torch.cat(expected), rtol=1e-10, atol=1e-12)
+
+
+def test_networkx_view():
+    coords = torch.tensor([[0, 0], [0, 1], [3, 3]])
+    g = gg.sparse_grid_graph(coords, 3, padding=1, submanifold=True)
+    nxg = g.to_networkx()
+    assert nxg.number_of_edges() == g.num_edges and nxg.nodes[("in", 2)]["pos"] == (3, 3)
+    assert sorted(d["offset"] for _, _, d in nxg.edges(data=True)) == sorted(g.edge_type.tolist())

@@ -15,8 +15,8 @@ SCRIPTS = build.tutorial_scripts()
 pytestmark = pytest.mark.tutorials
 
 
-def test_there_are_ten_tutorials():
-    assert [s.stem[:2] for s in SCRIPTS] == [f"{i:02d}" for i in range(1, 11)]
+def test_there_are_eleven_tutorials():
+    assert [s.stem[:2] for s in SCRIPTS] == [f"{i:02d}" for i in range(1, 12)]
 
 
 def _cells(notebook):
