@@ -1,6 +1,7 @@
 """Shared helpers for the benchmark scripts: environment header and result files."""
 from __future__ import annotations
 
+import argparse
 import pathlib
 import platform
 
@@ -45,3 +46,14 @@ def timed(fn, min_run_time: float) -> float:
     """
     timer = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def parse_args(description: str, quick_help: str, argv=None) -> argparse.Namespace:
+    """The scripts' shared options (``--device``, ``--quick``, ``--threads``); sets torch's thread count."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    return args

@@ -13,7 +13,6 @@ Forward and forward+backward, batch 1 and 8, fp32, TF32 off. Usage:
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -24,7 +23,7 @@ from tqdm import tqdm
 import gridgnn as gg
 from gridgnn.testing import no_tf32
 
-from _common import markdown_table, timed, write_result
+from _common import markdown_table, parse_args, timed, write_result
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from model_zoo import UNet  # noqa: E402  (the U-Net the tests convert and train)
@@ -69,12 +68,7 @@ def compare_row(label, batch, backward, reference, twin, x, min_run_time):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing runs")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, "batch 1 only, shorter timing runs", argv)
     batches = (1,) if args.quick else (1, 8)
     min_run_time = 0.05 if args.quick else 0.3
     rows = []

@@ -13,7 +13,6 @@ fp32 (and bf16 on CUDA). Usage:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import matplotlib
@@ -29,7 +28,7 @@ import gridgnn as gg  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
 from gridgnn.testing import no_tf32  # noqa: E402
 
-from _common import markdown_table, timed, write_result  # noqa: E402
+from _common import markdown_table, parse_args, timed, write_result  # noqa: E402
 
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
@@ -130,12 +129,7 @@ def plot_ratios(rows, title):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="batch 8 only, shorter timing runs")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, "batch 8 only, shorter timing runs", argv)
     batches = (8,) if args.quick else (1, 8, 32)
     min_run_time = 0.1 if args.quick else 0.3
     dtypes = [torch.float32] + ([torch.bfloat16] if args.device == "cuda" else [])

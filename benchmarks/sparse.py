@@ -12,7 +12,6 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 
@@ -29,7 +28,7 @@ import gridgnn as gg
 from gridgnn.nn import GridConv
 from gridgnn.testing import no_tf32
 
-from _common import markdown_table, timed, write_result
+from _common import markdown_table, parse_args, timed, write_result
 
 CASES = [(2, 512, 32), (2, 512, 64), (3, 128, 16), (3, 128, 32)]     # (dims, side, channels)
 DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -124,12 +123,7 @@ def plot(rows):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="2-D C=32 only, three densities, short runs")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, "2-D C=32 only, three densities, short runs", argv)
     torch.manual_seed(0)
     cases, densities = (CASES[:1], (0.01, 0.1, 0.5)) if args.quick else (CASES, DENSITIES)
     min_run_time = 0.05 if args.quick else 0.3
