@@ -10,9 +10,9 @@ remap it to the pixel that torch's padding would copy.
 """
 from __future__ import annotations
 
-import functools
 import math
 import warnings
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     import networkx
     import torch_geometric.data
 
-__all__ = ["GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image"]
+__all__ = ["GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image", "clear_graph_cache",
+           "set_graph_cache_size"]
 
 
 class GridGraph:
@@ -200,7 +201,7 @@ class GridGraph:
         """
         from torch_geometric.data import Data
 
-        data = Data(edge_index=self.edge_index, edge_type=self.edge_type, pos=self.pos,
+        data = Data(edge_index=self.edge_index.clone(), edge_type=self.edge_type.clone(), pos=self.pos,
                     num_nodes=max(self.num_src_nodes, self.num_dst_nodes))
         if not self.shares_nodes:
             data.dst_pos = self.dst_pos
@@ -275,18 +276,68 @@ def _canonical_device(device: Device) -> torch.device:
     return device
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_graph(geom: ConvGeometry, device: torch.device, transposed: bool) -> GridGraph:
-    if transposed:
-        forward = _cached_graph(geom, device, False)
-        return GridGraph(geom, forward.edge_index.flip(0), forward.edge_type, True, True)
-    edge_index, edge_type = _build_edges(geom, device)
-    return GridGraph(geom, edge_index, edge_type, is_complete=True)
+def _versions(graph: GridGraph) -> Tuple[int, int]:
+    return graph.edge_index._version, graph.edge_type._version
+
+
+class _GraphCache:
+    """Complete grid graphs by (geometry, device, transposed); the least recently used leave first.
+
+    A hit whose edge tensors were edited in place since they were built (``Tensor._version``) is
+    rebuilt, so an edit made through a graph a user holds never reaches later ``grid_graph`` calls.
+    """
+
+    def __init__(self, maxsize: int = 128):
+        self.maxsize = maxsize
+        self._graphs: "OrderedDict[tuple, Tuple[GridGraph, Tuple[int, int]]]" = OrderedDict()
+
+    def get(self, geom: ConvGeometry, device: torch.device, transposed: bool) -> GridGraph:
+        key = (geom, device, transposed)
+        entry = self._graphs.get(key)
+        if entry is not None and (torch.compiler.is_compiling() or _versions(entry[0]) == entry[1]):
+            self._graphs.move_to_end(key)
+            return entry[0]
+        if transposed:
+            forward = self.get(geom, device, False)
+            graph = GridGraph(geom, forward.edge_index.flip(0), forward.edge_type.clone(), True, True)
+        else:
+            graph = GridGraph(geom, *_build_edges(geom, device), is_complete=True)
+        self._graphs[key] = (graph, _versions(graph))
+        while len(self._graphs) > self.maxsize:
+            self._graphs.popitem(last=False)
+        return graph
+
+    def clear(self) -> None:
+        self._graphs.clear()
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+
+_CACHE = _GraphCache()
 
 
 def graph_from_geometry(geom: ConvGeometry, device: Device = None, transposed: bool = False) -> GridGraph:
     """The complete :class:`GridGraph` of ``geom`` on ``device`` (reversed if ``transposed``), cached."""
-    return _cached_graph(geom, _canonical_device(device), transposed)
+    return _CACHE.get(geom, _canonical_device(device), transposed)
+
+
+def clear_graph_cache() -> None:
+    """Drop every cached grid graph (and the execution plans kept with them)."""
+    _CACHE.clear()
+
+
+def set_graph_cache_size(maxsize: int) -> None:
+    """Keep at most ``maxsize`` complete grid graphs cached (default 128; 0 disables the cache).
+
+    Each cached graph holds its edge tensors, 24 bytes per edge (``edge_index`` and ``edge_type``
+    as int64), plus the plans the layers build on it (about as much again): a 3x3 conv on a
+    224x224 input has 450k edges, ~11 MB. :func:`grid_graph` in a training loop hits the cache,
+    so the bound is what a model's distinct input sizes and geometries need.
+    """
+    _CACHE.maxsize = int(maxsize)
+    while len(_CACHE) > _CACHE.maxsize:
+        _CACHE._graphs.popitem(last=False)
 
 
 def grid_graph(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: Padding = 0,

@@ -196,3 +196,34 @@ def test_repr():
     assert repr(g) == ("GridGraph(in_size=(4, 4), out_size=(4, 4), kernel_size=(3, 3), stride=(1, 1), "
                        "padding=((1, 1), (1, 1)), dilation=(1, 1), padding_mode='zeros', num_edges=100)")
     assert repr(g.mask(torch.ones(16, dtype=torch.bool))).endswith("num_edges=100, masked)")
+
+
+def test_cached_graphs_survive_in_place_edits_and_the_cache_is_bounded():
+    """An in-place edit through a graph (or its PyG copy) never reaches later grid_graph calls or stale plans."""
+    from gridgnn.nn import GridConv
+
+    layer = GridConv(3, 4, 3).double()
+    x = torch.randn(1, 36, 3, dtype=torch.float64)
+    expected = layer(x, gg.grid_graph((6, 6), 3, padding=1, device="cpu").mask(torch.ones(36, dtype=torch.bool)))
+    g = gg.grid_graph((6, 6), 3, padding=1)
+    data = g.to_pyg()
+    data.edge_index[0].clamp_(max=3)                          # a PyG copy: the graph is untouched
+    assert torch.equal(g.edge_index, gg.grid_graph((6, 6), 3, padding=1).edge_index)
+    g.edge_index[0].clamp_(max=3)                             # the cached graph itself: the next call rebuilds
+    fresh = gg.grid_graph((6, 6), 3, padding=1)
+    assert fresh is not g and int(fresh.edge_index[0].max()) == 35
+    torch.testing.assert_close(layer(x, fresh.mask(torch.ones(36, dtype=torch.bool))), expected)
+    masked = fresh.mask(torch.ones(36, dtype=torch.bool))
+    layer(x, masked)                                          # plans built ...
+    masked.edge_type.zero_()                                  # ... then the edges edited: the plans follow
+    reference = gg.GridGraph(masked.geometry, masked.edge_index.clone(), masked.edge_type.clone(), False)
+    torch.testing.assert_close(layer(x, masked), layer(x, reference))
+    gg.set_graph_cache_size(2)
+    try:
+        graphs = [gg.grid_graph((n, n), 3) for n in (5, 6, 7)]
+        assert gg.grid_graph((5, 5), 3) is not graphs[0]      # evicted: least recently used first
+        assert gg.grid_graph((7, 7), 3) is graphs[2]
+        gg.clear_graph_cache()
+        assert gg.grid_graph((7, 7), 3) is not graphs[2]
+    finally:
+        gg.set_graph_cache_size(128)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +42,24 @@ TRANSFORM_FIRST_MAX_ROWS_PER_EDGE = 1.25
 
 def offset_groups(graph: GridGraph) -> List[Tuple[int, Tensor, Tensor]]:
     """``[(t, src_t, dst_t), ...]`` for every offset ``t`` with at least one edge (cached on ``graph``)."""
-    groups = graph.plans.get("offset_groups")
-    if groups is None:
+    def build() -> List[Tuple[int, Tensor, Tensor]]:
         _, order = index_sort(graph.edge_type, max_value=graph.num_offsets, stable=True)
         counts = torch.bincount(graph.edge_type, minlength=graph.num_offsets).tolist()  # one sync per graph
         chunks = graph.edge_index[:, order].split(counts, dim=1)                 # [2, E_t] per offset
-        groups = graph.plans["offset_groups"] = [(t, c[0], c[1]) for t, c in enumerate(chunks) if c.size(1)]
-    return groups
+        return [(t, c[0], c[1]) for t, c in enumerate(chunks) if c.size(1)]
+
+    return cached_plan(graph, "offset_groups", build)
+
+
+def cached_plan(graph: GridGraph, name: str, build: Callable[[], Any]) -> Any:
+    """``graph.plans[name]``, built by ``build()`` once, and again if the edge tensors were edited in place."""
+    entry = graph.plans.get(name)
+    if torch.compiler.is_compiling():                         # versions are not traceable: use the eager plan
+        return entry[1] if entry is not None else build()
+    versions = (graph.edge_index._version, graph.edge_type._version)
+    if entry is None or entry[0] != versions:
+        entry = graph.plans[name] = (versions, build())
+    return entry[1]
 
 
 def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:
@@ -144,8 +155,7 @@ class TransformPlan:
 
 def transform_plan(graph: GridGraph) -> TransformPlan:
     """The :class:`TransformPlan` of ``graph`` (cached on it; one host sync when built)."""
-    plan = graph.plans.get("transform")
-    if plan is None:
+    def build() -> TransformPlan:
         src, dst = graph.edge_index
         k = graph.num_offsets
         is_active = torch.zeros(graph.num_src_nodes, dtype=torch.bool, device=graph.device)
@@ -154,11 +164,10 @@ def transform_plan(graph: GridGraph) -> TransformPlan:
         num_rows = active.numel() * k                                              # the sync
         position = torch.cumsum(is_active, 0) - 1                                  # node -> its active rank
         row = position[src] * k + graph.edge_type                                  # [E] rows of y [N_active*K]
-        plan = graph.plans["transform"] = TransformPlan(
-            active,
-            Segments.from_pairs(dst, row, graph.num_dst_nodes, num_rows),
-            Segments.from_pairs(row, dst, num_rows, graph.num_dst_nodes))
-    return plan
+        return TransformPlan(active, Segments.from_pairs(dst, row, graph.num_dst_nodes, num_rows),
+                             Segments.from_pairs(row, dst, num_rows, graph.num_dst_nodes))
+
+    return cached_plan(graph, "transform", build)
 
 
 def transform_first_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:
