@@ -27,16 +27,32 @@ def _row(result) -> str:
 
 
 def _load_model(spec: str, input_shape: Optional[str]):
-    """``module:callable`` -> (model, example input). The callable returns a model or (model, input)."""
+    """``module:callable`` or ``path/to/file.py:callable`` -> (model, example input).
+
+    The callable returns a model or ``(model, input)``.
+    """
     import importlib
+    import importlib.util
+    import pathlib
 
     if ":" not in spec:
-        raise SystemExit(f"error: --model must be 'module:callable', got {spec!r}")
-    module_name, attr = spec.split(":", 1)
-    sys.path.insert(0, "")
-    factory = importlib.import_module(module_name)
-    for part in attr.split("."):
-        factory = getattr(factory, part)
+        raise SystemExit(f"error: --model must be 'module:callable' or 'path/to/file.py:callable', got {spec!r}")
+    module_name, attr = spec.rsplit(":", 1)
+    try:
+        if module_name.endswith(".py") or "/" in module_name:
+            path = pathlib.Path(module_name)
+            if not path.is_file():
+                raise SystemExit(f"error: --model {spec!r}: no file {path}")
+            loader = importlib.util.spec_from_file_location(path.stem, path)
+            factory = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(factory)
+        else:
+            sys.path.insert(0, "")
+            factory = importlib.import_module(module_name)
+        for part in attr.split("."):
+            factory = getattr(factory, part)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"error: --model {spec!r}: {type(exc).__name__}: {exc}") from None
     made = factory()
     model, example = made if isinstance(made, tuple) else (made, None)
     if input_shape:
@@ -63,12 +79,19 @@ def cmd_verify_model(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``verify``: the equivalence sweep, one row per check and a final ``N passed, N failed`` line."""
-    if args.model:
-        return cmd_verify_model(args)
     devices = args.device or available_devices()
     if "cuda" in devices and not torch.cuda.is_available():
         print("error: --device cuda asked for, but CUDA is not available here", file=sys.stderr)
         return 2
+    if args.model:
+        sweep_only = [flag for flag, used in (("--quick", args.quick), ("--dims", args.dims != [1, 2, 3]),
+                                              ("--path", args.path != ["auto", "general"]),
+                                              ("--kinds", args.kinds != ["conv", "conv_transpose", "pool"]))
+                      if used]
+        if sweep_only:
+            print(f"error: {', '.join(sweep_only)} apply to the sweep, not to --model", file=sys.stderr)
+            return 2
+        return cmd_verify_model(args)
     # torch's reference convs warn that even "same" kernels pad by a copy; that is the reference's business
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
     configs = all_configs(args.dims, quick=args.quick, kinds=args.kinds)

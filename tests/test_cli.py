@@ -1,5 +1,6 @@
 import re
 
+import pytest
 import torch
 
 from gridgnn import __main__ as cli
@@ -69,3 +70,19 @@ def test_verify_a_users_model(capsys, monkeypatch, tmp_path):
     out = capsys.readouterr().out
     assert "2 layers converted" in out and re.search(r"^2 passed, 0 failed$", out, re.M)
     assert cli.main(["verify", "--model", "my_models:with_input", "--dtype", "float64", "--device", "cpu"]) == 0
+
+
+def test_model_option_errors_and_file_paths(capsys, tmp_path):
+    (tmp_path / "net.py").write_text(
+        "import torch\ndef make():\n    return torch.nn.Conv2d(2, 2, 3), torch.randn(1, 2, 5, 5)\n")
+    assert cli.main(["verify", "--model", f"{tmp_path}/net.py:make", "--dtype", "float64", "--device", "cpu"]) == 0
+    assert re.search(r"^1 passed, 0 failed$", capsys.readouterr().out, re.M)
+    assert cli.main(["verify", "--model", f"{tmp_path}/net.py:make", "--quick", "--device", "cpu"]) == 2
+    assert "--quick apply to the sweep, not to --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no file"):
+        cli.main(["verify", "--model", f"{tmp_path}/missing.py:make", "--device", "cpu"])
+    with pytest.raises(SystemExit, match="AttributeError"):
+        cli.main(["verify", "--model", f"{tmp_path}/net.py:nope", "--device", "cpu"])
+    if not torch.cuda.is_available():
+        assert cli.main(["verify", "--model", f"{tmp_path}/net.py:make", "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
