@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._depthwise import Box, depthwise_grid_conv, tap_boxes
-from ._gemm import linear, merge_groups
+from ._gemm import linear, with_merged_groups
 from ._offset_plan import node_transform
 from ._padding import pad_nodes
 
@@ -117,15 +117,18 @@ def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: O
     b, c_out = x.size(0), weight.size(0)
     n_out = math.prod(geom.out_size)
     windows = gather_windows(x, geom)                                             # [B, *S_out, *K, C_in]
-    weight, groups = merge_groups(weight, groups)                                 # thin groups -> block-diagonal
-    w = weight.flatten(2).transpose(1, 2).reshape(groups, c_out // groups, -1)    # [G, C_out/G, K*C_in/G]
-    rows, cols = b * n_out, w.size(-1)
-    if groups == 1:                                                               # im2col [B*N_out, K*C_in]
-        return linear(windows.reshape(rows, cols), w[0], bias).view(b, n_out, c_out)
-    # im2col per channel group, [B*N_out, K*C_in/G], and one GEMM each
-    out = torch.cat([linear(win.reshape(rows, cols), wg) for win, wg in zip(windows.chunk(groups, -1), w)], -1)
-    out = out if bias is None else out + bias
-    return out.view(b, n_out, c_out)
+
+    def per_group(weight: Tensor, groups: int) -> Tensor:
+        w = weight.flatten(2).transpose(1, 2).reshape(groups, c_out // groups, -1)   # [G, C_out/G, K*C_in/G]
+        rows, cols = b * n_out, w.size(-1)
+        if groups == 1:                                                           # im2col [B*N_out, K*C_in]
+            return linear(windows.reshape(rows, cols), w[0], bias).view(b, n_out, c_out)
+        # im2col per channel group, [B*N_out, K*C_in/G], and one GEMM each
+        out = torch.cat([linear(win.reshape(rows, cols), wg) for win, wg in zip(windows.chunk(groups, -1), w)], -1)
+        out = out if bias is None else out + bias
+        return out.view(b, n_out, c_out)
+
+    return with_merged_groups(per_group, weight, groups)                           # thin groups block-diagonal
 
 
 def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],

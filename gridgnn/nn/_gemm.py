@@ -12,7 +12,7 @@ therefore differentiable to every order.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -77,12 +77,31 @@ def grouped_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: in
     if groups > 1 and weight.size(-1) == 1:                                      # depthwise: elementwise products
         y = (x.unflatten(-1, (groups, 1)) * weight.view(groups, -1)).flatten(-2)  # [..., G, C_out/G] -> [..., C_out]
         return y if bias is None else y + bias
-    weight, groups = merge_groups(weight, groups)
-    if groups == 1:
-        return linear(x, weight, bias)
-    wg = weight.view(groups, -1, weight.size(-1))                                # [G, C_out/G, C_in/G]
-    y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
-    return y if bias is None else y + bias
+
+    def per_group(weight: Tensor, groups: int) -> Tensor:
+        if groups == 1:
+            return linear(x, weight, bias)
+        wg = weight.view(groups, -1, weight.size(-1))                            # [G, C_out/G, C_in/G]
+        y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
+        return y if bias is None else y + bias
+
+    return with_merged_groups(per_group, weight, groups)
+
+
+def with_merged_groups(compute: Callable[[Tensor, int], Tensor], weight: Tensor, groups: int) -> Tensor:
+    """``compute(weight, groups)`` with thin groups merged block-diagonally (:func:`merge_groups`), exactly.
+
+    A merged block multiplies the other groups' channels by exact zeros, and ``0 x inf = NaN``: an
+    inf or NaN input would leak into the neighbouring groups' outputs, which torch's grouped convs
+    never do. Such a leak always shows as a NaN in the merged result, so a result holding a NaN is
+    recomputed group by group (the same arithmetic as torch). Under ``torch.compile`` groups are not
+    merged (no data-dependent branch).
+    """
+    merged, merged_groups = merge_groups(weight, groups)
+    if merged_groups == groups or torch.compiler.is_compiling():
+        return compute(weight, groups)
+    out = compute(merged, merged_groups)
+    return compute(weight, groups) if bool(out.isnan().any()) else out
 
 
 def merge_groups(weight: Tensor, groups: int, min_channels: int = MIN_GROUP_CHANNELS) -> Tuple[Tensor, int]:

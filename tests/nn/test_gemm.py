@@ -2,8 +2,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from gridgnn.nn import _gemm
+import gridgnn as gg
+from gridgnn.nn import GridConv2d, NodeLinear, _gemm
 from gridgnn.nn._gemm import linear, uses_onednn
 from gridgnn.testing import tolerance
 
@@ -76,3 +78,24 @@ def test_thin_groups_equal_torch(groups, channels, stride):
     assert_conv_equivalent(conv3, GridConv2d.from_conv(conv3), (6, 6), dtype=torch.float64)
     conv1 = torch.nn.Conv2d(channels, channels, 1, groups=groups)
     assert_conv_equivalent(conv1, NodeLinear.from_conv(conv1), (5, 5), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("layer", ["grouped3x3", "grouped1x1"])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_inf_and_nan_stay_in_their_group_as_in_torch(layer, bad):
+    """Thin groups are merged block-diagonally for speed; 0 x inf must not leak into other groups."""
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=2) if layer == "grouped3x3" else nn.Conv2d(64, 64, 1, groups=16)
+    x = torch.randn(2, conv.in_channels, 6, 6)
+    x[0, 1, 2, 3] = bad
+    paths = ("auto", "general")
+    for path in paths:
+        twin = GridConv2d.from_conv(conv, path=path)
+        xr, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ref, out = conv(xr), twin(xt)
+        torch.testing.assert_close(out, ref, equal_nan=True)
+        ref.sum().backward()
+        out.sum().backward()
+        torch.testing.assert_close(xt.grad, xr.grad, equal_nan=True)
+    node = NodeLinear.from_conv(conv) if layer == "grouped1x1" else None
+    if node is not None:
+        torch.testing.assert_close(gg.to_image(node(gg.to_nodes(x)), (6, 6)), conv(x), equal_nan=True)
