@@ -48,14 +48,14 @@ class GridConv(MessagePassing):
     message per edge), or one GEMM transforming every active source by every
     :math:`\mathbf{W}_t` followed by a fused per-target gather-sum; the second
     when it wastes few MACs, i.e. when sources send about ``K`` edges each
-    (complete grids, masked inputs; :mod:`gridgnn.nn.offset_plan`). On raw ``edge_index``
+    (complete grids, masked inputs; :mod:`gridgnn.nn._offset_plan`). On raw ``edge_index``
     (a PyG batch) it runs the same planned orders, the plan kept per edge tensor;
     when there are fewer targets than sources it aggregates per (target, offset)
     first through :class:`~torch_geometric.nn.conv.MessagePassing`'s ``propagate``
     and transforms after. On a :class:`~gridgnn.SparseGridGraph` (active sites only)
     it runs the general path. ``"dense"`` runs complete grids with shifted slices or gathered
     windows and GEMMs, or, depthwise, one per-channel product per offset on clipped views
-    (:mod:`gridgnn.nn.dense`). ``"auto"`` takes the dense path whenever the graph is a
+    (:mod:`gridgnn.nn._dense`). ``"auto"`` takes the dense path whenever the graph is a
     complete :class:`GridGraph`.
 
     Args:
