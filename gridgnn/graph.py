@@ -247,8 +247,18 @@ def _grid_coords(size: Tuple[int, ...], device: Device) -> Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(size))  # [N, ndim]
 
 
+#: the most (target, offset) slots a complete grid graph is built with: 2^31 edges hold 48 GiB of int64 indices
+MAX_GRAPH_EDGES = 2 ** 31
+
+
 def _build_edges(geom: ConvGeometry, device: torch.device) -> Tuple[Tensor, Tensor]:
     """All (source, target, offset) triples of ``geom``, vectorised over nodes and offsets."""
+    slots = math.prod(geom.out_size) * geom.num_offsets
+    if slots > MAX_GRAPH_EDGES:
+        raise ValueError(f"the grid graph of input size {geom.in_size} with kernel {geom.kernel_size} would hold up to "
+                         f"{slots:.3g} edges ({slots * 24 / 2 ** 30:.3g} GiB of int64 indices), more than "
+                         f"{MAX_GRAPH_EDGES:.3g}; run the drop-in layers (GridConv2d, ...), which need no edge "
+                         "tensors on complete grids, or gridgnn.sparse_grid_graph on the active sites")
     ndim = geom.ndim
     in_strides = [math.prod(geom.in_size[d + 1:]) for d in range(ndim)]
     src = torch.zeros((), dtype=torch.long, device=device)

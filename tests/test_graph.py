@@ -227,3 +227,8 @@ def test_cached_graphs_survive_in_place_edits_and_the_cache_is_bounded():
         assert gg.grid_graph((7, 7), 3) is not graphs[2]
     finally:
         gg.set_graph_cache_size(128)
+
+
+def test_a_graph_too_large_is_refused_before_allocating():
+    with pytest.raises(ValueError, match="would hold up to 9e\\+10 edges"):
+        gg.grid_graph((100000, 100000), 3)
