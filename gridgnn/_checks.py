@@ -52,6 +52,13 @@ def check_padding_mode(padding_mode: str) -> str:
     return padding_mode
 
 
+def check_path(path: str, allowed: Sequence[str] = ("auto", "dense", "general")) -> str:
+    """``path`` if it is one of the execution paths ``allowed``."""
+    if path not in allowed:
+        raise ValueError(f"path must be one of {tuple(allowed)}, got {path!r}")
+    return path
+
+
 def check_torch_conv(conv: nn.Module, caller: str, ndim: Optional[int] = None) -> None:
     """``conv`` must be a (non-transposed) ``nn.Conv1d/2d/3d``, of ``ndim`` spatial dims if given."""
     if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed:

@@ -320,6 +320,11 @@ class _GraphCache:
     def clear(self) -> None:
         self._graphs.clear()
 
+    def resize(self, maxsize: int) -> None:
+        self.maxsize = int(maxsize)
+        while len(self._graphs) > self.maxsize:
+            self._graphs.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._graphs)
 
@@ -345,9 +350,7 @@ def set_graph_cache_size(maxsize: int) -> None:
     224x224 input has 450k edges, ~11 MB. :func:`grid_graph` in a training loop hits the cache,
     so the bound is what a model's distinct input sizes and geometries need.
     """
-    _CACHE.maxsize = int(maxsize)
-    while len(_CACHE) > _CACHE.maxsize:
-        _CACHE._graphs.popitem(last=False)
+    _CACHE.resize(maxsize)
 
 
 def grid_graph(size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: Padding = 0,

@@ -72,6 +72,15 @@ class SparseGridGraph:
     num_edges = property(lambda self: self.edge_index.size(1), doc="Number of edges.")
     device = property(lambda self: self.edge_index.device, doc="Where the edge tensors live.")
 
+    def to(self, device: Device) -> "SparseGridGraph":
+        """The same graph with its tensors on ``device``."""
+        def move(t: Optional[Tensor]) -> Optional[Tensor]:
+            return None if t is None else t.to(device)
+
+        return SparseGridGraph(move(self.edge_index), move(self.edge_type), move(self.coords), move(self.batch),
+                               move(self.out_coords), move(self.out_batch), self.in_size, self.out_size,
+                               self.kernel_size, self.transposed)
+
     def transpose(self) -> "SparseGridGraph":
         """The reversed graph (edges ``i -> j``, same types): the inverse map, from output sites back to inputs.
 
@@ -182,8 +191,13 @@ def sparse_grid_graph(coords: Tensor, kernel_size: IntOrTuple, stride: IntOrTupl
         device: where to build the graph (default: the coordinates' device).
 
     Returns:
-        :class:`SparseGridGraph`; ``GridConv(...)(feats, graph)`` maps ``[M, C_in]`` to ``[M_out, C_out]``
-        and equals torch's conv of the zero-filled grid at the output sites.
+        :class:`SparseGridGraph`; ``GridConv(...)(feats, graph)`` equals torch's conv of the zero-filled
+        grid at the output sites.
+
+    Shapes:
+        - **coords:** :math:`(M, D)`, **batch:** :math:`(M)`; node features :math:`(M, C_{in})`
+        - **edge_index:** :math:`(2, E)`, **edge_type:** :math:`(E)`, at most :math:`M K` edges
+        - **out_coords:** :math:`(M_{out}, D)`; output features :math:`(M_{out}, C_{out})`
 
     Example:
         >>> coords = torch.tensor([[0, 0], [0, 1], [3, 3]])

@@ -75,7 +75,7 @@ def _spatial_dims(layer: nn.Module) -> int:
     if base is None:
         names = ", ".join(t.__name__ for t in TWINS)
         raise TypeError(f"the reference must be a torch layer with a grid twin ({names}), got {type(layer).__name__}")
-    return int(base.__name__[-2])
+    return TWINS[base]._ndim
 
 
 def _graph_runner(reference: nn.Module, layer: nn.Module, size: Sequence[int]):

@@ -183,3 +183,13 @@ def test_networkx_view():
     nxg = g.to_networkx()
     assert nxg.number_of_edges() == g.num_edges and nxg.nodes[("in", 2)]["pos"] == (3, 3)
     assert sorted(d["offset"] for _, _, d in nxg.edges(data=True)) == sorted(g.edge_type.tolist())
+
+
+def test_graph_moves_to_every_device(device):
+    x = sparse_input(2, batch=2, channels=3)
+    feats, coords, batch = gg.to_sparse(x)
+    g = gg.sparse_grid_graph(coords, 3, 2, 1, size=x.shape[2:], batch=batch).to(device)
+    assert g.edge_index.device.type == g.out_coords.device.type == device
+    conv = nn.Conv2d(3, 4, 3, 2, 1).double()
+    out = GridConv.from_conv(conv).to(device)(feats.to(device), g).cpu()
+    torch.testing.assert_close(out, at_sites(conv(x), g.out_coords.cpu(), g.out_batch.cpu()))

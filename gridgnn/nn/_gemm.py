@@ -94,11 +94,14 @@ def with_merged_groups(compute: Callable[[Tensor, int], Tensor], weight: Tensor,
     A merged block multiplies the other groups' channels by exact zeros, and ``0 x inf = NaN``: an
     inf or NaN input would leak into the neighbouring groups' outputs, which torch's grouped convs
     never do. Such a leak always shows as a NaN in the merged result, so a result holding a NaN is
-    recomputed group by group (the same arithmetic as torch). Under ``torch.compile`` groups are not
-    merged (no data-dependent branch).
+    recomputed group by group (the same arithmetic as torch). Groups are merged on the CPU only (where
+    the merge was measured to pay and the check costs no device sync), and not under ``torch.compile``
+    (no data-dependent branch).
     """
+    if weight.device.type != "cpu" or torch.compiler.is_compiling():
+        return compute(weight, groups)
     merged, merged_groups = merge_groups(weight, groups)
-    if merged_groups == groups or torch.compiler.is_compiling():
+    if merged_groups == groups:
         return compute(weight, groups)
     out = compute(merged, merged_groups)
     return compute(weight, groups) if bool(out.isnan().any()) else out

@@ -5,13 +5,13 @@ from typing import Tuple
 
 from torch import Tensor, nn
 
-from .._checks import check_groups, check_padding_mode, check_torch_conv
+from .._checks import check_groups, check_padding_mode, check_path, check_torch_conv
 from .._types import Device, DType, SpatialSize
 from ..geometry import ConvGeometry, IntOrTuple, Padding, ntuple, resolve_padding
 from ..graph import conv_geometry
 from ._image import ImageLayer
 from ._init import copy_conv_parameters
-from .functional import check_path, conv_nodes
+from .functional import conv_nodes
 
 
 class _GridConvNd(ImageLayer):

@@ -5,13 +5,13 @@ from typing import List, Optional, Tuple
 
 from torch import Tensor, nn
 
-from .._checks import check_groups, check_torch_conv_transpose
+from .._checks import check_groups, check_path, check_torch_conv_transpose
 from .._types import Device, DType, SpatialSize
 from ..geometry import IntOrTuple, ntuple
 from ..graph import GridGraph, graph_for
 from ._image import ImageLayer
 from ._init import copy_conv_parameters
-from .functional import check_path, conv_transpose_nodes
+from .functional import conv_transpose_nodes
 
 
 class _GridConvTransposeNd(ImageLayer):

@@ -36,13 +36,6 @@ AdaptiveSize = Union[int, None, Sequence[Optional[int]]]
 __all__ = ["grid_conv", "conv_nodes", "conv_transpose_nodes", "transposed_message_weight", "pool_geometry",
            "max_pool_nodes", "avg_pool_nodes", "adaptive_pool_nodes", "adaptive_pool_graph"]
 
-PATHS = ("auto", "dense", "general")
-
-
-def check_path(path: str, allowed: Sequence[str] = PATHS) -> str:
-    if path not in allowed:
-        raise ValueError(f"path must be one of {tuple(allowed)}, got {path!r}")
-    return path
 
 
 def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor] = None, groups: int = 1,

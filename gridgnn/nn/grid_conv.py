@@ -9,14 +9,14 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
-from .._checks import check_edges, check_groups, check_node_features
+from .._checks import check_edges, check_groups, check_node_features, check_path
 from ..geometry import ntuple
 from ..graph import GridGraph
 from ..sparse import SparseGridGraph
 from ._gemm import linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 from ._offset_plan import typed_edges
-from .functional import check_path, grid_conv, transposed_message_weight
+from .functional import grid_conv, transposed_message_weight
 
 
 class GridConv(MessagePassing):

@@ -18,11 +18,12 @@ from typing import Optional, Tuple
 
 from torch import Tensor, nn
 
+from .._checks import check_path
 from .._types import Device, SpatialSize
 from ..geometry import ConvGeometry, IntOrTuple
 from ..graph import GridGraph, graph_from_geometry, on_batched_nodes
 from ._image import ImageLayer
-from .functional import AdaptiveSize, adaptive_pool_nodes, avg_pool_nodes, check_path, max_pool_nodes, pool_geometry
+from .functional import AdaptiveSize, adaptive_pool_nodes, avg_pool_nodes, max_pool_nodes, pool_geometry
 
 _PATHS = ("auto", "general")
 _PATH_DOC = """path (str, keyword-only): ``"auto"`` (windows gathered by strided views on the complete grid) or
@@ -166,13 +167,18 @@ def _avg_doc(nd: int) -> str:
 def _adaptive_doc(nd: int, kind: str) -> str:
     agg = r"\max_{j \in \mathcal{N}(i)} \mathbf{x}_j" if kind == "Max" else \
         r"\frac{1}{|\mathcal{N}(i)|} \sum_{j \in \mathcal{N}(i)} \mathbf{x}_j"
+    matrix = r"\mathbf{Y}_{ic} = \max_j A_{ij} \odot \mathbf{X}_{jc}" if kind == "Max" else \
+        r"\mathbf{Y} = \mathbf{D}^{-1} \mathbf{A} \mathbf{X}"
     return rf"""Drop-in for ``torch.nn.Adaptive{kind}Pool{nd}d``: one window of edges per output cell.
 
     .. math::
+        {matrix}
+        \qquad
         \mathbf{{y}}_i = {agg}
 
     with output :math:`i`'s window :math:`[\lfloor i n / o \rfloor, \lceil (i + 1) n / o \rceil)`
-    per dim (torch's). ``output_size=1`` is global pooling over each grid (PyG's
+    per dim (torch's), :math:`\mathbf{{A}}` the 0/1 window adjacency and :math:`\mathbf{{D}}` its
+    in-degrees (window sizes). ``output_size=1`` is global pooling over each grid (PyG's
     ``global_{kind.lower().replace("avg", "mean")}_pool`` with one graph per image).
 
     Args:
@@ -286,7 +292,11 @@ class GridMaxPool(nn.Module):
     r"""Node-level max pooling: max aggregation over the pooling windows of a grid of spatial ``size``.
 
     .. math::
+        \mathbf{Y}_{ic} = \max_j A_{ij} \odot \mathbf{X}_{jc}
+        \qquad
         \mathbf{y}_i = \max_{j \in \mathcal{N}(i)} \mathbf{x}_j
+
+    with :math:`\mathbf{A}` the 0/1 window adjacency (the max over the entries it selects).
 
     The node-feature form of :class:`GridMaxPool2d` (any number of spatial dims), used
     by graph-native blocks that pass ``(x, size)``. Equals ``nn.MaxPool{n}d(kernel_size,
