@@ -11,6 +11,8 @@ from typing import Dict, Iterator, NamedTuple
 import torch
 from torch import Tensor
 
+from .errors import GridValueError
+
 __all__ = ["Tolerance", "TOLERANCES", "tolerance", "no_tf32", "Error", "compare"]
 
 
@@ -33,7 +35,7 @@ TOLERANCES: Dict[torch.dtype, Tolerance] = {
 def tolerance(dtype: torch.dtype) -> Tolerance:
     """The :data:`TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one)."""
     if dtype not in TOLERANCES:
-        raise ValueError(f"no tolerance for dtype {dtype}; floating dtypes with one: {list(TOLERANCES)}")
+        raise GridValueError(f"no tolerance for dtype {dtype}; floating dtypes with one: {list(TOLERANCES)}")
     return TOLERANCES[dtype]
 
 

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 
 from torch import nn
 
+from .errors import GridTypeError, GridValueError
 from .nn.twins import KINDS, is_twin, kind_of, twin_of, unsupported_reason
 
 __all__ = ["convert", "converted_layers", "replace_modules"]
@@ -28,7 +29,7 @@ def _check_kinds(kinds: Iterable[str]) -> Tuple[str, ...]:
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise ValueError(f"kinds must name layer kinds among {_KIND_NAMES}, got {unknown}")
+        raise GridValueError(f"kinds must name layer kinds among {_KIND_NAMES}, got {unknown}")
     return kinds
 
 
@@ -42,7 +43,7 @@ def _twin_or_none(module: nn.Module, path: str, unsupported: str, kinds: Tuple[s
         return twin_of(module)
     message = f"gridgnn.convert: not converting {path or 'the model'}: {reason}; it stays a torch op"
     if unsupported == "error":
-        raise TypeError(message)
+        raise GridTypeError(message)
     if unsupported == "warn":
         warnings.warn(message, stacklevel=4)
     return None
@@ -87,9 +88,9 @@ def convert(model: nn.Module, inplace: bool = False, unsupported: str = "warn",
         )
     """
     if unsupported not in ("warn", "error", "ignore"):
-        raise ValueError(f"unsupported must be 'warn', 'error' or 'ignore', got {unsupported!r}")
+        raise GridValueError(f"unsupported must be 'warn', 'error' or 'ignore', got {unsupported!r}")
     if not isinstance(model, nn.Module):
-        raise TypeError(f"convert expects an nn.Module, got {type(model).__name__}")
+        raise GridTypeError(f"convert expects an nn.Module, got {type(model).__name__}")
     kinds = _check_kinds(kinds)
     model = model if inplace else copy.deepcopy(model)
     return replace_modules(model, lambda module, path: _twin_or_none(module, path, unsupported, kinds))

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ._checks import PADDING_MODES, check_padding_mode  # noqa: F401  (PADDING_MODES: part of this module's API)
 from ._types import Device
+from .errors import GridTypeError, GridValueError
 
 IntOrTuple = Union[int, Sequence[int]]
 Padding = Union[str, int, Sequence[int]]
@@ -28,7 +29,7 @@ Padding = Union[str, int, Sequence[int]]
 def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
     """``value`` as a tuple of ``ndim`` non-negative ints, or a ``ValueError`` naming ``name``."""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+        raise GridTypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
     if isinstance(value, int):
         out = (value,) * ndim
     else:
@@ -36,9 +37,9 @@ def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
         if len(out) == 1 and ndim > 1:
             out = out * ndim
         if len(out) != ndim or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
-            raise ValueError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+            raise GridValueError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
     if any(v < 0 for v in out):
-        raise ValueError(f"{name} must be non-negative, got {value!r}")
+        raise GridValueError(f"{name} must be non-negative, got {value!r}")
     return out
 
 
@@ -69,15 +70,15 @@ def resolve_padding(padding: Padding, kernel_size: Tuple[int, ...], stride: Tupl
             return ((0, 0),) * ndim
         if padding == "same":
             if any(s != 1 for s in stride):
-                raise ValueError(
-                    f"padding='same' is only defined for stride 1 (as in torch), got stride={stride}; "
-                    "pass an explicit integer padding for strided convolutions")
+                raise GridValueError(
+                        f"padding='same' is only defined for stride 1 (as in torch), got stride={stride}; "
+                        "pass an explicit integer padding for strided convolutions")
             out = []
             for k, d in zip(kernel_size, dilation):
                 total = d * (k - 1)
                 out.append((total // 2, total - total // 2))
             return tuple(out)
-        raise ValueError(f"padding must be 'same', 'valid', an int or a tuple of ints, got {padding!r}")
+        raise GridValueError(f"padding must be 'same', 'valid', an int or a tuple of ints, got {padding!r}")
     return tuple((p, p) for p in ntuple(padding, ndim, "padding"))
 
 
@@ -108,19 +109,19 @@ class ConvGeometry:
         """Validate torch-style conv arguments and resolve them for input ``size``."""
         ndim = infer_ndim(size, kernel_size, stride, padding, dilation)
         if ndim > 3:
-            raise ValueError(f"gridgnn supports 1, 2 or 3 spatial dims, got {ndim} from size={size!r}")
+            raise GridValueError(f"gridgnn supports 1, 2 or 3 spatial dims, got {ndim} from size={size!r}")
         in_size = ntuple(size, ndim, "size")
         kernel_size = ntuple(kernel_size, ndim, "kernel_size")
         stride = ntuple(stride, ndim, "stride")
         dilation = ntuple(dilation, ndim, "dilation")
         if any(k < 1 for k in kernel_size):
-            raise ValueError(f"kernel_size must be positive, got {kernel_size}")
+            raise GridValueError(f"kernel_size must be positive, got {kernel_size}")
         if any(s < 1 for s in stride):
-            raise ValueError(f"stride must be positive, got {stride}")
+            raise GridValueError(f"stride must be positive, got {stride}")
         if any(d < 1 for d in dilation):
-            raise ValueError(f"dilation must be positive, got {dilation}")
+            raise GridValueError(f"dilation must be positive, got {dilation}")
         if any(n < 1 for n in in_size):
-            raise ValueError(f"size must be positive in every dim, got {in_size}")
+            raise GridValueError(f"size must be positive in every dim, got {in_size}")
         check_padding_mode(padding_mode)
         pads = resolve_padding(padding, kernel_size, stride, dilation)
         geom = cls(in_size, kernel_size, stride, pads, dilation, padding_mode)
@@ -130,21 +131,21 @@ class ConvGeometry:
     def _validate(self) -> None:
         for d, (n, (left, right)) in enumerate(zip(self.in_size, self.padding)):
             if self.padding_mode == "reflect" and max(left, right) >= n:
-                raise ValueError(
-                    f"reflect padding ({left}, {right}) in spatial dim {d} must be smaller than the input "
-                    f"size {n} there; use a larger input, less padding or padding_mode='replicate'")
+                raise GridValueError(
+                        f"reflect padding ({left}, {right}) in spatial dim {d} must be smaller than the input "
+                        f"size {n} there; use a larger input, less padding or padding_mode='replicate'")
             if self.padding_mode == "circular" and max(left, right) > n:
-                raise ValueError(
-                    f"circular padding ({left}, {right}) in spatial dim {d} wraps around more than once "
-                    f"for input size {n}; use padding <= {n} or a larger input")
+                raise GridValueError(
+                        f"circular padding ({left}, {right}) in spatial dim {d} wraps around more than once "
+                        f"for input size {n}; use padding <= {n} or a larger input")
         for d, (n, (left, right), k, dil) in enumerate(zip(self.in_size, self.padding, self.kernel_size,
                                                            self.dilation)):
             span = dil * (k - 1) + 1
             if n + left + right < span:
-                raise ValueError(
-                    f"input size {n} in spatial dim {d} (padded to {n + left + right}) is smaller than the "
-                    f"dilated kernel extent {span} (kernel_size={k}, dilation={dil}); use an input of at "
-                    f"least {span - left - right} there or more padding")
+                raise GridValueError(
+                        f"input size {n} in spatial dim {d} (padded to {n + left + right}) is smaller than the "
+                        f"dilated kernel extent {span} (kernel_size={k}, dilation={dil}); use an input of at "
+                        f"least {span - left - right} there or more padding")
 
     @property
     def ndim(self) -> int:
@@ -215,7 +216,7 @@ def transposed_conv_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: 
     """
     ndim = infer_ndim(size, kernel_size, stride, padding, output_padding, dilation)
     if ndim > 3:
-        raise ValueError(f"gridgnn supports 1, 2 or 3 spatial dims, got {ndim} from size={size!r}")
+        raise GridValueError(f"gridgnn supports 1, 2 or 3 spatial dims, got {ndim} from size={size!r}")
     in_size = ntuple(size, ndim, "size")
     kernel_size, stride = ntuple(kernel_size, ndim, "kernel_size"), ntuple(stride, ndim, "stride")
     dilation, pads = ntuple(dilation, ndim, "dilation"), ntuple(padding, ndim, "padding")
@@ -223,16 +224,16 @@ def transposed_conv_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: 
     for name, values in (("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation),
                          ("size", in_size)):
         if any(v < 1 for v in values):
-            raise ValueError(f"{name} must be positive, got {values}")
+            raise GridValueError(f"{name} must be positive, got {values}")
     for op, s, d in zip(output_padding, stride, dilation):
         if op >= s and op >= d:
-            raise ValueError(f"output_padding={output_padding} must be smaller than either stride={stride} or "
-                             f"dilation={dilation} in every dim (as in torch)")
+            raise GridValueError(f"output_padding={output_padding} must be smaller than either stride={stride} or "
+                                 f"dilation={dilation} in every dim (as in torch)")
     out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
                 for n, s, p, d, k, op in zip(in_size, stride, pads, dilation, kernel_size, output_padding))
     if any(n < 1 for n in out):
-        raise ValueError(f"a transposed conv with kernel_size={kernel_size}, stride={stride}, padding={pads}, "
-                         f"dilation={dilation} maps size {in_size} to {out}, which is not positive; "
-                         "use less padding or a larger input")
+        raise GridValueError(f"a transposed conv with kernel_size={kernel_size}, stride={stride}, padding={pads}, "
+                             f"dilation={dilation} maps size {in_size} to {out}, which is not positive; "
+                             "use less padding or a larger input")
     return ConvGeometry(out, kernel_size, stride, tuple((p, p - op) for p, op in zip(pads, output_padding)),
                         dilation, "zeros")

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ._types import Device
+from .errors import GridValueError
 from .geometry import ConvGeometry, IntOrTuple, Padding, ntuple, transposed_conv_geometry
 
 if TYPE_CHECKING:
@@ -72,8 +73,8 @@ class GridGraph:
     def __init__(self, geometry: ConvGeometry, edge_index: Tensor, edge_type: Tensor,
                  is_complete: bool = True, transposed: bool = False):
         if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_type.shape != edge_index.shape[1:]:
-            raise ValueError(f"edge_index must be [2, E] and edge_type [E], got {tuple(edge_index.shape)} "
-                             f"and {tuple(edge_type.shape)}")
+            raise GridValueError(f"edge_index must be [2, E] and edge_type [E], got {tuple(edge_index.shape)} "
+                                 f"and {tuple(edge_type.shape)}")
         self.geometry = geometry
         self.edge_index = edge_index
         self.edge_type = edge_type
@@ -184,8 +185,8 @@ class GridGraph:
             if m is None:
                 continue
             if m.dtype != torch.bool or m.numel() != n:
-                raise ValueError(f"{name} must be a bool tensor with {n} entries (one per node), got "
-                                 f"dtype {m.dtype} and shape {tuple(m.shape)}")
+                raise GridValueError(f"{name} must be a bool tensor with {n} entries (one per node), got "
+                                     f"dtype {m.dtype} and shape {tuple(m.shape)}")
             keep &= m.reshape(-1).to(self.device)[self.edge_index[row]]
         return GridGraph(self.geometry, self.edge_index[:, keep], self.edge_type[keep], is_complete=False,
                          transposed=self.transposed)
@@ -255,10 +256,10 @@ def _build_edges(geom: ConvGeometry, device: torch.device) -> Tuple[Tensor, Tens
     """All (source, target, offset) triples of ``geom``, vectorised over nodes and offsets."""
     slots = math.prod(geom.out_size) * geom.num_offsets
     if slots > MAX_GRAPH_EDGES:
-        raise ValueError(f"the grid graph of input size {geom.in_size} with kernel {geom.kernel_size} would hold up to "
-                         f"{slots:.3g} edges ({slots * 24 / 2 ** 30:.3g} GiB of int64 indices), more than "
-                         f"{MAX_GRAPH_EDGES:.3g}; run the drop-in layers (GridConv2d, ...), which need no edge "
-                         "tensors on complete grids, or gridgnn.sparse_grid_graph on the active sites")
+        raise GridValueError(f"the grid graph of input size {geom.in_size} with kernel {geom.kernel_size} would "
+                             f"hold up to {slots:.3g} edges ({slots * 24 / 2 ** 30:.3g} GiB of int64 indices), "
+                             f"more than {MAX_GRAPH_EDGES:.3g}; run the drop-in layers (GridConv2d, ...), "
+                             "which need no edge tensors on complete grids, or gridgnn.sparse_grid_graph on the active sites")
     ndim = geom.ndim
     in_strides = [math.prod(geom.in_size[d + 1:]) for d in range(ndim)]
     src = torch.zeros((), dtype=torch.long, device=device)
@@ -440,8 +441,8 @@ def to_nodes(x: Tensor) -> Tensor:
         torch.Size([2, 20, 3])
     """
     if x.dim() < 3:
-        raise ValueError(f"to_nodes expects an image [B, C, *spatial] with 1-3 spatial dims, got shape "
-                         f"{tuple(x.shape)}; add a batch dim with x[None] for a single image")
+        raise GridValueError(f"to_nodes expects an image [B, C, *spatial] with 1-3 spatial dims, got shape "
+                             f"{tuple(x.shape)}; add a batch dim with x[None] for a single image")
     b, c = x.shape[:2]
     return x.movedim(1, -1).reshape(b, math.prod(x.shape[2:]), c)
 
@@ -453,6 +454,6 @@ def to_image(x: Tensor, size: Union[int, Sequence[int]]) -> Tensor:
     """
     size = (size,) if isinstance(size, int) else tuple(size)
     if x.dim() != 3 or x.size(1) != math.prod(size):
-        raise ValueError(f"to_image expects node features [B, N, C] with N = prod(size) = {math.prod(size)}, "
-                         f"got shape {tuple(x.shape)}")
+        raise GridValueError(f"to_image expects node features [B, N, C] with N = prod(size) = {math.prod(size)}, "
+                             f"got shape {tuple(x.shape)}")
     return x.reshape(x.size(0), *size, x.size(2)).movedim(-1, 1)

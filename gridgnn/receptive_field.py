@@ -7,6 +7,8 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .errors import GridValueError
+
 __all__ = ["receptive_field"]
 
 
@@ -14,11 +16,11 @@ def _node_index(position: Union[int, Sequence[int]], size: Tuple[int, ...]) -> i
     """The row-major node index of ``position`` (an index or coordinates) on a grid of ``size``."""
     if isinstance(position, int) and not isinstance(position, bool):
         if not 0 <= position < math.prod(size):
-            raise ValueError(f"position {position} is outside the {math.prod(size)} output nodes of size {size}")
+            raise GridValueError(f"position {position} is outside the {math.prod(size)} output nodes of size {size}")
         return position
     coords = tuple(int(c) for c in position)
     if len(coords) != len(size) or any(not 0 <= c < n for c, n in zip(coords, size)):
-        raise ValueError(f"position {tuple(position)} is not a coordinate of the output grid of size {size}")
+        raise GridValueError(f"position {tuple(position)} is not a coordinate of the output grid of size {size}")
     return sum(c * math.prod(size[d + 1:]) for d, c in enumerate(coords))
 
 
@@ -35,10 +37,10 @@ def receptive_field(graphs: Sequence, position: Union[int, Sequence[int]]) -> Te
         maps each node to itself, so it never grows the field.
     """
     if not graphs:
-        raise ValueError("receptive_field needs at least one graph")
+        raise GridValueError("receptive_field needs at least one graph")
     for i, (prev, nxt) in enumerate(zip(graphs, graphs[1:])):
         if prev.out_size != nxt.in_size:
-            raise ValueError(f"graph {i} outputs {prev.out_size} but graph {i + 1} reads {nxt.in_size}")
+            raise GridValueError(f"graph {i} outputs {prev.out_size} but graph {i + 1} reads {nxt.in_size}")
     last = graphs[-1]
     index = _node_index(position, last.out_size)
     mask = torch.zeros(last.num_dst_nodes, dtype=torch.bool, device=last.device)

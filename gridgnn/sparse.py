@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ._types import Device, SpatialSize
+from .errors import GridTypeError, GridValueError
 from .geometry import IntOrTuple, kernel_indices, ntuple, resolve_padding
 
 __all__ = ["SparseGridGraph", "sparse_grid_graph", "to_sparse", "to_dense"]
@@ -133,27 +134,27 @@ def _check_coords(coords: Tensor, batch: Optional[Tensor], size: Optional[Spatia
     """Validate coordinates (and batch); return the spatial size they live in."""
     if not isinstance(coords, Tensor) or coords.dim() != 2 or not 1 <= coords.size(1) <= 3:
         shape = tuple(coords.shape) if isinstance(coords, Tensor) else type(coords).__name__
-        raise ValueError(f"coords must be an integer tensor [M, D] with D = 1, 2 or 3, got {shape}")
+        raise GridValueError(f"coords must be an integer tensor [M, D] with D = 1, 2 or 3, got {shape}")
     if coords.is_floating_point() or coords.is_complex() or coords.dtype == torch.bool:
-        raise TypeError(f"coords must be an integer tensor (torch.long), got {coords.dtype}; use coords.long() "
-                        "after rounding")
+        raise GridTypeError(f"coords must be an integer tensor (torch.long), got {coords.dtype}; use coords.long() "
+                            "after rounding")
     if batch is not None:
         if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.numel() != coords.size(0):
-            raise ValueError(f"batch must be a LongTensor [M] with one entry per site (M = {coords.size(0)}), got "
-                             f"{tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__}")
+            raise GridValueError(f"batch must be a LongTensor [M] with one entry per site (M = {coords.size(0)}), got "
+                                 f"{tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__}")
         if batch.numel() and int(batch.min()) < 0:
-            raise ValueError("batch must hold sample indices >= 0")
+            raise GridValueError("batch must hold sample indices >= 0")
     if coords.numel() and int(coords.min()) < 0:
-        raise ValueError(f"coords must be non-negative, got a minimum of {int(coords.min())}")
+        raise GridValueError(f"coords must be non-negative, got a minimum of {int(coords.min())}")
     d = coords.size(1)
     if size is None:
         if coords.size(0) == 0:
-            raise ValueError("an empty coordinate set needs size= (the spatial size it lives in)")
+            raise GridValueError("an empty coordinate set needs size= (the spatial size it lives in)")
         return tuple(int(v) + 1 for v in coords.max(0).values.tolist())
     size = ntuple(size, d, "size")
     if coords.numel() and any(int(m) >= n for m, n in zip(coords.max(0).values.tolist(), size)):
-        raise ValueError(f"coords reach {tuple(int(m) for m in coords.max(0).values.tolist())} but size={size}; "
-                         "every coordinate must be < size in its dim")
+        raise GridValueError(f"coords reach {tuple(int(m) for m in coords.max(0).values.tolist())} but size={size}; "
+                             "every coordinate must be < size in its dim")
     return size
 
 
@@ -214,7 +215,7 @@ def sparse_grid_graph(coords: Tensor, kernel_size: IntOrTuple, stride: IntOrTupl
     stride_t, dil = ntuple(stride, nd, "stride"), ntuple(dilation, nd, "dilation")
     for name, values in (("kernel_size", kernel), ("stride", stride_t), ("dilation", dil)):
         if any(v < 1 for v in values):
-            raise ValueError(f"{name} must be positive, got {values}")
+            raise GridValueError(f"{name} must be positive, got {values}")
     if submanifold:
         padding = "same"
     pads = resolve_padding(padding if isinstance(padding, str) else ntuple(padding, nd, "padding"), kernel,
@@ -222,13 +223,13 @@ def sparse_grid_graph(coords: Tensor, kernel_size: IntOrTuple, stride: IntOrTupl
     out_size = tuple((n + left + right - d * (k - 1) - 1) // s + 1
                      for n, (left, right), k, s, d in zip(in_size, pads, kernel, stride_t, dil))
     if any(n < 1 for n in out_size):
-        raise ValueError(f"size {in_size} with padding {pads} is smaller than the dilated kernel {kernel} "
-                         f"(dilation {dil}): the conv's output would be empty")
+        raise GridValueError(f"size {in_size} with padding {pads} is smaller than the dilated kernel {kernel} "
+                             f"(dilation {dil}): the conv's output would be empty")
     keys = _keys(coords, batch, in_size)
     sorted_keys, order = keys.sort()
     if sorted_keys.numel() > 1 and bool((sorted_keys[1:] == sorted_keys[:-1]).any()):
-        raise ValueError("coords hold duplicate sites (in the same sample); merge their features first, "
-                         "e.g. with torch_geometric.utils.coalesce")
+        raise GridValueError("coords hold duplicate sites (in the same sample); merge their features first, "
+                             "e.g. with torch_geometric.utils.coalesce")
 
     left = torch.tensor([p[0] for p in pads], device=coords.device)
     step, dil_t = torch.tensor(stride_t, device=coords.device), torch.tensor(dil, device=coords.device)
@@ -277,8 +278,8 @@ def to_sparse(x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         (torch.Size([1, 2]), [[1, 2]], [0])
     """
     if not isinstance(x, Tensor) or not 3 <= x.dim() <= 5:
-        raise ValueError(f"to_sparse expects [B, C, *S] with 1-3 spatial dims, got "
-                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        raise GridValueError(f"to_sparse expects [B, C, *S] with 1-3 spatial dims, got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
     active = (x != 0).any(1)                                                               # [B, *S]
     index = active.nonzero()                                                               # [M, 1 + D]
     feats = x.movedim(1, -1)[active]                                                       # [M, C]
@@ -294,8 +295,8 @@ def to_dense(feats: Tensor, coords: Tensor, batch: Optional[Tensor], size: Spati
         size: the spatial size; batch_size: ``B`` (default: ``batch.max() + 1``).
     """
     if feats.dim() != 2 or feats.size(0) != coords.size(0):
-        raise ValueError(f"feats must be [M, C] with M = coords.size(0) = {coords.size(0)}, got "
-                         f"{tuple(feats.shape)}")
+        raise GridValueError(f"feats must be [M, C] with M = coords.size(0) = {coords.size(0)}, got "
+                             f"{tuple(feats.shape)}")
     size = _check_coords(coords, batch, size)
     if batch_size is None:
         batch_size = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1

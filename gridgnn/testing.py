@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ._compare import TOLERANCES, Error, Tolerance, compare, no_tf32, tolerance
 from ._types import SpatialSize
 from .convert import replace_modules
+from .errors import GridTypeError
 from .geometry import ConvGeometry, ntuple
 from .graph import conv_geometry, graph_for, on_batched_nodes, to_image, to_nodes
 from .nn import GridConv, NodeLinear
@@ -74,7 +75,8 @@ def _spatial_dims(layer: nn.Module) -> int:
     base = torch_base(layer)
     if base is None:
         names = ", ".join(t.__name__ for t in TWINS)
-        raise TypeError(f"the reference must be a torch layer with a grid twin ({names}), got {type(layer).__name__}")
+        raise GridTypeError(f"the reference must be a torch layer with a grid twin ({names}), "
+                            f"got {type(layer).__name__}")
     return TWINS[base]._ndim
 
 
@@ -87,8 +89,8 @@ def _graph_runner(reference: nn.Module, layer: nn.Module, size: Sequence[int]):
         return lambda x: to_image(layer(to_nodes(x), graph), graph.out_size)
     if isinstance(layer, NodeLinear):
         return lambda x: to_image(layer(to_nodes(x)), x.shape[2:])
-    raise TypeError(f"graph_layer must be a NodeLinear, GridConv or a twin in gridgnn.nn.TWINS, got "
-                    f"{type(layer).__name__}")
+    raise GridTypeError(f"graph_layer must be a NodeLinear, GridConv or a twin in gridgnn.nn.TWINS, got "
+                        f"{type(layer).__name__}")
 
 
 def _as_graph_weight(layer: nn.Module, reference: nn.Module, weight: Tensor) -> Tensor:

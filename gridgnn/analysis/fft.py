@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import GridValueError
 from ..nn import GridConv1d, GridConv2d
 
 
@@ -36,17 +37,17 @@ def fft_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, padding_m
     """
     nd = x.dim() - 2
     if nd not in (1, 2) or weight.dim() != nd + 2:
-        raise ValueError(f"fft_conv expects x [B, C, *S] and weight [C_out, C_in, *k] with 1 or 2 spatial dims, "
-                         f"got {tuple(x.shape)} and {tuple(weight.shape)}")
+        raise GridValueError(f"fft_conv expects x [B, C, *S] and weight [C_out, C_in, *k] with 1 or 2 spatial dims, "
+                             f"got {tuple(x.shape)} and {tuple(weight.shape)}")
     if weight.size(1) != x.size(1):
-        raise ValueError(f"weight has {weight.size(1)} input channels but x has {x.size(1)}")
+        raise GridValueError(f"weight has {weight.size(1)} input channels but x has {x.size(1)}")
     if padding_mode not in ("zeros", "circular"):
-        raise ValueError(f"padding_mode must be 'zeros' or 'circular', got {padding_mode!r}")
+        raise GridValueError(f"padding_mode must be 'zeros' or 'circular', got {padding_mode!r}")
     size, kernel = x.shape[2:], weight.shape[2:]
     pads = [k // 2 for k in kernel]
     if padding_mode == "circular":
         if any(p > n for p, n in zip(pads, size)):
-            raise ValueError(f"circular padding {pads} wraps more than once for input size {tuple(size)}")
+            raise GridValueError(f"circular padding {pads} wraps more than once for input size {tuple(size)}")
         fft_size = list(size)
     else:
         fft_size = [n + k - 1 for n, k in zip(size, kernel)]

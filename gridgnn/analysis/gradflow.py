@@ -6,6 +6,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from ..errors import GridValueError
 from ..graph import to_image, to_nodes
 from ..nn import GridConv2d, NodeLinear
 
@@ -25,7 +26,7 @@ def backward_singular_values(weight: Tensor, residual: bool = False) -> Tensor:
     back = w.t()
     if residual:
         if w.size(0) != w.size(1):
-            raise ValueError(f"a residual needs a square weight, got {tuple(w.shape)}")
+            raise GridValueError(f"a residual needs a square weight, got {tuple(w.shape)}")
         back = back + torch.eye(w.size(0), dtype=w.dtype, device=w.device)
     return torch.linalg.svdvals(back)
 

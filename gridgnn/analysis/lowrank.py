@@ -7,6 +7,7 @@ from typing import List, Union
 import torch
 from torch import Tensor, nn
 
+from ..errors import GridTypeError, GridValueError
 from ..nn import NodeLinear
 
 Pointwise = Union[NodeLinear, nn.Conv1d, nn.Conv2d, nn.Conv3d]
@@ -18,12 +19,12 @@ def _pointwise_weight(layer: nn.Module) -> Tensor:
     elif isinstance(layer, nn.modules.conv._ConvNd) and not layer.transposed and \
             all(k == 1 for k in layer.kernel_size):
         if any(s != 1 for s in layer.stride) or any(p != 0 for p in layer._reversed_padding_repeated_twice):
-            raise ValueError(f"low_rank needs a 1x1 conv with stride 1 and no padding, got {layer}")
+            raise GridValueError(f"low_rank needs a 1x1 conv with stride 1 and no padding, got {layer}")
         groups = layer.groups
     else:
-        raise TypeError(f"low_rank expects a NodeLinear or a 1x1 nn.Conv1d/2d/3d, got {type(layer).__name__}")
+        raise GridTypeError(f"low_rank expects a NodeLinear or a 1x1 nn.Conv1d/2d/3d, got {type(layer).__name__}")
     if groups != 1:
-        raise ValueError(f"low_rank needs groups=1 (a dense channel map), got groups={groups}")
+        raise GridValueError(f"low_rank needs groups=1 (a dense channel map), got groups={groups}")
     return layer.weight.detach().flatten(1)                                        # [C_out, C_in]
 
 
@@ -61,7 +62,7 @@ def low_rank(layer: Pointwise, rank: int) -> LowRank:
     weight = _pointwise_weight(layer)
     c_out, c_in = weight.shape
     if not 1 <= rank <= min(c_in, c_out):
-        raise ValueError(f"rank must be between 1 and min(C_in, C_out) = {min(c_in, c_out)}, got {rank}")
+        raise GridValueError(f"rank must be between 1 and min(C_in, C_out) = {min(c_in, c_out)}, got {rank}")
     u, s, vh = torch.linalg.svd(weight, full_matrices=False)
     first, second = vh[:rank], u[:, :rank] * s[:rank]                             # [r, C_in], [C_out, r]
     bias = layer.bias is not None

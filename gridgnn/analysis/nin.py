@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import GridValueError
 from ..nn import NodeLinear
 
 XOR_INPUTS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)  # 4 nodes, 2 channels
@@ -89,9 +90,9 @@ def collapse_block(first: nn.Module, second: nn.Module) -> Collapsed:
     """
     for layer in (first, second):
         if layer.groups != 1 or any(s != 1 for s in layer.stride) or layer.padding_mode != "zeros":
-            raise ValueError("collapse_block needs stride-1, groups-1, zero-padded convs")
+            raise GridValueError("collapse_block needs stride-1, groups-1, zero-padded convs")
     if first.out_channels != second.in_channels:
-        raise ValueError(f"first outputs {first.out_channels} channels but second reads {second.in_channels}")
+        raise GridValueError(f"first outputs {first.out_channels} channels but second reads {second.in_channels}")
     a, b = first.weight.detach(), second.weight.detach()
     bias_a = first.bias.detach() if first.bias is not None else torch.zeros(a.size(0), dtype=a.dtype)
     bias_b = second.bias.detach() if second.bias is not None else torch.zeros(b.size(0), dtype=b.dtype)
@@ -106,5 +107,5 @@ def collapse_block(first: nn.Module, second: nn.Module) -> Collapsed:
         matrix = weight.flatten(1)                                                 # [C_out, C_in*k*k]
         bias = bias_b + b.flatten(1) @ bias_a
     else:
-        raise ValueError("collapse_block needs one 1x1 conv and one k x k conv")
+        raise GridValueError("collapse_block needs one 1x1 conv and one k x k conv")
     return Collapsed(weight, bias, int(torch.linalg.matrix_rank(matrix)), m)

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from .._hooks import forward_hooks
+from ..errors import GridValueError
 
 
 @dataclass
@@ -30,8 +31,8 @@ class MahalanobisScorer:
     def fit(cls, features: Tensor, labels: Tensor, eps: float = 1e-6) -> "MahalanobisScorer":
         """Fit on ``features [N, D]`` with integer ``labels [N]``; ``eps`` regularises the covariance."""
         if features.dim() != 2 or labels.shape != features.shape[:1]:
-            raise ValueError(f"features must be [N, D] and labels [N], got {tuple(features.shape)} and "
-                             f"{tuple(labels.shape)}")
+            raise GridValueError(f"features must be [N, D] and labels [N], got {tuple(features.shape)} and "
+                                 f"{tuple(labels.shape)}")
         classes = labels.unique()
         means = torch.stack([features[labels == k].mean(0) for k in classes])      # [K, D]
         centered = features - means[torch.searchsorted(classes, labels)]
@@ -61,7 +62,7 @@ def node_activations(model: nn.Module, layer: nn.Module, inputs: Tensor) -> Tens
             torch.no_grad():
         model(inputs)
     if not captured:
-        raise ValueError("the layer did not run in the model's forward pass")
+        raise GridValueError("the layer did not run in the model's forward pass")
     out = captured[-1]
     # node features [B, N, C] from gridgnn layers; images [B, C, *S] from torch layers
     if out.dim() == 3 and not isinstance(layer, nn.modules.conv._ConvNd):

@@ -5,6 +5,7 @@ from typing import List
 
 from torch import nn
 
+from ..errors import GridTypeError, GridValueError
 from .specs import Conv, Depthwise, Identity, Pointwise, Shuffle, Spec
 
 __all__ = ["from_module"]
@@ -44,8 +45,8 @@ def from_module(module: nn.Module, in_channels: int) -> List[Spec]:
         if isinstance(mod, (nn.modules.conv._ConvNd, GridConv, NodeLinear)):
             # a transposed conv connects the same channel groups as a conv (weight [C_in, C_out/g, *k])
             if mod.in_channels != channels:
-                raise ValueError(f"flow.from_module: {label} expects {mod.in_channels} input channels but "
-                                 f"{channels} reach it")
+                raise GridValueError(f"flow.from_module: {label} expects {mod.in_channels} input channels but "
+                                     f"{channels} reach it")
             kernel = getattr(mod, "kernel_size", (1,))
             if all(k == 1 for k in kernel):
                 spec = Pointwise(mod.groups, mod.out_channels)
@@ -60,9 +61,9 @@ def from_module(module: nn.Module, in_channels: int) -> List[Spec]:
         elif isinstance(mod, _CHANNELWISE):
             spec = Identity()
         else:
-            raise TypeError(f"flow.from_module: unsupported module {label} ({type(mod).__name__}); supported: "
-                            "convs, channel shuffles, NodeLinear, GridConv, GroupNorm, channel-wise layers and "
-                            "nn.Sequential. Write its specs by hand (Residual, Concat, Split, Permute)")
+            raise GridTypeError(f"flow.from_module: unsupported module {label} ({type(mod).__name__}); supported: "
+                                "convs, channel shuffles, NodeLinear, GridConv, GroupNorm, channel-wise layers and "
+                                "nn.Sequential. Write its specs by hand (Residual, Concat, Split, Permute)")
         channels = spec.num_out(channels)
         specs.append(spec)
 

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from .._checks import divides
+from ..errors import GridValueError
 
 #: a partition of channels: a label per channel, or the channel blocks
 Partition = Union[Tensor, Sequence[Sequence[int]]]
@@ -37,10 +38,10 @@ def _as_labels(partition: Partition) -> Tensor:
     for k, block in enumerate(partition):
         for c in block:
             if c in labels:
-                raise ValueError(f"channel {c} appears in two blocks of the partition")
+                raise GridValueError(f"channel {c} appears in two blocks of the partition")
             labels[c] = k
     if sorted(labels) != list(range(len(labels))):
-        raise ValueError("a partition must cover channels 0..C-1 exactly once")
+        raise GridValueError("a partition must cover channels 0..C-1 exactly once")
     return torch.tensor([labels[c] for c in range(len(labels))])
 
 
@@ -56,7 +57,7 @@ def is_complementary(partition_a: Partition, partition_b: Partition) -> bool:
     """
     a, b = _as_labels(partition_a), _as_labels(partition_b)
     if a.shape != b.shape:
-        raise ValueError(f"the partitions cover different channel counts: {a.numel()} and {b.numel()}")
+        raise GridValueError(f"the partitions cover different channel counts: {a.numel()} and {b.numel()}")
     meet = torch.zeros(int(a.max()) + 1, int(b.max()) + 1, dtype=torch.long)
     meet.index_put_((a, b), torch.ones_like(a), accumulate=True)
     return bool((meet == 1).all())

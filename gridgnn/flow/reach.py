@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._types import Device
+from ..errors import GridValueError
 from .specs import Reach, Spec
 
 __all__ = ["reachability", "reachability_by_depth", "mixing_depth", "connectivity", "path_counts"]
@@ -20,8 +21,8 @@ def _walk(specs: Sequence[Spec], channels: int, device: Device = None):
         try:
             spec.num_out(reach.channels)
         except ValueError as exc:
-            raise ValueError(f"spec {i} ({spec!r}) does not fit the {reach.channels} channels reaching it: "
-                             f"{exc}") from None
+            raise GridValueError(f"spec {i} ({spec!r}) does not fit the {reach.channels} channels reaching it: "
+                                 f"{exc}") from None
         reach = spec.apply(reach)
         yield reach
 

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .._checks import check_groups, positive_int
 from .._types import Device
+from ..errors import GridValueError
 from ..nn.shuffle import check_shuffle, shuffle_permutation
 
 __all__ = ["Reach", "Spec", "Pointwise", "Conv", "Depthwise", "Shuffle", "Permute", "Identity", "Residual", "Concat",
@@ -171,8 +172,8 @@ class Permute(Spec):
 
     def num_out(self, channels: int) -> int:
         if sorted(self.perm) != list(range(channels)):
-            raise ValueError(f"Permute: perm must be a permutation of range({channels}), got {len(self.perm)} "
-                             "entries" + ("" if len(self.perm) != channels else " with repeats or gaps"))
+            raise GridValueError(f"Permute: perm must be a permutation of range({channels}), got {len(self.perm)} "
+                                 "entries" + ("" if len(self.perm) != channels else " with repeats or gaps"))
         return channels
 
     def apply(self, reach: Reach) -> Reach:
@@ -215,7 +216,7 @@ class Residual(Spec):
     def num_out(self, channels: int) -> int:
         out = _num_out_all(self.body, channels)
         if out != channels:
-            raise ValueError(f"Residual: the body maps {channels} channels to {out}; a residual needs equal counts")
+            raise GridValueError(f"Residual: the body maps {channels} channels to {out}; a residual needs equal counts")
         return channels
 
     def apply(self, reach: Reach) -> Reach:
@@ -251,13 +252,14 @@ class Split(Spec):
 
     def __init__(self, sizes: Sequence[int], *branches: Sequence[Spec]):
         if len(sizes) != len(branches):
-            raise ValueError(f"Split: {len(sizes)} chunk sizes but {len(branches)} branches")
+            raise GridValueError(f"Split: {len(sizes)} chunk sizes but {len(branches)} branches")
         object.__setattr__(self, "sizes", tuple(sizes))
         object.__setattr__(self, "branches", tuple(tuple(b) for b in branches))
 
     def num_out(self, channels: int) -> int:
         if sum(self.sizes) != channels:
-            raise ValueError(f"Split: chunk sizes {self.sizes} sum to {sum(self.sizes)}, not the {channels} channels")
+            raise GridValueError(f"Split: chunk sizes {self.sizes} sum to {sum(self.sizes)}, "
+                                 f"not the {channels} channels")
         return sum(_num_out_all(b, n) for b, n in zip(self.branches, self.sizes))
 
     def apply(self, reach: Reach) -> Reach:

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .._checks import check_like_weight, check_node_features
 from .._types import SpatialSize
+from ..errors import GridTypeError, GridValueError
 from ..graph import on_batched_nodes, to_image, to_nodes
 
 _MEMORY_FORMATS = {1: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}
@@ -44,18 +45,18 @@ class ImageLayer:
         nd, name = self._ndim, type(self).__name__
         if not isinstance(input, Tensor) or input.dim() not in (nd + 1, nd + 2):
             shape = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
-            raise ValueError(f"{name} expects an input [B, C, {nd} spatial dims] or [C, {nd} spatial dims], "
-                             f"got {shape}")
+            raise GridValueError(f"{name} expects an input [B, C, {nd} spatial dims] or [C, {nd} spatial dims], "
+                                 f"got {shape}")
         unbatched = input.dim() == nd + 1
         x = input.unsqueeze(0) if unbatched else input
         if not x.is_floating_point():
-            raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
+            raise GridTypeError(f"{name}: input must be floating point, got {x.dtype}")
         self._check_dtype_device(x)
         channels = self._expected_channels()
         if channels is not None and x.size(1) != channels:
             hint = f" (a {nd + 1}-dim input is read as unbatched [C, *spatial])" if unbatched else ""
-            raise ValueError(f"{name}: input has {x.size(1)} channels (dim 1) but the layer expects "
-                             f"in_channels={channels}{hint}")
+            raise GridValueError(f"{name}: input has {x.size(1)} channels (dim 1) but the layer expects "
+                                 f"in_channels={channels}{hint}")
         out, out_size = self._run_nodes(to_nodes(x), tuple(x.shape[2:]), **options)  # [B, N_out, C_out]
         out = to_image(out, out_size)                                          # [B, C_out, *S_out] channels-last view
         fmt = _MEMORY_FORMATS[nd] if x.is_contiguous(memory_format=_MEMORY_FORMATS[nd]) and \
@@ -74,7 +75,7 @@ class ImageLayer:
         if channels is not None:
             check_node_features(x, channels, self.weight, name)
         elif x.dim() not in (2, 3):
-            raise ValueError(f"{name}: x must be node features [N, C] or [B, N, C], got shape {tuple(x.shape)}")
+            raise GridValueError(f"{name}: x must be node features [N, C] or [B, N, C], got shape {tuple(x.shape)}")
         if x.size(-2) != math.prod(size):
-            raise ValueError(f"{name}: x has {x.size(-2)} nodes but size={size} has {math.prod(size)}")
+            raise GridValueError(f"{name}: x has {x.size(-2)} nodes but size={size} has {math.prod(size)}")
         return on_batched_nodes(lambda batched: self._run_nodes(batched, size)[0], x)

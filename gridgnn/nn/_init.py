@@ -12,6 +12,8 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..errors import GridValueError
+
 
 def conv_parameters(module: nn.Module, out_channels: int, in_per_group: int, kernel_size: Sequence[int],
                     bias: bool, device=None, dtype=None) -> None:
@@ -37,8 +39,9 @@ def reset_conv_parameters(weight: torch.Tensor, bias: Optional[torch.Tensor]) ->
 def copy_conv_parameters(layer: nn.Module, conv: nn.Module, weight: Optional[torch.Tensor] = None) -> nn.Module:
     """Copy ``conv.weight`` (or ``weight``, reshaped to ``layer.weight``'s shape) and ``conv.bias`` into ``layer``."""
     if (layer.bias is None) != (conv.bias is None):
-        raise ValueError(f"bias mismatch: {type(layer).__name__} {'has no' if layer.bias is None else 'has a'} bias "
-                         f"but {type(conv).__name__} {'has no' if conv.bias is None else 'has a'} bias")
+        raise GridValueError(f"bias mismatch: {type(layer).__name__} "
+                             f"{'has no' if layer.bias is None else 'has a'} bias "
+                             f"but {type(conv).__name__} {'has no' if conv.bias is None else 'has a'} bias")
     with torch.no_grad():
         layer.weight.copy_((conv.weight if weight is None else weight).reshape(layer.weight.shape))
         if layer.bias is not None:

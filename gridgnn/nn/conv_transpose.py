@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .._checks import check_groups, check_path, check_torch_conv_transpose
 from .._types import Device, DType, SpatialSize
+from ..errors import GridValueError
 from ..geometry import IntOrTuple, ntuple
 from ..graph import GridGraph, graph_for
 from ._image import ImageLayer
@@ -25,12 +26,12 @@ class _GridConvTransposeNd(ImageLayer):
         check_groups(in_channels, out_channels, groups)
         check_path(path, ("auto", "general"))
         if padding_mode != "zeros":
-            raise ValueError(f"{type(self).__name__}: only padding_mode='zeros' is defined for transposed convs "
-                             f"(as in torch), got {padding_mode!r}")
+            raise GridValueError(f"{type(self).__name__}: only padding_mode='zeros' is defined for transposed convs "
+                                 f"(as in torch), got {padding_mode!r}")
         for name, value in (("padding", padding), ("output_padding", output_padding)):
             if isinstance(value, str):
-                raise ValueError(f"{type(self).__name__}: {name} must be an int or a tuple of {nd} ints "
-                                 f"(torch's transposed convs take no padding strings), got {value!r}")
+                raise GridValueError(f"{type(self).__name__}: {name} must be an int or a tuple of {nd} ints "
+                                     f"(torch's transposed convs take no padding strings), got {value!r}")
             ntuple(value, nd, name)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device=device, dtype=dtype)

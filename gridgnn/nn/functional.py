@@ -24,6 +24,7 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from .._types import Device
+from ..errors import GridValueError
 from ..geometry import ConvGeometry, IntOrTuple, ntuple, transposed_conv_geometry
 from ..graph import GridGraph, _canonical_device, graph_from_geometry, on_batched_nodes
 from ._dense import dense_conv_transpose, dense_grid_conv
@@ -57,7 +58,7 @@ def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor
         ``[N_dst, C_out]`` or ``[B, N_dst, C_out]``.
     """
     if path == "dense" and not graph.is_complete:
-        raise ValueError("path='dense' needs a complete GridGraph, got a masked one; use path='general' or 'auto'")
+        raise GridValueError("path='dense' needs a complete GridGraph, got a masked one; use path='general' or 'auto'")
     if path != "general" and graph.is_complete:
         dense = dense_conv_transpose if graph.transposed else dense_grid_conv
         return on_batched_nodes(lambda batched: dense(batched, graph.geometry, weight, bias, groups), x)
@@ -120,9 +121,9 @@ def pool_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: Optional[In
     pads, dil = ntuple(padding, nd, "padding"), ntuple(dilation, nd, "dilation")
     for name, values in (("kernel_size", kernel), ("stride", stride), ("dilation", dil)):
         if any(v < 1 for v in values):
-            raise ValueError(f"{name} must be positive, got {values}")
+            raise GridValueError(f"{name} must be positive, got {values}")
     if any(p > k // 2 for p, k in zip(pads, kernel)):
-        raise ValueError(f"padding={pads} must be at most half of kernel_size={kernel} (as in torch)")
+        raise GridValueError(f"padding={pads} must be at most half of kernel_size={kernel} (as in torch)")
     out, extra = [], []
     for n, k, s, p, d in zip(size, kernel, stride, pads, dil):
         span = n + 2 * p - d * (k - 1) - 1
@@ -130,8 +131,8 @@ def pool_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: Optional[In
         if ceil_mode and (o - 1) * s >= n + p:
             o -= 1
         if o < 1:
-            raise ValueError(f"input size {tuple(size)} with padding={pads} is smaller than the pooling window "
-                             f"(kernel_size={kernel}, dilation={dil}); the output would be empty")
+            raise GridValueError(f"input size {tuple(size)} with padding={pads} is smaller than the pooling window "
+                                 f"(kernel_size={kernel}, dilation={dil}); the output would be empty")
         out.append(o)
         extra.append(max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p)))
     return ConvGeometry(tuple(size), kernel, stride, tuple((p, p + e) for p, e in zip(pads, extra)), dil, "zeros")
@@ -229,10 +230,10 @@ def adaptive_output_size(in_size: Tuple[int, ...], output_size: AdaptiveSize) ->
     nd = len(in_size)
     sizes = (output_size,) * nd if isinstance(output_size, int) or output_size is None else tuple(output_size)
     if len(sizes) != nd:
-        raise ValueError(f"output_size must be an int or a tuple of {nd} ints (or None), got {output_size!r}")
+        raise GridValueError(f"output_size must be an int or a tuple of {nd} ints (or None), got {output_size!r}")
     out = tuple(n if o is None else o for n, o in zip(in_size, sizes))
     if any(isinstance(o, bool) or not isinstance(o, int) or o < 1 for o in out):
-        raise ValueError(f"output_size must hold positive ints (or None), got {output_size!r}")
+        raise GridValueError(f"output_size must hold positive ints (or None), got {output_size!r}")
     return out
 
 

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
 from .._checks import check_edges, check_groups, check_node_features, check_path
+from ..errors import GridTypeError, GridValueError
 from ..geometry import ntuple
 from ..graph import GridGraph
 from ..sparse import SparseGridGraph
@@ -99,7 +100,7 @@ class GridConv(MessagePassing):
         kernel_size = ntuple(kernel_size, ndim if isinstance(kernel_size, int) else len(kernel_size),
                              "kernel_size")
         if any(k < 1 for k in kernel_size):
-            raise ValueError(f"kernel_size must be positive, got {kernel_size}")
+            raise GridValueError(f"kernel_size must be positive, got {kernel_size}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = kernel_size
         self.path = path
@@ -123,20 +124,20 @@ class GridConv(MessagePassing):
             graph = edge_index
             self._check_graph(x, graph, edge_type, size)
             if self.path == "dense" and not graph.is_complete:
-                raise ValueError(f"{name}: path='dense' needs a complete GridGraph, got a masked one; use "
-                                 "path='general' or 'auto'")
+                raise GridValueError(f"{name}: path='dense' needs a complete GridGraph, got a masked one; use "
+                                     "path='general' or 'auto'")
             return grid_conv(x, graph, self.weight, self.bias, self.groups, self.path)
         else:
             if edge_type is None:
-                raise ValueError(f"{name}: pass edge_type (the kernel offset of each edge) with edge_index, "
-                                 "or pass a GridGraph")
+                raise GridValueError(f"{name}: pass edge_type (the kernel offset of each edge) with edge_index, "
+                                     "or pass a GridGraph")
             if self.path == "dense":
-                raise ValueError(f"{name}: path='dense' needs a complete GridGraph; raw edge_index runs on "
-                                 "path='general'")
+                raise GridValueError(f"{name}: path='dense' needs a complete GridGraph; raw edge_index runs on "
+                                     "path='general'")
             num_src = x.size(-2)
             num_dst = num_src if size is None or size[1] is None else size[1]
             if size is not None and size[0] is not None and size[0] != num_src:
-                raise ValueError(f"{name}: size[0]={size[0]} but x has {num_src} nodes")
+                raise GridValueError(f"{name}: size[0]={size[0]} but x has {num_src} nodes")
             check_edges(x, edge_index, edge_type, self.num_offsets, num_src, num_dst, name)
             size = (num_src, num_dst)
         return self._propagate_typed(x, edge_index, edge_type, size)
@@ -145,20 +146,20 @@ class GridConv(MessagePassing):
                      size: Optional[Tuple[int, int]]) -> None:
         name = type(self).__name__
         if edge_type is not None or size is not None:
-            raise ValueError(f"{name}: a GridGraph carries its own edge types and size; pass only (x, graph)")
+            raise GridValueError(f"{name}: a GridGraph carries its own edge types and size; pass only (x, graph)")
         if graph.kernel_size != self.kernel_size:
             hint = (f"; an int kernel_size means a {len(self.kernel_size)}-D kernel, pass ndim={graph.ndim} (or "
                     f"kernel_size={graph.kernel_size}) for this graph" if graph.ndim != len(self.kernel_size) else "")
-            raise ValueError(f"{name}: the graph was built for kernel_size={graph.kernel_size} but the layer "
-                             f"has kernel_size={self.kernel_size}; build it with grid_graph(size, "
-                             f"{self.kernel_size}, ...){hint}")
+            raise GridValueError(f"{name}: the graph was built for kernel_size={graph.kernel_size} but the layer "
+                                 f"has kernel_size={self.kernel_size}; build it with grid_graph(size, "
+                                 f"{self.kernel_size}, ...){hint}")
         if x.size(-2) != graph.num_src_nodes:
-            raise ValueError(f"{name}: x has {x.size(-2)} nodes but the graph has {graph.num_src_nodes} source "
-                             f"nodes (in_size={graph.in_size}); build the graph for this input, e.g. "
-                             "gridgnn.grid_graph(image.shape[2:], ...)")
+            raise GridValueError(f"{name}: x has {x.size(-2)} nodes but the graph has {graph.num_src_nodes} source "
+                                 f"nodes (in_size={graph.in_size}); build the graph for this input, e.g. "
+                                 "gridgnn.grid_graph(image.shape[2:], ...)")
         if graph.device != x.device:
-            raise ValueError(f"{name}: the graph is on {graph.device} but x is on {x.device}; use "
-                             f"graph.to('{x.device}') or build it with device='{x.device}'")
+            raise GridValueError(f"{name}: the graph is on {graph.device} but x is on {x.device}; use "
+                                 f"graph.to('{x.device}') or build it with device='{x.device}'")
 
     def _propagate_typed(self, x: Tensor, edge_index: Tensor, edge_type: Tensor, size: Tuple[int, int]) -> Tensor:
         """General path on raw typed edges.
@@ -203,8 +204,8 @@ class GridConv(MessagePassing):
         :math:`\mathbf{W}_t` are the transposed conv's per-offset blocks transposed.
         """
         if not isinstance(conv, torch.nn.modules.conv._ConvNd):
-            raise TypeError(f"{cls.__name__}.from_conv expects an nn.Conv1d/2d/3d or nn.ConvTranspose1d/2d/3d, "
-                            f"got {type(conv).__name__}")
+            raise GridTypeError(f"{cls.__name__}.from_conv expects an nn.Conv1d/2d/3d or nn.ConvTranspose1d/2d/3d, "
+                                f"got {type(conv).__name__}")
         weight = transposed_message_weight(conv.weight, conv.groups) if conv.transposed else conv.weight
         layer = cls(conv.in_channels, conv.out_channels, tuple(conv.kernel_size), conv.groups,
                     conv.bias is not None, device=weight.device, dtype=weight.dtype, **kwargs)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .._checks import check_groups, check_node_features, check_torch_conv, is_pointwise
 from .._types import Device
+from ..errors import GridValueError
 from ._gemm import grouped_linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 
@@ -68,12 +69,12 @@ class NodeLinear(nn.Module):
         """A NodeLinear with the weights of a 1x1 ``nn.Conv1d/2d/3d`` (stride 1, no padding)."""
         check_torch_conv(conv, "NodeLinear.from_conv")
         if not is_pointwise(conv.kernel_size):
-            raise ValueError(f"NodeLinear.from_conv needs a 1x1 conv, got kernel_size={conv.kernel_size}; "
-                             "use GridConv.from_conv for spatial kernels")
+            raise GridValueError(f"NodeLinear.from_conv needs a 1x1 conv, got kernel_size={conv.kernel_size}; "
+                                 "use GridConv.from_conv for spatial kernels")
         if any(s != 1 for s in conv.stride) or conv.padding not in ("valid", "same") and any(conv.padding):
-            raise ValueError(f"NodeLinear.from_conv needs stride 1 and no padding (got stride={conv.stride}, "
-                             f"padding={conv.padding}): a strided or padded 1x1 conv is not a map on the input's "
-                             "nodes; use GridConv.from_conv with gridgnn.graph_for(conv, size)")
+            raise GridValueError(f"NodeLinear.from_conv needs stride 1 and no padding (got stride={conv.stride}, "
+                                 f"padding={conv.padding}): a strided or padded 1x1 conv is not a map on the input's "
+                                 "nodes; use GridConv.from_conv with gridgnn.graph_for(conv, size)")
         layer = cls(conv.in_channels, conv.out_channels, conv.bias is not None, conv.groups,
                     device=conv.weight.device, dtype=conv.weight.dtype)
         return copy_conv_parameters(layer, conv)

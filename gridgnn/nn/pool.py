@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .._checks import check_path
 from .._types import Device, SpatialSize
+from ..errors import GridTypeError, GridValueError
 from ..geometry import ConvGeometry, IntOrTuple
 from ..graph import GridGraph, graph_from_geometry, on_batched_nodes
 from ._image import ImageLayer
@@ -41,8 +42,8 @@ class _GridPool(ImageLayer):
         """The twin of a torch pooling module with the same arguments."""
         torch_cls = next(b for b in cls.__mro__ if b.__module__.startswith("torch.nn"))
         if not isinstance(pool, torch_cls):
-            raise TypeError(f"{cls.__name__}.from_module expects an nn.{torch_cls.__name__}, got "
-                            f"{type(pool).__name__}")
+            raise GridTypeError(f"{cls.__name__}.from_module expects an nn.{torch_cls.__name__}, got "
+                                f"{type(pool).__name__}")
         names = [n for n in cls._torch_args if hasattr(pool, n)]
         return cls(**{n: getattr(pool, n) for n in names}, **kwargs)
 
@@ -53,8 +54,8 @@ class _GridPool(ImageLayer):
 
 def _no_indices(layer: nn.Module, return_indices: bool) -> None:
     if return_indices:
-        raise ValueError(f"{type(layer).__name__}: return_indices=True is not supported (max aggregation keeps "
-                         f"no argmax); keep torch's layer where indices feed nn.MaxUnpool")
+        raise GridValueError(f"{type(layer).__name__}: return_indices=True is not supported (max aggregation keeps "
+                             f"no argmax); keep torch's layer where indices feed nn.MaxUnpool")
 
 
 class _GridMaxPoolNd(_GridPool):
@@ -95,9 +96,9 @@ class _GridAvgPoolNd(_GridPool):
         geom = self.geometry(size)
         if self._ndim == 3 and any(n < k for n, k in zip(size, geom.kernel_size)):
             # torch's avg_pool3d (unlike 1-D and 2-D) rejects inputs smaller than the kernel, padding or not
-            raise ValueError(f"{type(self).__name__}: input size {size} is smaller than the pooling window "
-                             f"kernel_size={geom.kernel_size} (torch's AvgPool3d needs the unpadded input to "
-                             "cover the kernel)")
+            raise GridValueError(f"{type(self).__name__}: input size {size} is smaller than the pooling window "
+                                 f"kernel_size={geom.kernel_size} (torch's AvgPool3d needs the unpadded input to "
+                                 "cover the kernel)")
         padding = tuple(left for left, _ in geom.padding)
         divisor = getattr(self, "divisor_override", None)
         out = avg_pool_nodes(nodes, geom, padding, self.count_include_pad, divisor, self.path)
@@ -227,8 +228,8 @@ class _GridAvgPoolWithDivisor(_GridAvgPoolNd):
                  ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: Optional[int] = None, *, path: str = "auto"):
         if divisor_override is not None and (isinstance(divisor_override, bool) or divisor_override == 0):
-            raise ValueError(f"{type(self).__name__}: divisor_override must be a non-zero int or None, got "
-                             f"{divisor_override!r}")
+            raise GridValueError(f"{type(self).__name__}: divisor_override must be a non-zero int or None, got "
+                                 f"{divisor_override!r}")
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
         self._set_path(path)
 

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..errors import GridTypeError
 from . import conv_nd, conv_transpose, pool
 
 __all__ = ["TWINS", "KINDS", "kind_of", "unsupported_reason", "twin_of", "torch_base", "is_twin"]
@@ -90,7 +91,7 @@ def twin_of(module: nn.Module) -> nn.Module:
     """
     reason = unsupported_reason(module)
     if reason is not None:
-        raise TypeError(f"no grid twin for {type(module).__name__}: {reason}")
+        raise GridTypeError(f"no grid twin for {type(module).__name__}: {reason}")
     twin_cls = TWINS[torch_base(module)]
     twin = twin_cls.__new__(twin_cls)
     state = dict(vars(module))
