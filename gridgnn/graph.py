@@ -259,7 +259,8 @@ def _build_edges(geom: ConvGeometry, device: torch.device) -> Tuple[Tensor, Tens
         raise GridValueError(f"the grid graph of input size {geom.in_size} with kernel {geom.kernel_size} would "
                              f"hold up to {slots:.3g} edges ({slots * 24 / 2 ** 30:.3g} GiB of int64 indices), "
                              f"more than {MAX_GRAPH_EDGES:.3g}; run the drop-in layers (GridConv2d, ...), "
-                             "which need no edge tensors on complete grids, or gridgnn.sparse_grid_graph on the active sites")
+                             "which need no edge tensors on complete grids, or gridgnn.sparse_grid_graph "
+                             "on the active sites")
     ndim = geom.ndim
     in_strides = [math.prod(geom.in_size[d + 1:]) for d in range(ndim)]
     src = torch.zeros((), dtype=torch.long, device=device)
