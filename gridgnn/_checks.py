@@ -20,10 +20,24 @@ def _prefix(where: Optional[str]) -> str:
     return f"{where}: " if where else ""
 
 
-def positive_int(value, name: str, where: Optional[str] = None) -> int:
-    """``value`` if it is a positive int (numpy ints too, not bools), else a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
-        raise GridValueError(f"{_prefix(where)}{name} must be a positive int, got {value!r}")
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer as torch's layers take one: an int, a numpy int, a SymInt; not a bool."""
+    if isinstance(value, (int, torch.SymInt)):
+        return not isinstance(value, bool)
+    return hasattr(type(value), "__index__") and not isinstance(value, (float, str))
+
+
+def positive_int(value, name: str, where: Optional[str] = None, minimum: int = 1) -> int:
+    """``value`` if it is an int (numpy ints too, not bools) of at least ``minimum``, else an error naming ``name``.
+
+    A non-int is a :class:`~gridgnn.GridTypeError` (as torch's ``TypeError``), a small int a
+    :class:`~gridgnn.GridValueError`.
+    """
+    kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    if not is_int(value):
+        raise GridTypeError(f"{_prefix(where)}{name} must be {kind}, got {value!r}")
+    if int(value) < minimum:
+        raise GridValueError(f"{_prefix(where)}{name} must be {kind}, got {value!r}")
     return int(value)
 
 
@@ -37,9 +51,10 @@ def divides(groups: int, channels: int, name: str = "channels", where: Optional[
 
 
 def check_groups(in_channels: int, out_channels: int, groups: int, where: Optional[str] = None) -> None:
-    """Positive channel counts and ``groups`` dividing both, as every grouped layer needs."""
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-        positive_int(value, name, where)
+    """Channel counts (zero allowed, as in torch) and a positive ``groups`` dividing both."""
+    positive_int(in_channels, "in_channels", where, minimum=0)
+    positive_int(out_channels, "out_channels", where, minimum=0)
+    positive_int(groups, "groups", where)
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
         if value % groups:
             valid = [g for g in range(1, value + 1) if in_channels % g == 0 and out_channels % g == 0]

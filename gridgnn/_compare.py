@@ -6,6 +6,7 @@ re-exports every name here.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Dict, Iterator, NamedTuple
 
 import torch
@@ -39,15 +40,28 @@ def tolerance(dtype: torch.dtype) -> Tolerance:
     return TOLERANCES[dtype]
 
 
+def _current_cudnn_flags() -> Dict[str, object]:
+    """The cuDNN settings ``torch.backends.cudnn.flags`` takes (other than TF32), as they are now."""
+    cudnn = torch.backends.cudnn
+    names = inspect.signature(cudnn.flags).parameters
+    return {n: getattr(cudnn, n) for n in names if n not in ("allow_tf32", "fp32_precision") and hasattr(cudnn, n)}
+
+
 @contextlib.contextmanager
 def no_tf32() -> Iterator[None]:
-    """Switch TF32 off for matmuls and cuDNN inside the block, restoring the settings after."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    """Switch TF32 off for matmuls and cuDNN inside the block, restoring the settings after.
+
+    cuDNN's switch goes through ``torch.backends.cudnn.flags``, the one way that also works
+    after ``torch.testing._internal`` has frozen the global cuDNN flags.
+    """
+    cudnn = torch.backends.cudnn
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        yield
+        with cudnn.flags(allow_tf32=False, **_current_cudnn_flags()):
+            yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class Error(NamedTuple):

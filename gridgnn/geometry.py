@@ -17,7 +17,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._checks import PADDING_MODES, check_padding_mode  # noqa: F401  (PADDING_MODES: part of this module's API)
+from ._checks import PADDING_MODES, check_padding_mode, is_int  # noqa: F401  (PADDING_MODES: part of this module's API)
 from ._types import Device
 from .errors import GridTypeError, GridValueError
 
@@ -27,17 +27,19 @@ Padding = Union[str, int, Sequence[int]]
 
 
 def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
-    """``value`` as a tuple of ``ndim`` non-negative ints, or a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool):
+    """``value`` as a tuple of ``ndim`` non-negative ints (numpy ints too), else an error naming ``name``.
+
+    A non-integer (a float, a bool, a string) is a :class:`~gridgnn.GridTypeError`; a tuple of the
+    wrong length or a negative entry a :class:`~gridgnn.GridValueError`.
+    """
+    items = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,)
+    if not all(is_int(v) for v in items):
         raise GridTypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
-    if isinstance(value, int):
-        out = (value,) * ndim
-    else:
-        out = tuple(value)
-        if len(out) == 1 and ndim > 1:
-            out = out * ndim
-        if len(out) != ndim or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
-            raise GridValueError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+    out = tuple(int(v) for v in items)
+    if len(out) == 1 and ndim > 1:
+        out = out * ndim
+    if len(out) != ndim:
+        raise GridValueError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
     if any(v < 0 for v in out):
         raise GridValueError(f"{name} must be non-negative, got {value!r}")
     return out
@@ -71,8 +73,8 @@ def resolve_padding(padding: Padding, kernel_size: Tuple[int, ...], stride: Tupl
         if padding == "same":
             if any(s != 1 for s in stride):
                 raise GridValueError(
-                        f"padding='same' is only defined for stride 1 (as in torch), got stride={stride}; "
-                        "pass an explicit integer padding for strided convolutions")
+                    f"padding='same' is only defined for stride 1 (as in torch), got stride={stride}; "
+                    "pass an explicit integer padding for strided convolutions")
             out = []
             for k, d in zip(kernel_size, dilation):
                 total = d * (k - 1)
@@ -132,20 +134,20 @@ class ConvGeometry:
         for d, (n, (left, right)) in enumerate(zip(self.in_size, self.padding)):
             if self.padding_mode == "reflect" and max(left, right) >= n:
                 raise GridValueError(
-                        f"reflect padding ({left}, {right}) in spatial dim {d} must be smaller than the input "
-                        f"size {n} there; use a larger input, less padding or padding_mode='replicate'")
+                    f"reflect padding ({left}, {right}) in spatial dim {d} must be smaller than the input "
+                    f"size {n} there; use a larger input, less padding or padding_mode='replicate'")
             if self.padding_mode == "circular" and max(left, right) > n:
                 raise GridValueError(
-                        f"circular padding ({left}, {right}) in spatial dim {d} wraps around more than once "
-                        f"for input size {n}; use padding <= {n} or a larger input")
+                    f"circular padding ({left}, {right}) in spatial dim {d} wraps around more than once "
+                    f"for input size {n}; use padding <= {n} or a larger input")
         for d, (n, (left, right), k, dil) in enumerate(zip(self.in_size, self.padding, self.kernel_size,
                                                            self.dilation)):
             span = dil * (k - 1) + 1
             if n + left + right < span:
                 raise GridValueError(
-                        f"input size {n} in spatial dim {d} (padded to {n + left + right}) is smaller than the "
-                        f"dilated kernel extent {span} (kernel_size={k}, dilation={dil}); use an input of at "
-                        f"least {span - left - right} there or more padding")
+                    f"input size {n} in spatial dim {d} (padded to {n + left + right}) is smaller than the "
+                    f"dilated kernel extent {span} (kernel_size={k}, dilation={dil}); use an input of at "
+                    f"least {span - left - right} there or more padding")
 
     @property
     def ndim(self) -> int:

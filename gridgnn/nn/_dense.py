@@ -32,9 +32,10 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._depthwise import Box, depthwise_grid_conv, tap_boxes
-from ._gemm import linear, with_merged_groups
+from ._gemm import linear, sum_tangents, with_merged_groups
 from ._offset_plan import node_transform
 from ._padding import pad_nodes
+from ._transforms import plain_ops
 
 # below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
 SHIFT_MAX_CHANNELS = 128
@@ -45,11 +46,12 @@ class ShiftedSliceConv(torch.autograd.Function):
 
     ``weight`` is ``[K, C_in, C_out]``: one GEMM per offset, accumulated in place.
     Only rows ``< L = M - max(offsets)`` of the output are computed (the rest are
-    padding positions the caller crops).
+    padding positions the caller crops, returned as zeros). The map is bilinear, so its
+    ``jvp`` is the same kernel on the tangents.
     """
 
     @staticmethod
-    def forward(ctx, flat: Tensor, weight: Tensor, bias: Optional[Tensor], offsets: List[int]) -> Tensor:
+    def forward(flat: Tensor, weight: Tensor, bias: Optional[Tensor], offsets: List[int]) -> Tensor:
         rows, length = flat.size(0), max(flat.size(0) - max(offsets), 0)
         out = flat.new_empty(rows, weight.size(-1))
         acc = out[:length]
@@ -61,9 +63,14 @@ class ShiftedSliceConv(torch.autograd.Function):
         for t, off in enumerate(offsets[1:], 1):
             acc.addmm_(flat[off:off + length], weight[t])                         # [L, C_in] @ [C_in, C_out]
         out[length:].zero_()
-        ctx.save_for_backward(flat, weight)
-        ctx.offsets, ctx.has_bias = offsets, bias is not None
         return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        flat, weight, bias, offsets = inputs
+        ctx.save_for_backward(flat, weight)
+        ctx.save_for_forward(flat, weight)
+        ctx.offsets, ctx.has_bias = offsets, bias is not None
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -73,14 +80,23 @@ class ShiftedSliceConv(torch.autograd.Function):
         grad = grad_out[:length]
         grad_flat = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_flat = torch.zeros_like(flat)
+            grad_flat = grad_out.new_zeros(flat.shape)       # from the gradient: batched when it is (vmap)
             for t, off in enumerate(offsets):
-                grad_flat[off:off + length].addmm_(grad, weight[t].t())
+                grad_flat[off:off + length].addmm_(grad, weight[t].mH)   # mH: complex too
         if ctx.needs_input_grad[1]:
-            grad_weight = torch.stack([flat[off:off + length].t() @ grad for off in offsets])
+            grad_weight = torch.stack([flat[off:off + length].mH @ grad for off in offsets])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_flat, grad_weight, grad_bias, None
+
+    @staticmethod
+    def jvp(ctx, flat_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
+        flat, weight = ctx.saved_tensors
+        if flat_t is None and bias_t is not None:                # the bias reaches the computed rows only
+            flat_t = torch.zeros_like(flat)
+        terms = [ShiftedSliceConv.apply(flat_t, weight, bias_t, ctx.offsets) if flat_t is not None else None,
+                 ShiftedSliceConv.apply(flat, weight_t, None, ctx.offsets) if weight_t is not None else None]
+        return sum_tangents(terms, (flat.size(0), weight.size(-1)), flat)
 
 
 def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -92,7 +108,7 @@ def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Opt
     offsets = [sum(k * dil * st for k, dil, st in zip(index, geom.dilation, strides))
                for index in geom.kernel_indices()]                                # row-major, as edge_type
     w = weight.flatten(2).permute(2, 1, 0)                                       # [K, C_in, C_out]
-    flat = padded.reshape(-1, padded.size(-1))                                   # [B*prod(P), C_in]
+    flat = padded.reshape(math.prod(padded.shape[:-1]), padded.size(-1))         # [B*prod(P), C_in]
     out = ShiftedSliceConv.apply(flat, w.contiguous(), bias, offsets)            # [B*prod(P), C_out]
     out = out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in geom.out_size)]
     return out.reshape(b, math.prod(geom.out_size), c_out)
@@ -128,7 +144,47 @@ def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: O
         out = out if bias is None else out + bias
         return out.view(b, n_out, c_out)
 
-    return with_merged_groups(per_group, weight, groups)                           # thin groups block-diagonal
+    return with_merged_groups(per_group, weight, groups, x)                         # thin groups block-diagonal
+
+
+def stacked_windows(x: Tensor, geom: ConvGeometry, fill: float = 0.0) -> Tensor:
+    """Kernel windows by plain slicing: ``[B, *S_in, C] -> [B, *S_out, K, C]``, one strided slice per offset.
+
+    The plain-ops counterpart of :func:`gather_windows` (no ``unfold``, whose backward some
+    compilers mishandle); padding is filled with ``fill``.
+    """
+    padded = pad_nodes(x, geom, fill)                                             # [B, *P, C]
+    views = [padded[(slice(None),) + tuple(slice(k * d, k * d + (n - 1) * s + 1, s) for k, d, n, s in
+                                           zip(index, geom.dilation, geom.out_size, geom.stride))]
+             for index in geom.kernel_indices()]                                  # K x [B, *S_out, C], row-major
+    return torch.stack(views, dim=-2)
+
+
+def plain_window_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
+                      groups: int) -> Tensor:
+    """Any dense grid conv in plain torch ops (for torch.func): gathered windows, one contraction per group.
+
+    ``[B, *S_in, C_in] -> [B, N_out, C_out]``; each group's channels meet only its own weights,
+    so an inf or NaN stays in its group.
+    """
+    b, c_in, c_out = image.size(0), image.size(-1), weight.size(0)
+    n_out, k = math.prod(geom.out_size), geom.num_offsets
+    windows = stacked_windows(image, geom).reshape(b * n_out, k, groups, c_in // groups)  # [B*N_out, K, G, C_in/G]
+    w = weight.flatten(2).view(groups, c_out // groups, c_in // groups, k)                # [G, C_out/G, C_in/G, K]
+    out = torch.einsum("nkgi,goik->ngo", windows, w).reshape(b, n_out, c_out)
+    return out if bias is None else out + bias
+
+
+def plain_window_reduce(image: Tensor, geom: ConvGeometry, reduce: str) -> Tensor:
+    """Max or sum over every window in plain torch ops (for torch.func): ``[B, *S_in, C] -> [B, N_out, C]``.
+
+    The max of a window with no pixel is ``-inf``; its gradient is shared equally between tied maxima,
+    as in :class:`~gridgnn.nn._depthwise.ClippedShiftMax`.
+    """
+    fill = -math.inf if reduce == "max" else 0.0
+    windows = stacked_windows(image, geom, fill)                                          # [B, *S_out, K, C]
+    out = windows.amax(-2) if reduce == "max" else windows.sum(-2)
+    return out.reshape(image.size(0), math.prod(geom.out_size), image.size(-1))
 
 
 def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
@@ -145,6 +201,8 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     b, c_in = x.size(0), x.size(-1)
     c_out = weight.size(0)
     image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
+    if plain_ops(x, weight, bias):
+        return plain_window_conv(image, geom, weight, bias, groups)
     if groups == c_in == c_out:
         return depthwise_grid_conv(image, geom, weight, bias)
     if groups == 1 and c_in < SHIFT_MAX_CHANNELS and all(s == 1 for s in geom.stride):
@@ -165,45 +223,74 @@ def _tiles(geom: ConvGeometry, taps: List[Tuple[int, Box, Box]]) -> bool:
     return disjoint and covered == math.prod(geom.in_size)
 
 
-class BoxScatter(torch.autograd.Function):
+def box_scatter(y: Tensor, dst_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]], tiles: bool) -> Tensor:
     """``out[b, target_box_t] += y[b, source_box_t, t]`` for every offset: ``[B, *S_src, K, C] -> [B, *S_dst, C]``.
 
-    Its adjoint is :class:`BoxGather` (each backward calls the other), so gradients of every order exist.
+    Plain torch ops (slice copies and adds into a fresh tensor). With ``tiles`` every target lies
+    in exactly one box (e.g. 2x2 stride 2): copies, no zero-fill.
+    """
+    if tiles:
+        out = y.new_empty(y.size(0), *dst_size, y.size(-1))
+        for t, source_box, target_box in taps:
+            out[(slice(None),) + target_box] = y[(slice(None),) + source_box + (t,)]
+    else:
+        out = y.new_zeros(y.size(0), *dst_size, y.size(-1))
+        for t, source_box, target_box in taps:
+            out[(slice(None),) + target_box] += y[(slice(None),) + source_box + (t,)]
+    return out
+
+
+def box_gather(grad: Tensor, src_shape: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
+    """``y[b, source_box_t, t] = g[b, target_box_t]``, zero elsewhere: the adjoint of :func:`box_scatter`."""
+    y = grad.new_zeros(grad.size(0), *src_shape, grad.size(-1))
+    for t, source_box, target_box in taps:
+        y[(slice(None),) + source_box + (t,)] = grad[(slice(None),) + target_box]
+    return y
+
+
+class BoxScatter(torch.autograd.Function):
+    """:func:`box_scatter` as one autograd node; its adjoint is :class:`BoxGather` (each backward calls the other).
+
+    Both are linear, so gradients of every order exist and the ``jvp`` is the op on the tangent.
     """
 
     @staticmethod
-    def forward(ctx, y: Tensor, dst_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]], tiles: bool) -> Tensor:
-        if tiles:                       # every target in exactly one box (e.g. 2x2 stride 2): copies, no zero-fill
-            out = y.new_empty(y.size(0), *dst_size, y.size(-1))
-            for t, source_box, target_box in taps:
-                out[(slice(None),) + target_box] = y[(slice(None),) + source_box + (t,)]
-        else:
-            out = y.new_zeros(y.size(0), *dst_size, y.size(-1))
-            for t, source_box, target_box in taps:
-                out[(slice(None),) + target_box] += y[(slice(None),) + source_box + (t,)]
-        ctx.src_shape, ctx.taps, ctx.tiles = tuple(y.shape[1:-1]), taps, tiles
-        return out
+    def forward(y: Tensor, dst_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]], tiles: bool) -> Tensor:
+        return box_scatter(y, dst_size, taps, tiles)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        y, dst_size, ctx.taps, ctx.tiles = inputs
+        ctx.src_shape, ctx.dst_size = tuple(y.shape[1:-1]), dst_size
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         return BoxGather.apply(grad, ctx.src_shape, ctx.taps, ctx.tiles), None, None, None
 
+    @staticmethod
+    def jvp(ctx, y_t: Tensor, *_) -> Tensor:
+        return box_scatter(y_t, ctx.dst_size, ctx.taps, ctx.tiles)
+
 
 class BoxGather(torch.autograd.Function):
-    """``y[b, source_box_t, t] = g[b, target_box_t]``, zero elsewhere: the adjoint of :class:`BoxScatter`."""
+    """:func:`box_gather` as one autograd node, the adjoint of :class:`BoxScatter`."""
 
     @staticmethod
-    def forward(ctx, grad: Tensor, src_shape: Tuple[int, ...], taps: List[Tuple[int, Box, Box]],
-                tiles: bool) -> Tensor:
-        y = grad.new_zeros(grad.size(0), *src_shape, grad.size(-1))
-        for t, source_box, target_box in taps:
-            y[(slice(None),) + source_box + (t,)] = grad[(slice(None),) + target_box]
-        ctx.dst_size, ctx.taps, ctx.tiles = tuple(grad.shape[1:-1]), taps, tiles
-        return y
+    def forward(grad: Tensor, src_shape: Tuple[int, ...], taps: List[Tuple[int, Box, Box]], tiles: bool) -> Tensor:
+        return box_gather(grad, src_shape, taps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        grad, ctx.src_shape, ctx.taps, ctx.tiles = inputs
+        ctx.dst_size = tuple(grad.shape[1:-1])
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         return BoxScatter.apply(grad_y, ctx.dst_size, ctx.taps, ctx.tiles), None, None, None
+
+    @staticmethod
+    def jvp(ctx, grad_t: Tensor, *_) -> Tensor:
+        return box_gather(grad_t, ctx.src_shape, ctx.taps)
 
 
 def dense_conv_transpose(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
@@ -220,6 +307,7 @@ def dense_conv_transpose(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Op
     y = node_transform(x, weight, groups)                                         # [B, N_src, K, C_out]
     y = y.view(b, *geom.out_size, geom.num_offsets, c_out)
     taps = tap_boxes(geom, geom.in_size, True)
-    out = BoxScatter.apply(y, tuple(geom.in_size), taps, _tiles(geom, taps))    # [B, *S_dst, C_out]
+    scatter = box_scatter if plain_ops(y) else BoxScatter.apply
+    out = scatter(y, tuple(geom.in_size), taps, _tiles(geom, taps))               # [B, *S_dst, C_out]
     out = out.view(b, -1, c_out)
     return out if bias is None else out + bias

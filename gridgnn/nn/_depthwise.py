@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import ConvGeometry
+from ._gemm import sum_tangents
 from ._padding import pad_nodes
 
 #: floats of one output chunk (~2 MiB): big enough to amortise the per-op overhead, small enough for cache
@@ -76,16 +77,31 @@ def _tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) 
 _cached_tap_boxes = functools.lru_cache(maxsize=256)(_tap_boxes)
 
 
+def view_of(t: Tensor, box: Box, batch: slice = slice(None)) -> Tensor:
+    """``t[batch, *box]``, or ``t`` itself when that spans all of it.
+
+    (vmap has no batching rule for the alias that a full-range index makes.)
+    """
+    index = (batch,) + box
+    if all(s.step in (None, 1) and s.start in (None, 0) and (s.stop is None or s.stop >= n)
+           for s, n in zip(index, t.shape)):
+        return t
+    return t[index]
+
+
 def _batch_chunks(batch: int, per_item: int):
     step = max(1, CHUNK_ELEMENTS // max(per_item, 1))
     return [slice(start, min(batch, start + step)) for start in range(0, batch, step)]
 
 
 class ClippedShiftDepthwise(torch.autograd.Function):
-    """``out[b, box_t] (+)= w_t * x[b, in_box_t]`` over the kernel offsets ``t``; backward by the same boxes."""
+    """``out[b, box_t] (+)= w_t * x[b, in_box_t]`` over the kernel offsets ``t``; backward by the same boxes.
+
+    Bilinear in ``x`` and ``weight``, so the ``jvp`` is the same kernel on the tangents.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], out_size: Tuple[int, ...],
+    def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_size: Tuple[int, ...],
                 taps: List[Tuple[int, Box, Box]]) -> Tensor:
         # x: [B, *S_in, C]; weight: [K, C]; returns [B, *S_out, C]
         out = x.new_empty(x.size(0), *out_size, x.size(-1))
@@ -93,18 +109,23 @@ class ClippedShiftDepthwise(torch.autograd.Function):
         first = next((tap for tap in taps if tap[1] == full), None)       # an offset every output receives
         rest = [tap for tap in taps if tap is not first]
         for b in _batch_chunks(x.size(0), math.prod(out.shape[1:])):
-            block, source = out[b], x[b]
+            block, source = view_of(out, (), b), view_of(x, (), b)
             if first is not None:
-                torch.mul(source[(slice(None),) + first[2]], weight[first[0]], out=block)
+                torch.mul(view_of(source, first[2]), weight[first[0]], out=block)
             else:
                 block.zero_()
             for t, out_box, in_box in rest:
-                block[(slice(None),) + out_box].addcmul_(source[(slice(None),) + in_box], weight[t])
+                view_of(block, out_box).addcmul_(view_of(source, in_box), weight[t])
         if bias is not None:
             out.add_(bias)
-        ctx.save_for_backward(x, weight)
-        ctx.taps, ctx.has_bias = taps, bias is not None
         return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, bias, ctx.out_size, ctx.taps = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
+        ctx.has_bias = bias is not None
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -112,22 +133,33 @@ class ClippedShiftDepthwise(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         chunks = _batch_chunks(x.size(0), math.prod(grad_out.shape[1:]))
         if ctx.needs_input_grad[0]:
-            grad_x = torch.zeros_like(x)
+            grad_x = grad_out.new_zeros(x.shape)             # from the gradient: batched when it is (vmap)
             for b in chunks:
-                block, target = grad_out[b], grad_x[b]
+                block, target = view_of(grad_out, (), b), view_of(grad_x, (), b)
                 for t, out_box, in_box in ctx.taps:
-                    target[(slice(None),) + in_box].addcmul_(block[(slice(None),) + out_box], weight[t])
+                    view_of(target, in_box).addcmul_(view_of(block, out_box), weight[t].conj())
         if ctx.needs_input_grad[1]:
-            rows = [weight.new_zeros(weight.size(-1)) for _ in range(weight.size(0))]
+            rows = [None] * weight.size(0)
             for b in chunks:
-                block, source = grad_out[b], x[b]
+                block, source = view_of(grad_out, (), b), view_of(x, (), b)
                 for t, out_box, in_box in ctx.taps:
-                    product = source[(slice(None),) + in_box] * block[(slice(None),) + out_box]
-                    rows[t] = rows[t] + product.flatten(0, -2).sum(0)
-            grad_weight = torch.stack(rows)
+                    product = view_of(source, in_box).conj() * view_of(block, out_box)   # [b, *box, C]
+                    total = product.sum(tuple(range(product.dim() - 1)))                  # no flatten: vmap-safe
+                    rows[t] = total if rows[t] is None else rows[t] + total
+            zero = grad_out.new_zeros(weight.size(-1))
+            grad_weight = torch.stack([zero if row is None else row for row in rows])
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.flatten(0, -2).sum(0)
+            grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1)))
         return grad_x, grad_weight, grad_bias, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], *_) -> Tensor:
+        x, weight = ctx.saved_tensors
+        terms = [ClippedShiftDepthwise.apply(x_t, weight, None, ctx.out_size, ctx.taps) if x_t is not None
+                 else None,
+                 ClippedShiftDepthwise.apply(x, weight_t, None, ctx.out_size, ctx.taps) if weight_t is not None
+                 else None, bias_t]
+        return sum_tangents(terms, (x.size(0), *ctx.out_size, x.size(-1)), x)
 
 
 def depthwise_grid_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -145,39 +177,57 @@ class ClippedShiftMax(torch.autograd.Function):
 
     Node-wise :math:`\mathbf{y}_i = \max_{(j \to i)} \mathbf{x}_j` (:math:`-\infty` for a window with no
     pixel). The backward sends each output's gradient to the inputs equal to its maximum, shared
-    equally between exact ties.
+    equally between exact ties; the ``jvp`` is the matching mean of the winners' tangents.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, out_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
+    def forward(x: Tensor, out_size: Tuple[int, ...], taps: List[Tuple[int, Box, Box]]) -> Tensor:
         # x: [B, *S_in, C]; returns [B, *S_out, C]
         full = tuple(slice(0, n) for n in out_size)
         first = next((tap for tap in taps if tap[1] == full), None)
         if first is not None:
-            out = x[(slice(None),) + first[2]].clone(memory_format=torch.contiguous_format)
+            out = view_of(x, first[2]).clone(memory_format=torch.contiguous_format)
         else:
             out = x.new_full((x.size(0), *out_size, x.size(-1)), -math.inf)
         for tap in taps:
             if tap is not first:
-                block = out[(slice(None),) + tap[1]]
-                torch.maximum(block, x[(slice(None),) + tap[2]], out=block)
-        ctx.save_for_backward(x, out)
-        ctx.taps = taps
+                block = view_of(out, tap[1])
+                torch.maximum(block, view_of(x, tap[2]), out=block)
         return out
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def setup_context(ctx, inputs, output) -> None:
+        x, _, ctx.taps = inputs
+        ctx.save_for_backward(x, output)
+        ctx.save_for_forward(x, output)
+
+    @staticmethod
+    def _winners(ctx):
+        """Per tap: the output and input boxes and where the input holds its window's max; the tie counts."""
         x, out = ctx.saved_tensors
-        boxes = [((slice(None),) + out_box, (slice(None),) + in_box) for _, out_box, in_box in ctx.taps]
-        winners = [x[in_box] == out[out_box] for out_box, in_box in boxes]       # per tap: does it hold the max
+        boxes = [(out_box, in_box) for _, out_box, in_box in ctx.taps]
+        winners = [view_of(x, in_box) == view_of(out, out_box) for out_box, in_box in boxes]
         count = torch.zeros_like(out)
         for (out_box, _), won in zip(boxes, winners):
-            count[out_box] += won
-        share = torch.where(count > 0, grad_out / count.clamp(min=1), 0)          # per window, per winner
-        grad_x = torch.zeros_like(x)
+            view_of(count, out_box).add_(won)
+        return boxes, winners, count.clamp(min=1)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        boxes, winners, count = ClippedShiftMax._winners(ctx)
+        share = grad_out / count                                                 # per window, per winner
+        grad_x = grad_out.new_zeros(ctx.saved_tensors[0].shape)                  # batched when grad_out is
         for (out_box, in_box), won in zip(boxes, winners):
-            grad_x[in_box] += torch.where(won, share[out_box], 0)
+            view_of(grad_x, in_box).add_(torch.where(won, view_of(share, out_box), 0))
         return grad_x, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t: Tensor, *_) -> Tensor:
+        boxes, winners, count = ClippedShiftMax._winners(ctx)
+        out_t = x_t.new_zeros(count.shape)
+        for (out_box, in_box), won in zip(boxes, winners):
+            view_of(out_t, out_box).add_(torch.where(won, view_of(x_t, in_box), 0))
+        return out_t / count
 
 
 def window_max(image: Tensor, geom: ConvGeometry) -> Tensor:

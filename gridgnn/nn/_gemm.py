@@ -12,11 +12,13 @@ therefore differentiable to every order.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ._transforms import plain_ops
 
 _ONEDNN_LINEAR = (getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
                   if torch.backends.mkldnn.is_available() else None)
@@ -35,13 +37,18 @@ def uses_onednn(x: Tensor, weight: Tensor) -> bool:
 
 
 class OneDNNLinear(torch.autograd.Function):
-    """``x @ weight.T + bias`` by oneDNN's inner product, with a backward made of :func:`linear`."""
+    """``x @ weight.T + bias`` by oneDNN's inner product, with a backward and a ``jvp`` made of :func:`linear`."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+    def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         return _ONEDNN_LINEAR(x, weight.contiguous(), bias, "none", [], "")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
+        ctx.has_bias = bias is not None
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -56,13 +63,27 @@ class OneDNNLinear(torch.autograd.Function):
             grad_bias = rows.sum(0)
         return grad_x, grad_weight, grad_bias
 
+    @staticmethod
+    def jvp(ctx, x_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor]) -> Tensor:
+        x, weight = ctx.saved_tensors                                            # bilinear: d(xW^T) = dx W^T + x dW^T
+        terms = [linear(x_t, weight) if x_t is not None else None,
+                 linear(x, weight_t) if weight_t is not None else None, bias_t]
+        return sum_tangents(terms, (*x.shape[:-1], weight.size(0)), x)
+
+
+def sum_tangents(terms: List[Optional[Tensor]], shape: Tuple[int, ...], like: Tensor) -> Tensor:
+    """The tangent of a map linear in each input: the sum of the inputs' ``terms`` (zeros of ``shape`` if none)."""
+    present = [t for t in terms if t is not None]
+    out = present[0] if present else like.new_zeros(shape)
+    for t in present[1:]:
+        out = out + t
+    return out
+
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``[..., C_in] -> [..., C_out]``: ``x @ weight.T + bias`` with ``weight`` ``[C_out, C_in]``."""
-    if uses_onednn(x, weight):
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
-            return OneDNNLinear.apply(x, weight, bias)
-        return _ONEDNN_LINEAR(x, weight.contiguous(), bias, "none", [], "")
+    if uses_onednn(x, weight) and not plain_ops(x, weight, bias):
+        return OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 
 
@@ -85,10 +106,11 @@ def grouped_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: in
         y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
         return y if bias is None else y + bias
 
-    return with_merged_groups(per_group, weight, groups)
+    return with_merged_groups(per_group, weight, groups, x)
 
 
-def with_merged_groups(compute: Callable[[Tensor, int], Tensor], weight: Tensor, groups: int) -> Tensor:
+def with_merged_groups(compute: Callable[[Tensor, int], Tensor], weight: Tensor, groups: int,
+                       x: Tensor) -> Tensor:
     """``compute(weight, groups)`` with thin groups merged block-diagonally (:func:`merge_groups`), exactly.
 
     A merged block multiplies the other groups' channels by exact zeros, and ``0 x inf = NaN``: an
@@ -96,9 +118,9 @@ def with_merged_groups(compute: Callable[[Tensor, int], Tensor], weight: Tensor,
     never do. Such a leak always shows as a NaN in the merged result, so a result holding a NaN is
     recomputed group by group (the same arithmetic as torch). Groups are merged on the CPU only (where
     the merge was measured to pay and the check costs no device sync), and not under ``torch.compile``
-    (no data-dependent branch).
+    or torch.func transforms (no data-dependent branch); ``x`` is the input ``compute`` reads.
     """
-    if weight.device.type != "cpu" or torch.compiler.is_compiling():
+    if weight.device.type != "cpu" or plain_ops(x, weight):
         return compute(weight, groups)
     merged, merged_groups = merge_groups(weight, groups)
     if merged_groups == groups:

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..errors import GridValueError
+from ..errors import GridTypeError, GridValueError
 
 
 def conv_parameters(module: nn.Module, out_channels: int, in_per_group: int, kernel_size: Sequence[int],
@@ -42,6 +42,12 @@ def copy_conv_parameters(layer: nn.Module, conv: nn.Module, weight: Optional[tor
         raise GridValueError(f"bias mismatch: {type(layer).__name__} "
                              f"{'has no' if layer.bias is None else 'has a'} bias "
                              f"but {type(conv).__name__} {'has no' if conv.bias is None else 'has a'} bias")
+    for name, source in (("weight", conv.weight if weight is None else weight), ("bias", conv.bias)):
+        target = getattr(layer, name)
+        if source is not None and source.is_complex() and not target.is_complex():
+            raise GridTypeError(f"{type(conv).__name__}.{name} is {source.dtype} but {type(layer).__name__}.{name} "
+                                f"is {target.dtype}: copying would drop the imaginary part; build the layer with "
+                                f"dtype={source.dtype}")
     with torch.no_grad():
         layer.weight.copy_((conv.weight if weight is None else weight).reshape(layer.weight.shape))
         if layer.bias is not None:

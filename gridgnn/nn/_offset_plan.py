@@ -29,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import index_sort
-from torch_geometric.utils.sparse import index2ptr
+from torch_geometric.utils.sparse import index2ptr, ptr2index
 
 from ..graph import GridGraph, on_batched_nodes
 from ._gemm import linear
+from ._transforms import plain_ops
 
 #: The transform-first order runs when its GEMM rows (active sources x offsets)
 #: are at most this many times the edges: its one wide GEMM and fused gather-sum
@@ -67,6 +68,7 @@ def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) ->
     c_out, c_in = weight.size(0), x.size(-1)
     w = weight.flatten(2)                                                        # [C_out, C_in/G, K]
     out = x.new_zeros(*x.shape[:-2], graph.num_dst_nodes, c_out)
+    plain = plain_ops(x, weight)                                   # no in-place sum under torch.func or compile
     for t, src, dst in offset_groups(graph):
         messages = x.index_select(-2, src)                                       # [*, E_t, C_in]
         if groups == 1:
@@ -76,7 +78,7 @@ def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) ->
         else:                                                                    # no block-diagonal merge: a NaN
             wg = w[..., t].view(groups, c_out // groups, c_in // groups)         # stays in its own group
             messages = torch.einsum("...gi,goi->...go", messages.unflatten(-1, (groups, -1)), wg).flatten(-2)
-        out.index_add_(-2, dst, messages)
+        out = out.index_add(-2, dst, messages) if plain else out.index_add_(-2, dst, messages)
     return out
 
 
@@ -130,18 +132,34 @@ class GatherSum(torch.autograd.Function):
     ``y`` ``[B, num_rows, C]`` and ``out`` ``[B, num_bags, C]``.
 
     Written as its own adjoint pair, so gradients of every order exist (``embedding_bag``'s
-    own backward is not differentiable) and both directions run the fused CSR kernel.
+    own backward is not differentiable) and both directions run the fused CSR kernel; linear,
+    so the ``jvp`` is the op on the tangent.
     """
 
     @staticmethod
-    def forward(ctx, y: Tensor, a: Segments, a_t: Segments) -> Tensor:
-        ctx.segments = (a, a_t)
+    def forward(y: Tensor, a: Segments, a_t: Segments) -> Tensor:
         return a.apply(y)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.segments = inputs[1:]
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         a, a_t = ctx.segments
         return GatherSum.apply(grad, a_t, a), None, None
+
+    @staticmethod
+    def jvp(ctx, y_t: Tensor, *_) -> Tensor:
+        return ctx.segments[0].apply(y_t)
+
+
+def gather_sum(y: Tensor, a: Segments, a_t: Segments) -> Tensor:
+    """:class:`GatherSum`, or the same sum by ``index_add`` (plain torch ops: torch.func, compile, complex)."""
+    if not (plain_ops(y) or y.is_complex()):                                   # embedding_bag has no complex kernel
+        return GatherSum.apply(y, a, a_t)
+    bag = ptr2index(a.ptr, a.index.numel())                                      # [nnz] bag of each entry
+    return y.new_zeros(y.size(0), a.ptr.numel() - 1, y.size(-1)).index_add(1, bag, y.index_select(1, a.index))
 
 
 @dataclass(frozen=True)
@@ -178,7 +196,7 @@ def transform_first_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: in
         if plan.active.numel() < graph.num_src_nodes:                            # skip inactive sources
             batched = batched.index_select(1, plan.active)                       # [B, N_active, C_in]
         y = node_transform(batched, weight, groups).flatten(1, 2)                # [B, N_active*K, C_out]
-        return GatherSum.apply(y, plan.gather, plan.scatter)                     # [B, N_dst, C_out]
+        return gather_sum(y, plan.gather, plan.scatter)                     # [B, N_dst, C_out]
 
     return on_batched_nodes(run, x)
 

@@ -8,10 +8,10 @@ from torch import Tensor
 from ..geometry import ConvGeometry
 
 
-def pad_nodes(x: Tensor, geom: ConvGeometry) -> Tensor:
+def pad_nodes(x: Tensor, geom: ConvGeometry, fill: float = 0.0) -> Tensor:
     """Pad the spatial axes of a channels-last tensor ``[B, *S, C]`` as ``geom`` says.
 
-    Zero padding appends zeros; the other modes gather the pixels the graph's remapped
+    Zero padding appends ``fill`` (zeros unless asked); the other modes gather the pixels the graph's remapped
     edges point at (:meth:`ConvGeometry.remap`), so both agree by construction.
     """
     if all(left == 0 and right == 0 for left, right in geom.padding):
@@ -20,7 +20,7 @@ def pad_nodes(x: Tensor, geom: ConvGeometry) -> Tensor:
         pads = [0, 0]  # channel axis (last)
         for left, right in reversed(geom.padding):
             pads += [left, right]
-        return F.pad(x, pads)
+        return F.pad(x, pads, value=fill)
     for d, (left, right) in enumerate(geom.padding):
         if left or right:
             coord = torch.arange(-left, geom.in_size[d] + right, device=x.device)

@@ -23,10 +23,11 @@ class _GridConvNd(ImageLayer):
         nd = self._ndim
         check_groups(in_channels, out_channels, groups)
         check_path(path)
-        # gridgnn's messages for bad geometry first ("same" with stride, unknown modes), then torch's constructor
-        resolve_padding(padding if isinstance(padding, str) else ntuple(padding, nd, "padding"),
-                        ntuple(kernel_size, nd, "kernel_size"), ntuple(stride, nd, "stride"),
-                        ntuple(dilation, nd, "dilation"))
+        # gridgnn's messages for what torch's constructor rejects ("same" with stride, unknown modes); the
+        # numbers of the geometry are checked where torch checks them, in forward
+        if isinstance(padding, str):
+            resolve_padding(padding, ntuple(kernel_size, nd, "kernel_size"), ntuple(stride, nd, "stride"),
+                            ntuple(dilation, nd, "dilation"))
         check_padding_mode(padding_mode)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device=device, dtype=dtype)
@@ -36,9 +37,9 @@ class _GridConvNd(ImageLayer):
         """The :class:`ConvGeometry` of this layer for an input of spatial ``size``."""
         return conv_geometry(self, size)
 
-    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...]) -> Tuple[Tensor, Tuple[int, ...]]:
+    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: Tensor) -> Tuple[Tensor, Tuple[int, ...]]:
         geom = self.geometry(size)
-        return conv_nodes(nodes, geom, self.weight, self.bias, self.groups, self.path), geom.out_size
+        return conv_nodes(nodes, geom, weight, self.bias, self.groups, self.path), geom.out_size
 
     @classmethod
     def from_conv(cls, conv: nn.Module, **kwargs) -> "_GridConvNd":

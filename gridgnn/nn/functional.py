@@ -23,13 +23,15 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
+from .._checks import is_int
 from .._types import Device
 from ..errors import GridValueError
 from ..geometry import ConvGeometry, IntOrTuple, ntuple, transposed_conv_geometry
 from ..graph import GridGraph, _canonical_device, graph_from_geometry, on_batched_nodes
-from ._dense import dense_conv_transpose, dense_grid_conv
+from ._dense import dense_conv_transpose, dense_grid_conv, plain_window_reduce
 from ._depthwise import window_max, window_sum
 from ._offset_plan import general_conv
+from ._transforms import plain_ops
 
 #: torch's adaptive ``output_size``: an int, or a tuple of ints and None (keep that dim's size)
 AdaptiveSize = Union[int, None, Sequence[Optional[int]]]
@@ -144,6 +146,8 @@ def _window_reduce(x: Tensor, geom: ConvGeometry, reduce: str) -> Tensor:
     One clipped box per window offset (:mod:`gridgnn.nn._depthwise`).
     """
     image = x.reshape(x.size(0), *geom.in_size, x.size(-1))                         # [B, *S_in, C]
+    if plain_ops(x):
+        return plain_window_reduce(image, geom, reduce)
     return window_max(image, geom) if reduce == "max" else window_sum(image, geom)
 
 
@@ -232,8 +236,8 @@ def adaptive_output_size(in_size: Tuple[int, ...], output_size: AdaptiveSize) ->
     if len(sizes) != nd:
         raise GridValueError(f"output_size must be an int or a tuple of {nd} ints (or None), got {output_size!r}")
     out = tuple(n if o is None else o for n, o in zip(in_size, sizes))
-    if any(isinstance(o, bool) or not isinstance(o, int) or o < 1 for o in out):
-        raise GridValueError(f"output_size must hold positive ints (or None), got {output_size!r}")
+    if any(not is_int(o) or o < 0 for o in out):
+        raise GridValueError(f"output_size must hold non-negative ints (or None), got {output_size!r}")
     return out
 
 
@@ -248,6 +252,8 @@ def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size: Adapti
     over each grid). Returns ``([B, N_out, C], out_size)``.
     """
     out_size = adaptive_output_size(in_size, output_size)
+    if 0 in out_size:                                                             # no windows: empty, as in torch
+        return x.new_empty(x.size(0), 0, x.size(-1)), out_size
     if path != "general" and all(o == 1 for o in out_size):                       # global pooling: every node
         return (x.amax(-2, keepdim=True) if reduce == "max" else x.mean(-2, keepdim=True)), out_size
     if path != "general" and all(n % o == 0 for n, o in zip(in_size, out_size)):

@@ -182,8 +182,9 @@ def test_errors():
         GridAvgPool2d(5)(torch.randn(1, 1, 3, 8))
     with pytest.raises(ValueError, match="divisor_override must be a non-zero int"):
         GridAvgPool2d(2, divisor_override=0)
-    with pytest.raises(ValueError, match="output_size must hold positive ints"):
-        GridAdaptiveAvgPool2d((0, 2))(torch.randn(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="output_size must hold non-negative ints"):
+        GridAdaptiveAvgPool2d((-1, 2))(torch.randn(1, 1, 4, 4))
+    assert GridAdaptiveAvgPool2d((0, 2))(torch.randn(1, 1, 4, 4)).shape == (1, 1, 0, 2)   # empty, as in torch
     with pytest.raises(ValueError, match="expects an input \\[B, C, 2 spatial dims\\]"):
         GridMaxPool2d(2)(torch.randn(4, 4))
     with pytest.raises(TypeError, match="from_module expects an nn.MaxPool2d"):

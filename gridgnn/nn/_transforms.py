@@ -1,0 +1,34 @@
+"""Which form of a layer's kernels runs: the fast custom autograd Functions, or the same math in plain torch ops.
+
+The execution paths use :class:`torch.autograd.Function` subclasses for their fastest eager
+kernels (in-place GEMM accumulation, clipped shifted views, fused gather-sums). In eager
+mode those support reverse-mode autograd to every order, forward-mode AD (each has a
+``jvp``) and batched gradients (``torch.autograd.grad(..., is_grads_batched=True)``, which
+``gradcheck(check_batched_grad=True)`` uses). Two callers need plain torch ops instead,
+and get the same arithmetic written with them:
+
+* ``torch.func`` transforms (``grad``, ``vmap``, ``jvp``, ``jacrev``, ``jacfwd``), which
+  transform plain ops by themselves;
+* ``torch.compile`` (any backend, inductor included), which cannot trace a Function with a
+  custom ``jvp`` nor lower oneDNN's GEMM, and generates its own kernels from plain ops.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def plain_ops(*tensors: Optional[Tensor]) -> bool:
+    """Whether ``torch.compile`` is tracing, or a ``torch.func`` transform is transforming any of ``tensors``."""
+    if torch.compiler.is_compiling():
+        return True
+    return any(t is not None and _is_wrapped(t) for t in tensors)
+
+
+def under_functorch(*tensors: Optional[Tensor]) -> bool:
+    """Whether a ``torch.func`` transform is transforming any of ``tensors`` (never while compile traces)."""
+    return not torch.compiler.is_compiling() and any(t is not None and _is_wrapped(t) for t in tensors)
