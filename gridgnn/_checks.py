@@ -30,8 +30,8 @@ def is_int(value) -> bool:
 def positive_int(value, name: str, where: Optional[str] = None, minimum: int = 1) -> int:
     """``value`` if it is an int (numpy ints too, not bools) of at least ``minimum``, else an error naming ``name``.
 
-    A non-int is a :class:`~gridgnn.GridTypeError` (as torch's ``TypeError``), a small int a
-    :class:`~gridgnn.GridValueError`.
+    A non-int is a :class:`~gridgnn.errors.GridTypeError` (as torch's ``TypeError``), a small int a
+    :class:`~gridgnn.errors.GridValueError`.
     """
     kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
     if not is_int(value):

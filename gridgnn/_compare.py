@@ -34,7 +34,7 @@ TOLERANCES: Dict[torch.dtype, Tolerance] = {
 
 
 def tolerance(dtype: torch.dtype) -> Tolerance:
-    """The :data:`TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one)."""
+    """The :data:`~gridgnn.testing.TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one)."""
     if dtype not in TOLERANCES:
         raise GridValueError(f"no tolerance for dtype {dtype}; floating dtypes with one: {list(TOLERANCES)}")
     return TOLERANCES[dtype]

@@ -100,6 +100,13 @@ def replace_modules(model: nn.Module, replacement: Callable[[nn.Module, str], Op
     """Swap each module for ``replacement(module, path)`` where that is not None (the root too), in place.
 
     A module registered in several places (weight tying) gets one replacement, shared the same way.
+
+    Example:
+        >>> from gridgnn.convert import replace_modules
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> net = replace_modules(net, lambda module, path: nn.GELU() if isinstance(module, nn.ReLU) else None)
+        >>> type(net[1]).__name__
+        'GELU'
     """
     root = replacement(model, "")
     if root is not None:
@@ -117,7 +124,14 @@ def replace_modules(model: nn.Module, replacement: Callable[[nn.Module, str], Op
 
 
 def converted_layers(model: nn.Module) -> List[str]:
-    """Paths of the grid-graph twins (convs, transposed convs, pools) in ``model``."""
+    """Paths of the grid-graph twins (convs, transposed convs, pools) in ``model``.
+
+    Example:
+        >>> from gridgnn.convert import converted_layers
+        >>> net = gg.convert(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(2)))
+        >>> list(converted_layers(net))
+        ['0', '2']
+    """
     return [path for path, m in model.named_modules() if is_twin(m)]
 
 

@@ -21,6 +21,8 @@ from ._checks import PADDING_MODES, check_padding_mode, is_int  # noqa: F401  (P
 from ._types import Device
 from .errors import GridTypeError, GridValueError
 
+__all__ = ["ConvGeometry", "resolve_padding", "transposed_conv_geometry", "kernel_indices", "ntuple"]
+
 IntOrTuple = Union[int, Sequence[int]]
 Padding = Union[str, int, Sequence[int]]
 
@@ -29,8 +31,13 @@ Padding = Union[str, int, Sequence[int]]
 def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
     """``value`` as a tuple of ``ndim`` non-negative ints (numpy ints too), else an error naming ``name``.
 
-    A non-integer (a float, a bool, a string) is a :class:`~gridgnn.GridTypeError`; a tuple of the
-    wrong length or a negative entry a :class:`~gridgnn.GridValueError`.
+    A non-integer (a float, a bool, a string) is a :class:`~gridgnn.errors.GridTypeError`; a tuple of the
+    wrong length or a negative entry a :class:`~gridgnn.errors.GridValueError`.
+
+    Example:
+        >>> from gridgnn.geometry import ntuple
+        >>> ntuple(2, 3, "stride"), ntuple((1, 2), 2, "padding")
+        ((2, 2, 2), (1, 2))
     """
     items = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,)
     if not all(is_int(v) for v in items):
@@ -46,7 +53,13 @@ def ntuple(value: IntOrTuple, ndim: int, name: str) -> Tuple[int, ...]:
 
 
 def kernel_indices(kernel_size: Sequence[int]) -> List[Tuple[int, ...]]:
-    """Every offset of a kernel window as an index tuple, row-major: offset ``t`` is entry ``t`` (``edge_type``)."""
+    """Every offset of a kernel window as an index tuple, row-major: offset ``t`` is entry ``t`` (``edge_type``).
+
+    Example:
+        >>> from gridgnn.geometry import kernel_indices
+        >>> kernel_indices((2, 2))                                         # offset t is entry t
+        [(0, 0), (0, 1), (1, 0), (1, 1)]
+    """
     return list(itertools.product(*(range(k) for k in kernel_size)))
 
 
@@ -65,6 +78,11 @@ def resolve_padding(padding: Padding, kernel_size: Tuple[int, ...], stride: Tupl
     ``"same"`` pads ``dilation * (kernel - 1)`` in total, ``total // 2`` on the left
     and the rest on the right (so an even kernel pads one more on the right), and,
     as in torch, is only defined for stride 1.
+
+    Example:
+        >>> from gridgnn.geometry import resolve_padding
+        >>> resolve_padding("same", (4,), (1,), (1,))                      # an even kernel pads one more on the right
+        ((1, 2),)
     """
     ndim = len(kernel_size)
     if isinstance(padding, str):
@@ -91,10 +109,15 @@ class ConvGeometry:
     Args:
         in_size: input spatial shape, one entry per spatial dim.
         kernel_size, stride, dilation: per-dim ints.
-        padding: per-dim ``(left, right)`` pairs (see :func:`resolve_padding`).
+        padding: per-dim ``(left, right)`` pairs (see :func:`~gridgnn.geometry.resolve_padding`).
         padding_mode: one of ``"zeros"``, ``"circular"``, ``"reflect"``, ``"replicate"``.
 
     Use :meth:`create` to build one from torch-style arguments with validation.
+
+    Example:
+        >>> geom = gg.grid_graph((5, 5), 3, stride=2, padding=1).geometry
+        >>> geom.out_size, geom.num_offsets
+        ((3, 3), 9)
     """
 
     in_size: Tuple[int, ...]

@@ -68,6 +68,13 @@ class GridGraph:
     the conv gathers. A transposed graph keeps the conv's ``geometry`` and has
     ``transposed = True``; its ``in_size`` is the conv's output size and its
     ``out_size`` the conv's input size.
+
+    Example:
+        >>> g = gg.grid_graph((4, 4), 3, padding=1)
+        >>> g.num_src_nodes, g.num_dst_nodes, g.num_edges
+        (16, 16, 100)
+        >>> g.edge_index.shape, g.edge_type.shape
+        (torch.Size([2, 100]), torch.Size([100]))
     """
 
     def __init__(self, geometry: ConvGeometry, edge_index: Tensor, edge_type: Tensor,
@@ -340,7 +347,14 @@ def graph_from_geometry(geom: ConvGeometry, device: Device = None, transposed: b
 
 
 def clear_graph_cache() -> None:
-    """Drop every cached grid graph (and the execution plans kept with them)."""
+    """Drop every cached grid graph (and the execution plans kept with them).
+
+    Example:
+        >>> g = gg.grid_graph((6, 6), 3)
+        >>> gg.clear_graph_cache()
+        >>> gg.grid_graph((6, 6), 3) is g                          # built anew
+        False
+    """
     _CACHE.clear()
 
 
@@ -351,6 +365,10 @@ def set_graph_cache_size(maxsize: int) -> None:
     as int64), plus the plans the layers build on it (about as much again): a 3x3 conv on a
     224x224 input has 450k edges, ~11 MB. :func:`grid_graph` in a training loop hits the cache,
     so the bound is what a model's distinct input sizes and geometries need.
+
+    Example:
+        >>> gg.set_graph_cache_size(16)                            # keep at most 16 graphs
+        >>> gg.set_graph_cache_size(128)
     """
     _CACHE.resize(maxsize)
 
@@ -452,6 +470,11 @@ def to_image(x: Tensor, size: Union[int, Sequence[int]]) -> Tensor:
     """Node features to image: ``[B, N, C] -> [B, C, *size]``; the inverse of :func:`to_nodes`.
 
     Returns a channels-last view of ``x`` (no copy).
+
+    Example:
+        >>> x = torch.randn(2, 3, 4, 5)
+        >>> torch.equal(gg.to_image(gg.to_nodes(x), (4, 5)), x)
+        True
     """
     size = (size,) if isinstance(size, int) else tuple(size)
     if x.dim() != 3 or x.size(1) != math.prod(size):

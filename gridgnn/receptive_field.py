@@ -35,6 +35,11 @@ def receptive_field(graphs: Sequence, position: Union[int, Sequence[int]]) -> Te
     Returns:
         BoolTensor shaped like the first graph's ``in_size``. A 1x1 layer's graph
         maps each node to itself, so it never grows the field.
+
+    Example:
+        >>> graphs = [gg.grid_graph((8, 8), 3, padding=1), gg.grid_graph((8, 8), 3, padding=1)]
+        >>> int(gg.receptive_field(graphs, (4, 4)).sum())        # a 5x5 window after two 3x3 convs
+        25
     """
     if not graphs:
         raise GridValueError("receptive_field needs at least one graph")

@@ -32,7 +32,7 @@ class SparseGridGraph:
     r"""The typed, directed graph of a conv restricted to active sites.
 
     Node ``j`` is input site ``j`` (row ``j`` of the coordinates), node ``i`` output
-    site ``i`` (row ``i`` of :attr:`out_coords`). An edge ``j -> i`` of type ``t`` means
+    site ``i`` (row ``i`` of ``out_coords``). An edge ``j -> i`` of type ``t`` means
     "output site ``i`` reads input site ``j`` through kernel offset ``t``", so
 
     .. math::
@@ -51,6 +51,12 @@ class SparseGridGraph:
         kernel_size (tuple): the kernel; ``num_offsets = prod(kernel_size)`` edge types.
         transposed (bool): the reversed graph (:meth:`transpose`).
         plans (dict): execution plans the layers derive from the edges, built once.
+
+    Example:
+        >>> coords = torch.tensor([[0, 0], [0, 1], [3, 3]])
+        >>> g = gg.sparse_grid_graph(coords, 3, padding=1, submanifold=True)
+        >>> g.num_src_nodes, g.num_dst_nodes, g.num_edges       # (0,0) and (0,1) see each other
+        (3, 3, 5)
     """
 
     is_complete = False
@@ -293,6 +299,13 @@ def to_dense(feats: Tensor, coords: Tensor, batch: Optional[Tensor], size: Spati
     Args:
         feats: ``[M, C]``; coords: ``[M, D]``; batch: ``[M]`` or None (one sample).
         size: the spatial size; batch_size: ``B`` (default: ``batch.max() + 1``).
+
+    Example:
+        >>> image = torch.zeros(1, 2, 4, 4)
+        >>> image[0, :, 1, 2] = 1.0
+        >>> features, coords, batch = gg.to_sparse(image)
+        >>> torch.equal(gg.to_dense(features, coords, batch, (4, 4), batch_size=1), image)
+        True
     """
     if feats.dim() != 2 or feats.size(0) != coords.size(0):
         raise GridValueError(f"feats must be [M, C] with M = coords.size(0) = {coords.size(0)}, got "

@@ -2,7 +2,7 @@
 
 :func:`assert_conv_equivalent` runs a torch conv and its graph twin on the same
 random input and compares outputs and every gradient (input, weight, bias)
-against one tolerance table, :data:`TOLERANCES`, with TF32 switched off so that
+against one tolerance table, :data:`~gridgnn.testing.TOLERANCES`, with TF32 switched off so that
 GPU comparisons see true float32 arithmetic. Users call it on their own layers
 the way e3nn's ``assert_equivariant`` is called.
 """
@@ -163,14 +163,14 @@ def assert_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = N
     check compares :math:`Y`, and with ``backward`` also :math:`\partial L/\partial X`,
     :math:`\partial L/\partial W` and :math:`\partial L/\partial b` (layers with parameters) for a random
     upstream gradient, each normwise: ``max|a - b| <= atol + rtol * max|b|`` with
-    the :data:`TOLERANCES` entry of ``dtype`` and TF32 off. Neither argument is
+    the :data:`~gridgnn.testing.TOLERANCES` entry of ``dtype`` and TF32 off. Neither argument is
     modified: the check runs on copies.
 
     Args:
         conv: the reference: an ``nn.Conv1d/2d/3d``, or any torch layer with a twin in
             :data:`gridgnn.nn.TWINS` (transposed convs, max / average / adaptive pools).
         graph_layer: a twin (image in, image out, e.g. ``GridConv2d``), a ``GridConv``
-            (run on :func:`graph_for` ``(conv, size)``, the reversed graph for a transposed
+            (run on :func:`~gridgnn.graph_for` ``(conv, size)``, the reversed graph for a transposed
             conv) or a ``NodeLinear`` (1x1, stride 1). Default: the twin of ``conv``.
         input_size: spatial input size (default: a size that fits the kernel).
         copy_weights: load ``conv``'s weights into the copy of ``graph_layer`` first.
@@ -231,7 +231,7 @@ def _torch_reference(layer: nn.Module) -> nn.Module:
 
 
 def to_torch_convs(model: nn.Module) -> nn.Module:
-    """The inverse of :func:`convert`, for references: a copy of ``model`` computing through torch's layers.
+    """The inverse of :func:`~gridgnn.convert`, for references: a copy of ``model`` computing through torch's layers.
 
     Every twin in :data:`gridgnn.nn.TWINS` (convs, transposed convs, pools) becomes
     the torch layer it subclasses, with the same arguments and parameters and a

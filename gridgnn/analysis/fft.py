@@ -73,7 +73,7 @@ def fft_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, padding_m
 
 def fft_vs_direct_timing(sizes: Sequence[int], kernel_sizes: Sequence[int], channels: int = 4, ndim: int = 1,
                          min_run_time: float = 0.05) -> List[dict]:
-    """Median seconds of direct (message passing, :class:`GridConv1d/2d`) vs FFT convolution.
+    """Median seconds of direct (message passing, :class:`~gridgnn.nn.GridConv1d` / ``2d``) vs FFT convolution.
 
     Timed on all of torch's current threads. Returns one dict per (size, kernel) with ``size``,
     ``kernel``, ``direct``, ``fft`` seconds.

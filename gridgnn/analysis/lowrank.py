@@ -57,7 +57,7 @@ def low_rank(layer: Pointwise, rank: int) -> LowRank:
         rank: kept singular values, ``1 <= rank <= min(C_in, C_out)``.
 
     Returns:
-        :class:`LowRank` with ``module`` (an ``nn.Sequential`` of the two layers).
+        ``LowRank`` with ``module`` (an ``nn.Sequential`` of the two layers).
     """
     weight = _pointwise_weight(layer)
     c_out, c_in = weight.shape

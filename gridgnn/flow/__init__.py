@@ -21,10 +21,10 @@ ShuffleNet's channel shuffle between them it takes exactly that many
 :math:`C \le 64` and every valid :math:`g` in the tests). Without a shuffle the
 :math:`g` groups never meet.
 
-Modules: :mod:`~gridgnn.flow.specs` (layer specs and :class:`Reach`),
-:mod:`~gridgnn.flow.modules` (:func:`from_module`), :mod:`~gridgnn.flow.reach`
-(reachability, mixing depth, path counts), :mod:`~gridgnn.flow.drawing` (the
-networkx flow graph and its plots), :mod:`~gridgnn.flow.partitions` (group
+Modules: ``specs`` (layer specs and :class:`Reach`),
+``modules`` (:func:`from_module`), ``reach``
+(reachability, mixing depth, path counts), ``drawing`` (the
+networkx flow graph and its plots), ``partitions`` (group
 partitions, IGC's complementary condition, the shuffle's closed form). The
 receptive field over *pixels* is :func:`gridgnn.receptive_field`.
 """

@@ -29,6 +29,12 @@ def from_module(module: nn.Module, in_channels: int) -> List[Spec]:
     Raises:
         TypeError: for any other module, naming its path in ``module``.
         ValueError: when a layer's channels do not match what reaches it.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> stack = nn.Sequential(nn.Conv2d(8, 8, 1, groups=2), nn.ChannelShuffle(2), nn.Conv2d(8, 8, 1, groups=2))
+        >>> [type(spec).__name__ for spec in flow.from_module(stack, in_channels=8)]
+        ['Pointwise', 'Shuffle', 'Pointwise']
     """
     from ..nn import ChannelShuffle, GridConv, NodeLinear
 

@@ -21,6 +21,11 @@ def group_partition(channels: int, groups: int, perm: Optional[Sequence[int]] = 
     Without ``perm``, channel ``c`` is in group ``c // (C / groups)``. With the
     permutation a shuffle applies before the layer (``out[i] = in[perm[i]]``),
     the labels are expressed on the channels *before* the shuffle.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.group_partition(4, 2).tolist()                    # the group of each channel
+        [0, 0, 1, 1]
     """
     divides(groups, channels)
     labels = torch.arange(channels) // (channels // groups)
@@ -54,6 +59,12 @@ def is_complementary(partition_a: Partition, partition_b: Partition) -> bool:
     exactly one channel. Then the two grouped layers are together dense, with
     exactly one path from each input to each output (Zhang et al., *Interleaved
     Group Convolutions*, 2017; IGCV2, 2018).
+
+    Example:
+        >>> from gridgnn import flow
+        >>> a = flow.group_partition(4, 2)
+        >>> flow.is_complementary(a, a), flow.is_complementary(a, torch.tensor([0, 1, 0, 1]))
+        (False, True)
     """
     a, b = _as_labels(partition_a), _as_labels(partition_b)
     if a.shape != b.shape:
@@ -72,6 +83,11 @@ def shuffle_mixing_layers(channels: int, groups: int) -> Optional[int]:
     :math:`g \le n`). ``None`` when :math:`n = 1` (depthwise: never mixes).
     In specs, ``[Pointwise(g), Shuffle(g)] * (L - 1) + [Pointwise(g)]`` has
     ``mixing_depth == 2 * L - 1``.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.shuffle_mixing_layers(16, 4)                      # grouped pointwise layers until all channels mix
+        2
     """
     divides(groups, channels)
     n = channels // groups

@@ -28,7 +28,14 @@ def _walk(specs: Sequence[Spec], channels: int, device: Device = None):
 
 
 def reachability_by_depth(specs: Sequence[Spec], channels: int, device: Device = None) -> List[Tensor]:
-    """The reach matrix after each prefix of ``specs``: ``[R_0 = I, R_1, ..., R_L]``, each ``[C_i, C_in]``."""
+    """The reach matrix after each prefix of ``specs``: ``[R_0 = I, R_1, ..., R_L]``, each ``[C_i, C_in]``.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> specs = [flow.Pointwise(4), flow.Shuffle(4), flow.Pointwise(4)]
+        >>> [int(r.sum()) for r in flow.reachability_by_depth(specs, 16)]     # depth 0 is the identity
+        [16, 64, 64, 256]
+    """
     return [Reach.identity(channels, device).dense()] + [r.dense() for r in _walk(specs, channels, device)]
 
 
@@ -54,6 +61,11 @@ def reachability(specs: Sequence[Spec], channels: int, device: Device = None) ->
 
     Shapes:
         - **output:** ``[C_out, C_in]`` bool, ``C_out`` the channels after the last spec
+
+    Example:
+        >>> from gridgnn import flow
+        >>> bool(flow.reachability([flow.Pointwise(4), flow.Shuffle(4), flow.Pointwise(4)], 16).all())
+        True
     """
     last = deque(_walk(specs, channels, device), maxlen=1)   # keep only the final reach
     return (last[0] if last else Reach.identity(channels, device)).dense()
@@ -72,6 +84,13 @@ def mixing_depth(specs: Sequence[Spec], channels: int, device: Device = None) ->
         specs: the layer specs, first layer first.
         channels (int): input channels.
         device: where to compute.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.mixing_depth([flow.Pointwise(4), flow.Shuffle(4), flow.Pointwise(4)], 16)
+        3
+        >>> flow.mixing_depth([flow.Pointwise(4), flow.Pointwise(4)], 16) is None   # no shuffle: never mixes
+        True
     """
     if Reach.identity(channels, device).all():
         return 0
@@ -82,7 +101,13 @@ def mixing_depth(specs: Sequence[Spec], channels: int, device: Device = None) ->
 
 
 def connectivity(spec: Spec, channels: int) -> Tensor:
-    """One spec's own connectivity ``[C_out, C_in]`` (its reach from the identity)."""
+    """One spec's own connectivity ``[C_out, C_in]`` (its reach from the identity).
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Pointwise(), 2).int().tolist()
+        [[1, 1], [1, 1]]
+    """
     return reachability([spec], channels)
 
 
@@ -92,6 +117,11 @@ def path_counts(specs: Sequence[Spec], channels: int) -> Tensor:
     Raises:
         OverflowError: when a count exceeds int64 (e.g. 16 channels through 16 dense layers: 16^16 paths),
             naming the layer; counts are never wrapped around silently.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.path_counts([flow.Pointwise(), flow.Pointwise()], 2).tolist()   # 2 paths between any two channels
+        [[2, 2], [2, 2]]
     """
     counts = torch.eye(channels, dtype=torch.long)
     limit = torch.iinfo(torch.long).max

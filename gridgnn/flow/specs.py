@@ -27,6 +27,12 @@ class Reach:
     The reach matrix is ``rows[index]`` (``[C, C_in]``). Grouped layers leave one
     distinct row per group and permutations only move ``index``, so most specs
     cost O(C) or O(groups * C_in) instead of O(C * C_in).
+
+    Example:
+        >>> from gridgnn import flow
+        >>> reach = flow.Pointwise(2).apply(flow.Reach.identity(4))
+        >>> reach.dense().int().tolist()                          # [C_out, C_in]
+        [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
     """
 
     rows: Tensor   # [R, C_in] bool, distinct dependency sets
@@ -69,7 +75,13 @@ class Reach:
 
 
 class Spec:
-    """A layer's channel connectivity. Subclasses define :meth:`num_out` and :meth:`apply`."""
+    """A layer's channel connectivity. Subclasses define :meth:`num_out` and :meth:`apply`.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> isinstance(flow.Pointwise(2), flow.Spec), flow.Pointwise(2).num_out(8)
+        (True, 8)
+    """
 
     def num_out(self, channels: int) -> int:
         """Channels this spec outputs for ``channels`` inputs (raises ``ValueError`` if they do not fit)."""
@@ -113,7 +125,13 @@ class _Grouped(Spec):
 
 @dataclass(frozen=True, repr=False)
 class Pointwise(_Grouped):
-    """1x1 conv with ``groups`` channel blocks (``groups=1``: dense); ``out_channels`` defaults to the input's."""
+    """1x1 conv with ``groups`` channel blocks (``groups=1``: dense); ``out_channels`` defaults to the input's.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Pointwise(2), 4).int().tolist()     # two groups: block-diagonal
+        [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+    """
 
     groups: int = 1
     out_channels: Optional[int] = None
@@ -121,7 +139,13 @@ class Pointwise(_Grouped):
 
 @dataclass(frozen=True, repr=False)
 class Conv(_Grouped):
-    """A k x k conv with ``groups``: across channels the same flow as :class:`Pointwise`."""
+    """A k x k conv with ``groups``: across channels the same flow as :class:`Pointwise`.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Conv(3, groups=2), 4).int().tolist()   # channels mix as a grouped pointwise map
+        [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+    """
 
     kernel_size: Union[int, Tuple[int, ...]] = 3
     groups: int = 1
@@ -130,7 +154,13 @@ class Conv(_Grouped):
 
 @dataclass(frozen=True)
 class Depthwise(Spec):
-    """Depthwise conv (groups = channels): each output reads one input channel; ``multiplier`` outputs each."""
+    """Depthwise conv (groups = channels): each output reads one input channel; ``multiplier`` outputs each.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Depthwise(3), 3).int().tolist()       # every channel keeps to itself
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    """
 
     kernel_size: int = 3
     multiplier: int = 1
@@ -149,7 +179,13 @@ class Depthwise(Spec):
 
 @dataclass(frozen=True)
 class Shuffle(Spec):
-    """ShuffleNet's channel shuffle with ``groups`` groups (``torch.nn.ChannelShuffle``)."""
+    """ShuffleNet's channel shuffle with ``groups`` groups (``torch.nn.ChannelShuffle``).
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Shuffle(2), 4).int().tolist()
+        [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+    """
 
     groups: int
 
@@ -163,7 +199,13 @@ class Shuffle(Spec):
 
 @dataclass(frozen=True)
 class Permute(Spec):
-    """A general channel permutation: output ``i`` is input ``perm[i]``."""
+    """A general channel permutation: output ``i`` is input ``perm[i]``.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Permute([2, 0, 1]), 3).int().tolist()    # [C_out, C_in]
+        [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    """
 
     perm: Tuple[int, ...]
 
@@ -183,7 +225,13 @@ class Permute(Spec):
 
 @dataclass(frozen=True)
 class Identity(Spec):
-    """A channel-wise layer (activation, BatchNorm, pooling): each channel reads itself."""
+    """A channel-wise layer (activation, BatchNorm, pooling): each channel reads itself.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Identity(), 2).int().tolist()
+        [[1, 0], [0, 1]]
+    """
 
     def num_out(self, channels: int) -> int:
         return channels
@@ -206,7 +254,13 @@ def _num_out_all(specs: Sequence[Spec], channels: int) -> int:
 
 @dataclass(frozen=True)
 class Residual(Spec):
-    """``y = body(x) + x``: the body's flow plus the identity (the body must keep the channel count)."""
+    """``y = body(x) + x``: the body's flow plus the identity (the body must keep the channel count).
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.connectivity(flow.Residual(flow.Shuffle(2)), 4).int().tolist()   # identity OR the body
+        [[1, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]]
+    """
 
     body: Tuple[Spec, ...]
 
@@ -225,7 +279,13 @@ class Residual(Spec):
 
 @dataclass(frozen=True)
 class Concat(Spec):
-    """Branches that each read the full input, outputs concatenated (e.g. a stride-2 ShuffleNetV2 unit)."""
+    """Branches that each read the full input, outputs concatenated (e.g. a stride-2 ShuffleNetV2 unit).
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.Concat([flow.Pointwise(1, 2)], [flow.Identity()]).num_out(3)   # 2 + 3 channels
+        5
+    """
 
     branches: Tuple[Tuple[Spec, ...], ...]
 
@@ -245,6 +305,11 @@ class Split(Spec):
 
     ShuffleNetV2's basic unit is ``Split((C/2, C/2), [], [Pointwise(), Depthwise(), Pointwise()])``
     followed by ``Shuffle(2)``; an empty branch passes its chunk through.
+
+    Example:
+        >>> from gridgnn import flow
+        >>> flow.Split([2, 2], [flow.Identity()], [flow.Pointwise(1)]).num_out(4)
+        4
     """
 
     sizes: Tuple[int, ...]

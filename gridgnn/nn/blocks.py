@@ -40,14 +40,20 @@ def _size(size: SizeOrGraph) -> Tuple[int, ...]:
 
 
 class GridBlock(nn.Module):
-    """Base of the blocks: ``forward(x, size)`` on node features, :meth:`out_size`, :meth:`forward_image`."""
+    """Base of the blocks: ``forward(x, size)`` on node features, :meth:`out_size`, :meth:`forward_image`.
+
+    Example:
+        >>> block = Bottleneck(16, 4, 16)                          # any GridBlock runs on images too
+        >>> block.forward_image(torch.randn(2, 16, 8, 8)).shape
+        torch.Size([2, 16, 8, 8])
+    """
 
     def out_size(self, size: SizeOrGraph) -> Tuple[int, ...]:
         """Spatial size of the output grid for an input grid of ``size``."""
         return _size(size)
 
     def forward_image(self, x: Tensor) -> Tensor:
-        """The block on an image ``[B, C, H, W]`` (via :func:`to_nodes` / :func:`to_image`)."""
+        """The block on an image ``[B, C, H, W]`` (via :func:`~gridgnn.to_nodes` / :func:`~gridgnn.to_image`)."""
         size = tuple(x.shape[2:])
         return to_image(self(to_nodes(x), size), self.out_size(size))
 
@@ -71,6 +77,11 @@ class ProjectionShortcut(GridBlock):
 
     Shapes:
         - **input:** ``[B, H*W, C_in]``; **output:** ``[B, ceil(H/s)*ceil(W/s), C_out]``
+
+    Example:
+        >>> shortcut = ProjectionShortcut(16, 32, stride=2)
+        >>> shortcut(torch.randn(2, 64, 16), (8, 8)).shape
+        torch.Size([2, 16, 32])
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
@@ -106,6 +117,11 @@ class Bottleneck(GridBlock):
 
     Shapes:
         - **input:** ``[B, H*W, C_in]``; **output:** ``[B, H'*W', C_out]``, ``H' = ceil(H/stride)``
+
+    Example:
+        >>> block = Bottleneck(16, 4, 16)
+        >>> block(torch.randn(2, 64, 16), (8, 8)).shape
+        torch.Size([2, 64, 16])
     """
 
     def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, groups: int = 1):
@@ -149,6 +165,11 @@ class InceptionBlock(GridBlock):
 
     Shapes:
         - **input:** ``[B, N, C_in]``; **output:** ``[B, N, c1 + c3 + c5 + pool_proj]``
+
+    Example:
+        >>> block = InceptionBlock(16, 8, 4, 8, 2, 4, 4)
+        >>> block(torch.randn(2, 64, 16), (8, 8)).shape            # 8 + 8 + 4 + 4 channels
+        torch.Size([2, 64, 24])
     """
 
     def __init__(self, in_channels: int, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int,
@@ -187,6 +208,11 @@ class InvertedResidual(GridBlock):
 
     Shapes:
         - **input:** ``[B, H*W, C_in]``; **output:** ``[B, H'*W', C_out]``
+
+    Example:
+        >>> block = InvertedResidual(16, 16)
+        >>> block(torch.randn(2, 64, 16), (8, 8)).shape
+        torch.Size([2, 64, 16])
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, expand_ratio: int = 6):
@@ -233,6 +259,11 @@ class SqueezeExcitation(GridBlock):
 
     Shapes:
         - **input / output:** ``[B, N, C]`` or ``[N, C]``; ``size`` is not needed (any grid)
+
+    Example:
+        >>> se = SqueezeExcitation(16, 4)
+        >>> se(torch.randn(2, 64, 16), (8, 8)).shape
+        torch.Size([2, 64, 16])
     """
 
     def __init__(self, channels: int, reduced: int, activation: Callable[[], nn.Module] = nn.ReLU):
@@ -263,6 +294,11 @@ class NiNBlock(GridBlock):
 
     Shapes:
         - **input:** ``[B, N_in, C_in]``; **output:** ``[B, N_out, C_out]``
+
+    Example:
+        >>> block = NiNBlock(3, 16, 3, padding=1)
+        >>> block(torch.randn(2, 64, 3), (8, 8)).shape
+        torch.Size([2, 64, 16])
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple = 3, stride: IntOrTuple = 1,
@@ -298,6 +334,11 @@ class ShuffleUnit(GridBlock):
 
     Shapes:
         - **input / output:** ``[B, N, C]``
+
+    Example:
+        >>> unit = ShuffleUnit(24, groups=3)
+        >>> unit(torch.randn(2, 64, 24), (8, 8)).shape
+        torch.Size([2, 64, 24])
     """
 
     def __init__(self, channels: int, groups: int = 3, bottleneck_ratio: int = 4):

@@ -75,7 +75,7 @@ def _drop_in_doc(nd: int) -> str:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
         bias, padding_mode, device, dtype: exactly as ``torch.nn.Conv{nd}d``.
         path (str, keyword-only): ``"auto"`` (dense path on the complete grid) or
-            ``"general"`` (edge-list message passing). (default: :obj:`"auto"`)
+            ``"general"`` (edge-list message passing). (default: ``"auto"``)
 
     Shapes:
         - **input:** :math:`(B, C_{{in}}, *S_{{in}})` or :math:`(C_{{in}}, *S_{{in}})` with {nd} spatial dims

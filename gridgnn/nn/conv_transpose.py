@@ -99,7 +99,7 @@ def _drop_in_doc(nd: int) -> str:
         ``torch.nn.ConvTranspose{nd}d``.
         path (str, keyword-only): ``"auto"`` (one GEMM, then each offset's messages added
             onto a strided box of the output grid) or ``"general"`` (edge-list message
-            passing on the reversed graph). (default: :obj:`"auto"`)
+            passing on the reversed graph). (default: ``"auto"``)
 
     Shapes:
         - **input:** :math:`(B, C_{{in}}, *S_{{in}})` or :math:`(C_{{in}}, *S_{{in}})` with {nd} spatial dims

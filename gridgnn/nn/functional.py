@@ -58,6 +58,15 @@ def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor
 
     Returns:
         ``[N_dst, C_out]`` or ``[B, N_dst, C_out]``.
+
+    Example:
+        >>> from gridgnn.nn.functional import grid_conv
+        >>> conv = nn.Conv2d(3, 4, 3, padding=1)
+        >>> x = torch.randn(2, 3, 6, 6)
+        >>> g = gg.graph_for(conv, (6, 6))
+        >>> y = grid_conv(gg.to_nodes(x), g, conv.weight, conv.bias)
+        >>> torch.allclose(gg.to_image(y, g.out_size), conv(x), atol=1e-5)
+        True
     """
     if path == "dense" and not graph.is_complete:
         raise GridValueError("path='dense' needs a complete GridGraph, got a masked one; use path='general' or 'auto'")
@@ -70,7 +79,15 @@ def grid_conv(x: Tensor, graph: GridGraph, weight: Tensor, bias: Optional[Tensor
 
 def conv_nodes(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor], groups: int,
                path: str = "auto") -> Tensor:
-    """The conv of ``geom`` on node features ``[B, N_in, C_in] -> [B, N_out, C_out]`` (complete grid)."""
+    """The conv of ``geom`` on node features ``[B, N_in, C_in] -> [B, N_out, C_out]`` (complete grid).
+
+    Example:
+        >>> from gridgnn.nn.functional import conv_nodes
+        >>> conv = nn.Conv2d(3, 4, 3, stride=2)
+        >>> geom = gg.graph_for(conv, (7, 7)).geometry
+        >>> conv_nodes(torch.randn(2, 49, 3), geom, conv.weight, conv.bias, 1).shape
+        torch.Size([2, 9, 4])
+    """
     if path == "general":
         return grid_conv(x.contiguous(), graph_from_geometry(geom, x.device), weight, bias, groups, "general")
     return dense_grid_conv(x, geom, weight, bias, groups)   # complete grid: no edge tensors
@@ -81,6 +98,11 @@ def transposed_message_weight(weight: Tensor, groups: int) -> Tensor:
 
     The message along a reversed edge of type ``t`` is :math:`\mathbf{W}_t^{\top} \mathbf{x}`,
     block by block for grouped layers.
+
+    Example:
+        >>> from gridgnn.nn.functional import transposed_message_weight
+        >>> transposed_message_weight(torch.randn(4, 3, 2, 2), groups=1).shape   # [C_in, C_out, k, k] in
+        torch.Size([3, 4, 2, 2])
     """
     c_in, c_out_g, kernel = weight.size(0), weight.size(1), weight.shape[2:]
     blocks = weight.reshape(groups, c_in // groups, c_out_g, *kernel)               # [G, C_in/G, C_out/G, *k]
@@ -98,6 +120,13 @@ def conv_transpose_nodes(x: Tensor, size: Tuple[int, ...], weight: Tensor, bias:
 
     Returns:
         ``([B, N_out, C_out], out_size)``.
+
+    Example:
+        >>> from gridgnn.nn.functional import conv_transpose_nodes
+        >>> up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+        >>> y, size = conv_transpose_nodes(torch.randn(1, 9, 4), (3, 3), up.weight, up.bias, 2, 0, 0, 1, 1)
+        >>> y.shape, size
+        (torch.Size([1, 36, 2]), (6, 6))
     """
     geom = transposed_conv_geometry(size, weight.shape[2:], stride, padding, output_padding, dilation)
     graph = graph_from_geometry(geom, x.device, transposed=True)
@@ -115,6 +144,11 @@ def pool_geometry(size: IntOrTuple, kernel_size: IntOrTuple, stride: Optional[In
     the kernel; with ``ceil_mode`` one more window where the input does not fill it,
     unless that window would start in the right padding. The extra windows are
     expressed as extra right padding, which (like all zero padding) carries no edges.
+
+    Example:
+        >>> from gridgnn.nn.functional import pool_geometry
+        >>> pool_geometry((7, 7), 2, ceil_mode=True).out_size
+        (4, 4)
     """
     nd = len(size)
     kernel = ntuple(kernel_size, nd, "kernel_size")
@@ -171,6 +205,13 @@ def max_pool_nodes(x: Tensor, geom: ConvGeometry, path: str = "auto") -> Tensor:
     :math:`\mathbf{y}_i = \max_{j \in \mathcal{N}(i)} \mathbf{x}_j`; ``x`` is ``[B, N_in, C]`` on the
     complete grid of ``geom`` (:func:`pool_geometry`);
     padding carries no edges, which is torch's :math:`-\infty` padding.
+
+    Example:
+        >>> from gridgnn.nn.functional import max_pool_nodes, pool_geometry
+        >>> x = torch.randn(1, 3, 4, 4)
+        >>> y = max_pool_nodes(gg.to_nodes(x), pool_geometry((4, 4), 2))
+        >>> torch.equal(gg.to_image(y, (2, 2)), F.max_pool2d(x, 2))
+        True
     """
     if path == "general":
         return _edge_reduce(x, graph_from_geometry(geom, x.device), "max")
@@ -197,6 +238,13 @@ def avg_pool_nodes(x: Tensor, geom: ConvGeometry, padding: Tuple[int, ...], coun
 
     :math:`\mathbf{y}_i = \frac{1}{c_i} \sum_{j \in \mathcal{N}(i)} \mathbf{x}_j` with :math:`c_i`
     the window's size (padding included or not, or ``divisor_override``).
+
+    Example:
+        >>> from gridgnn.nn.functional import avg_pool_nodes, pool_geometry
+        >>> x = torch.randn(1, 3, 4, 4)
+        >>> y = avg_pool_nodes(gg.to_nodes(x), pool_geometry((4, 4), 2), (0, 0))
+        >>> torch.allclose(gg.to_image(y, (2, 2)), F.avg_pool2d(x, 2))
+        True
     """
     total = _edge_reduce(x, graph_from_geometry(geom, x.device), "sum") if path == "general" else \
         _window_reduce(x, geom, "sum")
@@ -225,7 +273,14 @@ def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device:
 
 
 def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: Device = None) -> Tensor:
-    """``edge_index [2, E]`` of adaptive pooling: input ``j`` -> output ``i`` when ``j`` lies in ``i``'s window."""
+    """``edge_index [2, E]`` of adaptive pooling: input ``j`` -> output ``i`` when ``j`` lies in ``i``'s window.
+
+    Example:
+        >>> from gridgnn.nn.functional import adaptive_pool_graph
+        >>> src, dst = adaptive_pool_graph((4,), (2,))                     # windows [0, 2) and [2, 4)
+        >>> src.tolist(), dst.tolist()
+        ([0, 1, 2, 3], [0, 0, 1, 1])
+    """
     return _adaptive_edges(tuple(in_size), tuple(out_size), _canonical_device(device))
 
 
@@ -250,6 +305,13 @@ def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size: Adapti
     ``i``'s window ``[floor(i n / o), ceil((i + 1) n / o))`` per dim (torch's).
     ``output_size = 1`` is global pooling (PyG's ``global_max_pool`` / ``global_mean_pool``
     over each grid). Returns ``([B, N_out, C], out_size)``.
+
+    Example:
+        >>> from gridgnn.nn.functional import adaptive_pool_nodes
+        >>> x = torch.randn(1, 3, 5, 7)
+        >>> y, size = adaptive_pool_nodes(gg.to_nodes(x), (5, 7), (2, 3), "mean")
+        >>> torch.allclose(gg.to_image(y, size), F.adaptive_avg_pool2d(x, (2, 3)))
+        True
     """
     out_size = adaptive_output_size(in_size, output_size)
     if 0 in out_size:                                                             # no windows: empty, as in torch

@@ -39,41 +39,41 @@ class GridConv(MessagePassing):
     :math:`\mathbf{W}_t` = ``weight.flatten(2)[..., t]``. On the complete graph
     of :func:`gridgnn.grid_graph` this is exactly ``nn.Conv{1,2,3}d`` with that
     geometry; on any other typed graph (masked grids, sparse pixel sets, tori,
-    edges dropped after :meth:`GridGraph.to_pyg`) it is the same rule applied
+    edges dropped after :meth:`~gridgnn.GridGraph.to_pyg`) it is the same rule applied
     to the edges that exist. With ``groups = g``, each :math:`\mathbf{W}_t` is
     block-diagonal over ``g`` channel blocks (``g = in_channels``: depthwise).
 
     Execution paths (``path``): ``"general"`` works on any typed graph. On a
-    :class:`GridGraph` it plans once per graph (cached on it) and runs either,
+    :class:`~gridgnn.GridGraph` it plans once per graph (cached on it) and runs either,
     per offset, gather -> GEMM with :math:`\mathbf{W}_t` -> scatter-add (one
     message per edge), or one GEMM transforming every active source by every
     :math:`\mathbf{W}_t` followed by a fused per-target gather-sum; the second
     when it wastes few MACs, i.e. when sources send about ``K`` edges each
-    (complete grids, masked inputs; :mod:`gridgnn.nn._offset_plan`). On raw ``edge_index``
+    (complete grids, masked inputs; ``gridgnn.nn._offset_plan``). On raw ``edge_index``
     (a PyG batch) it runs the same planned orders, the plan kept per edge tensor;
     when there are fewer targets than sources it aggregates per (target, offset)
     first through :class:`~torch_geometric.nn.conv.MessagePassing`'s ``propagate``
     and transforms after. On a :class:`~gridgnn.SparseGridGraph` (active sites only)
     it runs the general path. ``"dense"`` runs complete grids with shifted slices or gathered
     windows and GEMMs, or, depthwise, one per-channel product per offset on clipped views
-    (:mod:`gridgnn.nn._dense`). ``"auto"`` takes the dense path whenever the graph is a
-    complete :class:`GridGraph`.
+    (``gridgnn.nn._dense``). ``"auto"`` takes the dense path whenever the graph is a
+    complete :class:`~gridgnn.GridGraph`.
 
     Args:
         in_channels (int): input node channels :math:`C_{in}`.
         out_channels (int): output node channels :math:`C_{out}`.
         kernel_size (int or tuple): the kernel window; ``K = prod(kernel_size)``
             edge types. An int means a ``dim``-dimensional square kernel.
-        groups (int, optional): channel blocks, dividing both channel counts. (default: :obj:`1`)
-        bias (bool, optional): learn an additive bias. (default: :obj:`True`)
+        groups (int, optional): channel blocks, dividing both channel counts. (default: ``1``)
+        bias (bool, optional): learn an additive bias. (default: ``True``)
         ndim (int, optional): spatial dims an int ``kernel_size`` spans (``dim`` is its
-            deprecated name). (default: :obj:`2`)
-        path (str, optional): ``"auto"``, ``"dense"`` or ``"general"``. (default: :obj:`"auto"`)
+            deprecated name). (default: ``2``)
+        path (str, optional): ``"auto"``, ``"dense"`` or ``"general"``. (default: ``"auto"``)
         device, dtype: factory kwargs as in torch.
 
     Shapes:
         - **input:** node features :math:`(N_{src}, C_{in})` or :math:`(B, N_{src}, C_{in})`,
-          and either a :class:`GridGraph` or ``edge_index`` :math:`(2, E)` with
+          and either a :class:`~gridgnn.GridGraph` or ``edge_index`` :math:`(2, E)` with
           ``edge_type`` :math:`(E)` and optional ``size=(N_src, N_dst)`` (node counts, PyG's
           convention for ``forward``; everywhere else in gridgnn ``size`` is a spatial shape)
         - **output:** :math:`(N_{dst}, C_{out})` or :math:`(B, N_{dst}, C_{out})`
@@ -117,7 +117,7 @@ class GridConv(MessagePassing):
     # -- forward -------------------------------------------------------------
     def forward(self, x: Tensor, edge_index: Union[Tensor, GridGraph], edge_type: Optional[Tensor] = None,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
-        """Run the layer on node features ``x`` over a :class:`GridGraph` or typed ``edge_index``."""
+        """Run the layer on node features ``x`` over a :class:`~gridgnn.GridGraph` or typed ``edge_index``."""
         name = type(self).__name__
         check_node_features(x, self.in_channels, self.weight, name)
         if isinstance(edge_index, (GridGraph, SparseGridGraph)):
@@ -166,7 +166,7 @@ class GridConv(MessagePassing):
 
         With fewer targets than sources (``N_dst C_in < N_src C_out``) it aggregates ``x_j`` per
         (target, offset) through PyG's ``propagate`` and transforms once; otherwise it runs the
-        planned general path of GridGraphs (:mod:`gridgnn.nn._offset_plan`), its plan kept per
+        planned general path of GridGraphs (``gridgnn.nn._offset_plan``), its plan kept per
         edge tensor, so a PyG ``DataLoader`` batch runs like a GridGraph.
         """
         num_src, num_dst = size

@@ -32,9 +32,9 @@ class NodeLinear(nn.Module):
     Args:
         in_channels (int): channels of each node, :math:`C_{in}`.
         out_channels (int): channels of each output node, :math:`C_{out}`.
-        bias (bool, optional): learn an additive bias. (default: :obj:`True`)
+        bias (bool, optional): learn an additive bias. (default: ``True``)
         groups (int, optional): number of channel blocks; must divide both
-            channel counts. (default: :obj:`1`)
+            channel counts. (default: ``1``)
         device, dtype: factory kwargs as in torch.
 
     Shapes:

@@ -22,6 +22,11 @@ class NodeBatchNorm(nn.BatchNorm1d):
 
     Shapes:
         - **input / output:** :math:`(*, C)`, e.g. ``[B, N, C]``
+
+    Example:
+        >>> norm = NodeBatchNorm(8)
+        >>> norm(torch.randn(2, 16, 8)).shape
+        torch.Size([2, 16, 8])
     """
 
     def forward(self, x: Tensor) -> Tensor:

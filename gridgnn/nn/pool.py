@@ -28,7 +28,7 @@ from .functional import AdaptiveSize, adaptive_pool_nodes, avg_pool_nodes, max_p
 
 _PATHS = ("auto", "general")
 _PATH_DOC = """path (str, keyword-only): ``"auto"`` (windows gathered by strided views on the complete grid) or
-            ``"general"`` (PyG scatter over the window edges). (default: :obj:`"auto"`)"""
+            ``"general"`` (PyG scatter over the window edges). (default: ``"auto"``)"""
 
 
 class _GridPool(ImageLayer):
@@ -308,7 +308,7 @@ class GridMaxPool(nn.Module):
 
     Shapes:
         - **input:** node features ``[B, N_in, C]`` of a grid of spatial ``size``
-        - **output:** ``[B, N_out, C]``; :meth:`out_size` gives the new grid
+        - **output:** ``[B, N_out, C]``; ``out_size(size)`` gives the new grid
 
     Example:
         >>> GridMaxPool(2)(torch.randn(1, 16, 3), (4, 4)).shape

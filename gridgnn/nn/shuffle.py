@@ -11,6 +11,10 @@ def shuffle_permutation(channels: int, groups: int) -> list:
 
     Input channel ``a * (C / g) + b`` (group ``a``, index ``b``) moves to output ``b * g + a``,
     exactly as ``torch.nn.ChannelShuffle``.
+
+    Example:
+        >>> shuffle_permutation(6, 2)                              # output channel i reads input perm[i]
+        [0, 3, 1, 4, 2, 5]
     """
     check_shuffle(channels, groups)
     per_group = channels // groups

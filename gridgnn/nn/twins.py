@@ -1,6 +1,6 @@
 """The one map from torch layer types to their grid-graph twins, and how a twin takes a layer's place.
 
-:data:`TWINS` is used by :func:`gridgnn.convert`, :func:`gridgnn.to_torch_convs`,
+:data:`~gridgnn.nn.TWINS` is used by :func:`gridgnn.convert`, :func:`gridgnn.to_torch_convs`,
 :mod:`gridgnn.testing` and the ``python -m gridgnn verify`` sweep. Every twin
 subclasses the torch layer it replaces and swaps only the compute, so
 :func:`twin_of` moves a layer's whole state (parameters, buffers, hooks, training
@@ -40,19 +40,37 @@ _GRID_TYPES = tuple(TWINS.values())
 
 
 def kind_of(module: nn.Module) -> Optional[str]:
-    """``"conv"``, ``"conv_transpose"`` or ``"pool"`` for a torch layer of those kinds, else None."""
+    """``"conv"``, ``"conv_transpose"`` or ``"pool"`` for a torch layer of those kinds, else None.
+
+    Example:
+        >>> from gridgnn.nn.twins import kind_of
+        >>> kind_of(nn.Conv2d(3, 4, 3)), kind_of(nn.MaxPool2d(2)), kind_of(nn.ReLU())
+        ('conv', 'pool', None)
+    """
     if isinstance(module, KINDS["conv_transpose"]):          # (a transposed conv is also a _ConvNd)
         return "conv_transpose"
     return next((kind for kind, bases in KINDS.items() if isinstance(module, bases)), None)
 
 
 def torch_base(module: nn.Module) -> Optional[type]:
-    """The :data:`TWINS` key ``module`` is an instance of (its torch layer type), or None."""
+    """The :data:`~gridgnn.nn.TWINS` key ``module`` is an instance of (its torch layer type), or None.
+
+    Example:
+        >>> from gridgnn.nn.twins import torch_base
+        >>> torch_base(GridConv2d(3, 4, 3)) is nn.Conv2d
+        True
+    """
     return next((base for base in TWINS if isinstance(module, base)), None)
 
 
 def unsupported_reason(module: nn.Module) -> Optional[str]:
-    """Why ``module`` (a torch layer of a convertible kind) has no faithful twin, or None if it has one."""
+    """Why ``module`` (a torch layer of a convertible kind) has no faithful twin, or None if it has one.
+
+    Example:
+        >>> from gridgnn.nn.twins import unsupported_reason
+        >>> unsupported_reason(nn.Conv2d(3, 4, 3)) is None
+        True
+    """
     name = type(module).__name__
     base = torch_base(module)
     if base is None:
@@ -83,7 +101,7 @@ def twin_of(module: nn.Module) -> nn.Module:
     optimisers, weight tying and checkpoints see no difference.
 
     Raises:
-        TypeError: naming the reason (see :func:`unsupported_reason`) if there is no faithful twin.
+        TypeError: naming the reason (see :func:`~gridgnn.nn.twins.unsupported_reason`) if there is no faithful twin.
 
     Example:
         >>> twin_of(torch.nn.MaxPool2d(2))
@@ -103,5 +121,11 @@ def twin_of(module: nn.Module) -> nn.Module:
 
 
 def is_twin(module: nn.Module) -> bool:
-    """Whether ``module`` is one of gridgnn's twins (already computing on grid graphs)."""
+    """Whether ``module`` is one of gridgnn's twins (already computing on grid graphs).
+
+    Example:
+        >>> from gridgnn.nn.twins import is_twin
+        >>> is_twin(GridConv2d(3, 4, 3)), is_twin(nn.Conv2d(3, 4, 3))
+        (True, False)
+    """
     return isinstance(module, _GRID_TYPES)
