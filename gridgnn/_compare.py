@@ -18,7 +18,13 @@ __all__ = ["Tolerance", "TOLERANCES", "tolerance", "no_tf32", "Error", "compare"
 
 
 class Tolerance(NamedTuple):
-    """Normwise tolerance: ``max|a - b| <= atol + rtol * max|b|``."""
+    """Normwise tolerance: ``max|a - b| <= atol + rtol * max|b|``.
+
+    Example:
+        >>> from gridgnn.testing import Tolerance, compare
+        >>> compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-6])).within(Tolerance(atol=1e-5, rtol=0.0))
+        True
+    """
 
     atol: float
     rtol: float
@@ -34,7 +40,13 @@ TOLERANCES: Dict[torch.dtype, Tolerance] = {
 
 
 def tolerance(dtype: torch.dtype) -> Tolerance:
-    """The :data:`~gridgnn.testing.TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one)."""
+    """The :data:`~gridgnn.testing.TOLERANCES` entry for ``dtype`` (a clear error for dtypes without one).
+
+    Example:
+        >>> from gridgnn.testing import tolerance
+        >>> tolerance(torch.float64)
+        Tolerance(atol=1e-12, rtol=1e-10)
+    """
     if dtype not in TOLERANCES:
         raise GridValueError(f"no tolerance for dtype {dtype}; floating dtypes with one: {list(TOLERANCES)}")
     return TOLERANCES[dtype]
@@ -53,6 +65,12 @@ def no_tf32() -> Iterator[None]:
 
     cuDNN's switch goes through ``torch.backends.cudnn.flags``, the one way that also works
     after ``torch.testing._internal`` has frozen the global cuDNN flags.
+
+    Example:
+        >>> from gridgnn.testing import no_tf32
+        >>> with no_tf32():
+        ...     torch.backends.cuda.matmul.allow_tf32
+        False
     """
     cudnn = torch.backends.cudnn
     saved = torch.backends.cuda.matmul.allow_tf32
@@ -65,7 +83,13 @@ def no_tf32() -> Iterator[None]:
 
 
 class Error(NamedTuple):
-    """``abs = max|a - b|``, ``scale = max|b|`` and the normwise ``rel = abs / scale``."""
+    """``abs = max|a - b|``, ``scale = max|b|`` and the normwise ``rel = abs / scale``.
+
+    Example:
+        >>> from gridgnn.testing import compare
+        >>> compare(torch.tensor([1.0, 4.0]), torch.tensor([1.0, 2.0]))    # abs, rel = abs / max|expected|, scale
+        Error(abs=2.0, rel=1.0, scale=2.0)
+    """
 
     abs: float
     rel: float
@@ -76,7 +100,13 @@ class Error(NamedTuple):
 
 
 def compare(actual: Tensor, expected: Tensor) -> Error:
-    """The :class:`Error` of ``actual`` against ``expected`` (shapes must match)."""
+    """The :class:`Error` of ``actual`` against ``expected`` (shapes must match).
+
+    Example:
+        >>> from gridgnn.testing import compare
+        >>> compare(torch.tensor([0.0, 3.0]), torch.tensor([0.0, 4.0])).rel
+        0.25
+    """
     if actual.shape != expected.shape:
         raise AssertionError(f"shape mismatch: got {tuple(actual.shape)}, expected {tuple(expected.shape)}")
     if actual.numel() == 0:

@@ -29,8 +29,24 @@ __all__ = ["GridValueError", "GridTypeError"]
 
 
 class GridValueError(ValueError, RuntimeError):
-    """A bad argument value or input shape (``ValueError`` and torch's ``RuntimeError`` at once)."""
+    """A bad argument value or input shape (``ValueError`` and torch's ``RuntimeError`` at once).
+
+    Example:
+        >>> try:
+        ...     GridConv2d(4, 8, 3)(torch.randn(1, 3, 8, 8))         # 3 channels where 4 are expected
+        ... except RuntimeError as error:                          # as torch's conv would be caught
+        ...     print(isinstance(error, ValueError))
+        True
+    """
 
 
 class GridTypeError(TypeError, RuntimeError):
-    """A bad argument type, dtype or device (``TypeError`` and torch's ``RuntimeError`` at once)."""
+    """A bad argument type, dtype or device (``TypeError`` and torch's ``RuntimeError`` at once).
+
+    Example:
+        >>> try:
+        ...     GridConv2d(4, 8, 3)(torch.randn(1, 4, 8, 8, dtype=torch.float64))
+        ... except RuntimeError as error:
+        ...     print(type(error).__name__, isinstance(error, TypeError))
+        GridTypeError True
+    """

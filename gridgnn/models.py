@@ -51,6 +51,11 @@ class GridResNet(_GridClassifier):
 
     Shapes:
         - **input:** ``[B, C_in, H, W]``; **output:** ``[B, num_classes]``
+
+    Example:
+        >>> from gridgnn.models import GridResNet
+        >>> GridResNet(num_classes=10)(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: Sequence[int] = (16, 32),
@@ -76,6 +81,11 @@ class GridMobileShuffleNet(_GridClassifier):
 
     Shapes:
         - **input:** ``[B, C_in, H, W]``; **output:** ``[B, num_classes]``
+
+    Example:
+        >>> from gridgnn.models import GridMobileShuffleNet
+        >>> GridMobileShuffleNet(num_classes=10)(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: Sequence[int] = (12, 24),

@@ -33,7 +33,14 @@ __all__ = ["Tolerance", "TOLERANCES", "tolerance", "no_tf32", "Error", "compare"
 
 @dataclass
 class EquivalenceReport:
-    """The :class:`Error` of each compared tensor: ``{"output": ..., "grad_input": ..., ...}``."""
+    """The :class:`Error` of each compared tensor: ``{"output": ..., "grad_input": ..., ...}``.
+
+    Example:
+        >>> from gridgnn.testing import check_conv_equivalent
+        >>> report = check_conv_equivalent(nn.Conv2d(3, 4, 3, stride=2))
+        >>> report.passed, sorted(report.errors)[:2]
+        (True, ['grad_bias', 'grad_input'])
+    """
 
     errors: Dict[str, Error] = field(default_factory=dict)
     tol: Tolerance = TOLERANCES[torch.float32]
@@ -112,6 +119,11 @@ def check_conv_equivalent(conv: nn.Module, graph_layer: Optional[nn.Module] = No
 
     Arguments as :func:`assert_conv_equivalent`; read ``report.passed`` and
     ``report.failures()``.
+
+    Example:
+        >>> from gridgnn.testing import check_conv_equivalent
+        >>> check_conv_equivalent(nn.ConvTranspose2d(4, 2, 3, stride=2), dtype=torch.float64).passed
+        True
     """
     nd = _spatial_dims(conv)
     device = torch.device(device)
@@ -209,7 +221,15 @@ _TORCH_ON_NODES = {base: type(f"Torch{base.__name__}OnNodes", (_TorchOnNodes, ba
 
 
 class TorchPointwiseOnNodes(nn.Module):
-    """The reference twin of :class:`~gridgnn.nn.NodeLinear`: a 1x1 ``conv1d`` over the nodes, by torch."""
+    """The reference twin of :class:`~gridgnn.nn.NodeLinear`: a 1x1 ``conv1d`` over the nodes, by torch.
+
+    Example:
+        >>> from gridgnn.testing import TorchPointwiseOnNodes
+        >>> layer = NodeLinear(4, 6)
+        >>> x = torch.randn(2, 10, 4)
+        >>> torch.allclose(TorchPointwiseOnNodes(layer)(x), layer(x), atol=1e-6)
+        True
+    """
 
     def __init__(self, layer: NodeLinear):
         super().__init__()
@@ -239,6 +259,14 @@ def to_torch_convs(model: nn.Module) -> nn.Module:
     ``NodeLinear`` a 1x1 torch conv over the nodes. Names and ``state_dict`` keys are
     kept: the reference starts from the same init, so training both on the same
     batches must give the same loss curve.
+
+    Example:
+        >>> from gridgnn.testing import to_torch_convs
+        >>> twin = gg.convert(nn.Sequential(nn.Conv2d(3, 4, 3)))
+        >>> from gridgnn.nn.twins import is_twin
+        >>> reference = to_torch_convs(twin)[0]                 # computes through torch's conv
+        >>> isinstance(reference, nn.Conv2d), is_twin(reference)
+        (True, False)
     """
     def twin(layer: nn.Module, path: str) -> Optional[nn.Module]:
         if is_twin(layer):

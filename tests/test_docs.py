@@ -5,6 +5,7 @@ every public name has an entry, math is rendered markup, the tutorials show thei
 version shown is ``gridgnn.__version__``, and no page sends the reader outside the repository.
 """
 import importlib
+import inspect
 import pathlib
 import re
 import subprocess
@@ -105,3 +106,21 @@ def test_version_and_changelog(site):
 def test_no_page_points_outside_the_repository(site):
     for page in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("gridgnn/**/*.py")]:
         assert not re.search(r"\.\./shared/|shared/DESIGN|background\.md", page.read_text()), page
+
+
+def _public_objects():
+    seen = set()
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and id(obj) not in seen:
+                seen.add(id(obj))
+                yield f"{module_name}.{name}", obj
+
+
+def test_every_public_class_and_function_has_an_example():
+    """A short runnable example each (pytest runs them as doctests); deprecated aliases are not taught."""
+    missing = [path for path, obj in _public_objects()
+               if ">>>" not in (inspect.getdoc(obj) or "") and not (obj.__doc__ or "").startswith("Deprecated")]
+    assert not missing, f"no example in the docstrings of {missing}"

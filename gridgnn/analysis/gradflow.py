@@ -21,6 +21,13 @@ def backward_singular_values(weight: Tensor, residual: bool = False) -> Tensor:
 
     Args:
         weight: ``[C_out, C_in]`` (or a 1x1 conv weight); square when ``residual``.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> analysis.backward_singular_values(0.5 * torch.eye(3))                  # W^T
+        tensor([0.5000, 0.5000, 0.5000])
+        >>> analysis.backward_singular_values(0.5 * torch.eye(3), residual=True)   # W^T + I
+        tensor([1.5000, 1.5000, 1.5000])
     """
     w = weight.detach().flatten(1)
     back = w.t()
@@ -43,6 +50,11 @@ class SeparableStack(nn.Module):
 
     Shapes:
         - **input / output:** images ``[B, C, H, W]``
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> analysis.SeparableStack(8, depth=4, residual=True)(torch.randn(2, 8, 6, 6)).shape
+        torch.Size([2, 8, 6, 6])
     """
 
     def __init__(self, channels: int, depth: int, residual: bool, weight_scale: float = 0.1):
@@ -72,6 +84,12 @@ def channel_gradient_norms(channels: int = 16, depth: int = 8, size: Tuple[int, 
 
     Returns:
         ``{"plain": Tensor[C], "residual": Tensor[C]}`` of ``||dL/dx_c||``.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> norms = analysis.channel_gradient_norms(channels=16, depth=4)
+        >>> sorted(norms), norms["residual"].shape
+        (['plain', 'residual'], torch.Size([16]))
     """
     out = {}
     for name, residual in (("plain", False), ("residual", True)):

@@ -58,6 +58,16 @@ def low_rank(layer: Pointwise, rank: int) -> LowRank:
 
     Returns:
         ``LowRank`` with ``module`` (an ``nn.Sequential`` of the two layers).
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> from gridgnn.nn import NodeLinear
+        >>> compressed = analysis.low_rank(NodeLinear(8, 8), rank=2)
+        >>> compressed.module                                    # 8 -> 2 -> 8: two thin node-wise maps
+        Sequential(
+          (0): NodeLinear(8, 2, bias=False)
+          (1): NodeLinear(2, 8)
+        )
     """
     weight = _pointwise_weight(layer)
     c_out, c_in = weight.shape
@@ -92,7 +102,15 @@ class RankCurve:
 
 
 def low_rank_curve(layer: Pointwise) -> RankCurve:
-    """Relative Frobenius error and parameter count of the rank-``r`` factorisation, for every ``r``."""
+    """Relative Frobenius error and parameter count of the rank-``r`` factorisation, for every ``r``.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> from gridgnn.nn import NodeLinear
+        >>> curve = analysis.low_rank_curve(NodeLinear(8, 8))
+        >>> float(curve.relative_error[-1]) < 1e-6               # full rank: exact
+        True
+    """
     weight = _pointwise_weight(layer)
     c_out, c_in = weight.shape
     s = torch.linalg.svdvals(weight)

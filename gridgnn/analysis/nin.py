@@ -20,6 +20,11 @@ def xor_linear_mse() -> float:
 
     Solved in closed form by least squares on :math:`[\mathbf{x}_i, 1]`; the
     optimum is the constant 0.5.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> analysis.xor_linear_mse()                            # the best linear map predicts 0.5 everywhere
+        0.25
     """
     design = torch.cat([XOR_INPUTS, torch.ones(4, 1, dtype=torch.float64)], dim=1)
     solution = torch.linalg.lstsq(design, XOR_TARGETS).solution
@@ -30,6 +35,11 @@ def xor_mlp_exact() -> nn.Sequential:
     r"""1x1 -> ReLU -> 1x1 with weights that fit XOR exactly.
 
     :math:`y = h_1 - 2 h_2`, :math:`h_1 = \mathrm{ReLU}(x_1 + x_2)`, :math:`h_2 = \mathrm{ReLU}(x_1 + x_2 - 1)`.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> analysis.xor_mlp_exact()(analysis.XOR_INPUTS).flatten().tolist()
+        [0.0, 1.0, 1.0, 0.0]
     """
     first, second = NodeLinear(2, 2).double(), NodeLinear(2, 1).double()
     with torch.no_grad():
@@ -42,7 +52,14 @@ def xor_mlp_exact() -> nn.Sequential:
 
 def xor_mlp_train(hidden: int = 8, steps: int = 2000, lr: float = 0.05,
                   seed: int = 0) -> Tuple[nn.Module, float, List[float]]:
-    """Train 1x1 -> ReLU -> 1x1 (NodeLinears) on XOR with Adam; returns ``(model, mse, losses)``."""
+    """Train 1x1 -> ReLU -> 1x1 (NodeLinears) on XOR with Adam; returns ``(model, mse, losses)``.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> model, loss, history = analysis.xor_mlp_train(steps=500)
+        >>> loss < 1e-3, len(history)
+        (True, 500)
+    """
     torch.manual_seed(seed)
     model = nn.Sequential(NodeLinear(2, hidden), nn.ReLU(), NodeLinear(hidden, 1)).double()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -87,6 +104,12 @@ def collapse_block(first: nn.Module, second: nn.Module) -> Collapsed:
 
     Args:
         first, second: ``nn.Conv2d`` or ``GridConv2d`` layers (one of them 1x1).
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> collapsed = analysis.collapse_block(nn.Conv2d(4, 8, 1), nn.Conv2d(8, 4, 1))   # no activation between
+        >>> collapsed.weight.shape, collapsed.rank <= 4
+        (torch.Size([4, 4, 1, 1]), True)
     """
     for layer in (first, second):
         if layer.groups != 1 or any(s != 1 for s in layer.stride) or layer.padding_mode != "zeros":

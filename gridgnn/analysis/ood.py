@@ -22,6 +22,13 @@ class MahalanobisScorer:
             \boldsymbol{\Sigma}^{-1}(\mathbf{f} - \boldsymbol{\mu}_k)
 
     A large score means far from every class: out of distribution (Lee et al., 2018).
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> features, labels = torch.randn(100, 4), torch.randint(0, 2, (100,))
+        >>> scorer = analysis.MahalanobisScorer.fit(features, labels)
+        >>> scorer.score(torch.randn(3, 4)).shape
+        torch.Size([3])
     """
 
     means: Tensor       # [K, D]
@@ -48,7 +55,15 @@ class MahalanobisScorer:
 
 
 def mahalanobis_score(train_features: Tensor, train_labels: Tensor, features: Tensor) -> Tensor:
-    """Fit a :class:`MahalanobisScorer` on ``train_features`` and score ``features``."""
+    """Fit a :class:`MahalanobisScorer` on ``train_features`` and score ``features``.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> features, labels = torch.randn(100, 4), torch.randint(0, 2, (100,))
+        >>> near, far = analysis.mahalanobis_score(features, labels, torch.stack([features[0], 100 * features[0]]))
+        >>> bool(far > near)                                     # larger: further from every class
+        True
+    """
     return MahalanobisScorer.fit(train_features, train_labels).score(features)
 
 
@@ -56,6 +71,12 @@ def node_activations(model: nn.Module, layer: nn.Module, inputs: Tensor) -> Tens
     """Mean over nodes of ``layer``'s output while ``model`` runs on ``inputs``: ``[B, C]`` features.
 
     Works for node features ``[B, N, C]`` (gridgnn layers) and images ``[B, C, *S]``.
+
+    Example:
+        >>> from gridgnn import analysis
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        >>> analysis.node_activations(model, model[0], torch.randn(2, 3, 4, 4)).shape
+        torch.Size([2, 8])
     """
     captured = []
     with forward_hooks({"layer": layer}, lambda name, mod, args, out: captured.append(out.detach())), \
