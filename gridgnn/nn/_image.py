@@ -11,6 +11,7 @@ from .._checks import check_like_weight, check_node_features
 from .._types import SpatialSize
 from ..errors import GridTypeError, GridValueError
 from ..graph import on_batched_nodes, to_image, to_nodes
+from ._autocast import autocast_like_conv
 from ._transforms import plain_ops, under_functorch
 
 _MEMORY_FORMATS = {1: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}
@@ -97,12 +98,11 @@ class ImageLayer:
     def _expected_channels(self) -> Optional[int]:
         return getattr(self, "in_channels", None)
 
-    def _check_dtype_device(self, x: Tensor) -> None:
-        weight = getattr(self, "weight", None)
+    def _check_dtype_device(self, x: Tensor, weight: Optional[Tensor]) -> None:
         if weight is not None:
             check_like_weight(x, weight, type(self).__name__)
 
-    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: Optional[Tensor],
+    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: Optional[Tensor], bias: Optional[Tensor],
                    **options) -> Tuple[Tensor, Tuple[int, ...]]:
         raise NotImplementedError
 
@@ -121,27 +121,28 @@ class ImageLayer:
         x = input.unsqueeze(0) if unbatched else input
         if not (x.is_floating_point() or x.is_complex()):
             raise GridTypeError(f"{name}: input must be floating point or complex, got {x.dtype}")
-        self._check_dtype_device(x)
         channels = self._expected_channels()
         if channels is not None and x.size(1) != channels:
             hint = f" (a {nd + 1}-dim input is read as unbatched [C, *spatial])" if unbatched else ""
             raise GridValueError(f"{name}: input has {x.size(1)} channels (dim 1) but the layer expects "
                                  f"in_channels={channels}{hint}")
-        weight = getattr(self, "weight", None)
-        transformed = under_functorch(x, weight)      # vmap cannot query layouts: plain contiguous tensors there
-        if not transformed:
-            fmt = conv_memory_format(x, weight, nd)
-            if not plain_ops():                       # compile: its own autograd decides the gradients' strides
-                x, weight = grad_in_format(x, fmt), grad_in_format(weight, fmt)
-        if x.size(0) == 0:
-            out, out_size = self._empty_batch(x, weight, **options)
-        else:
-            out, out_size = self._run_nodes(to_nodes(x), tuple(x.shape[2:]), weight, **options)  # [B, N_out, C_out]
+        with autocast_like_conv(x, getattr(self, "weight", None), getattr(self, "bias", None)) as (x, weight, bias):
+            self._check_dtype_device(x, weight)
+            transformed = under_functorch(x, weight)  # vmap cannot query layouts: plain contiguous tensors there
+            if not transformed:
+                fmt = conv_memory_format(x, weight, nd)
+                if not plain_ops():                   # compile: its own autograd decides the gradients' strides
+                    x, weight = grad_in_format(x, fmt), grad_in_format(weight, fmt)
+            if x.size(0) == 0:
+                out, out_size = self._empty_batch(x, weight, bias, **options)
+            else:                                                              # [B, N_out, C_out]
+                out, out_size = self._run_nodes(to_nodes(x), tuple(x.shape[2:]), weight, bias, **options)
         out = to_image(out, out_size)                                          # [B, C_out, *S_out], a view
         out = out.contiguous() if transformed else in_format(out, fmt)
         return out.squeeze(0) if unbatched else out
 
-    def _empty_batch(self, x: Tensor, weight: Optional[Tensor], **options) -> Tuple[Tensor, Tuple[int, ...]]:
+    def _empty_batch(self, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                     **options) -> Tuple[Tensor, Tuple[int, ...]]:
         """An empty batch: the layer's empty output, tied to ``x`` and the parameters by zero-valued sums.
 
         Nothing is computed, and the graph holds no view of an empty tensor (whose double backward
@@ -149,8 +150,9 @@ class ImageLayer:
         """
         with torch.no_grad():
             out, out_size = self._run_nodes(to_nodes(x.detach()), tuple(x.shape[2:]),
-                                            None if weight is None else weight.detach(), **options)
-        ties = [t.sum() for t in (x, weight, getattr(self, "bias", None)) if t is not None and t.requires_grad]
+                                            None if weight is None else weight.detach(),
+                                            None if bias is None else bias.detach(), **options)
+        ties = [t.sum() for t in (x, weight, bias) if t is not None and t.requires_grad]
         return (out + sum(ties) * 0 if ties else out), out_size
 
     def forward_nodes(self, x: Tensor, size: SpatialSize) -> Tensor:
@@ -167,5 +169,5 @@ class ImageLayer:
             raise GridValueError(f"{name}: x must be node features [N, C] or [B, N, C], got shape {tuple(x.shape)}")
         if x.size(-2) != math.prod(size):
             raise GridValueError(f"{name}: x has {x.size(-2)} nodes but size={size} has {math.prod(size)}")
-        weight = getattr(self, "weight", None)
-        return on_batched_nodes(lambda batched: self._run_nodes(batched, size, weight)[0], x)
+        with autocast_like_conv(x, getattr(self, "weight", None), getattr(self, "bias", None)) as (x, weight, bias):
+            return on_batched_nodes(lambda batched: self._run_nodes(batched, size, weight, bias)[0], x)

@@ -1,7 +1,7 @@
 """Image-level drop-ins for ``nn.Conv1d/2d/3d`` that run as grid-graph message passing."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 from torch import Tensor, nn
 
@@ -37,9 +37,10 @@ class _GridConvNd(ImageLayer):
         """The :class:`ConvGeometry` of this layer for an input of spatial ``size``."""
         return conv_geometry(self, size)
 
-    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: Tensor) -> Tuple[Tensor, Tuple[int, ...]]:
+    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: Tensor,
+                   bias: Optional[Tensor]) -> Tuple[Tensor, Tuple[int, ...]]:
         geom = self.geometry(size)
-        return conv_nodes(nodes, geom, weight, self.bias, self.groups, self.path), geom.out_size
+        return conv_nodes(nodes, geom, weight, bias, self.groups, self.path), geom.out_size
 
     @classmethod
     def from_conv(cls, conv: nn.Module, **kwargs) -> "_GridConvNd":

@@ -49,10 +49,10 @@ class _GridConvTransposeNd(ImageLayer):
                                                         self._ndim, list(self.dilation)))
         return self._forward_image(input, output_padding=output_padding)
 
-    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: Tensor,
+    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: Tensor, bias: Optional[Tensor],
                    output_padding: Optional[Tuple[int, ...]] = None) -> Tuple[Tensor, Tuple[int, ...]]:
         output_padding = self.output_padding if output_padding is None else output_padding
-        return conv_transpose_nodes(nodes, size, weight, self.bias, self.stride, self.padding,
+        return conv_transpose_nodes(nodes, size, weight, bias, self.stride, self.padding,
                                     output_padding, self.groups, self.dilation, self.path)
 
     def graph(self, size: SpatialSize) -> GridGraph:

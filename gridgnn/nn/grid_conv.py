@@ -14,6 +14,7 @@ from ..errors import GridTypeError, GridValueError
 from ..geometry import ntuple
 from ..graph import GridGraph
 from ..sparse import SparseGridGraph
+from ._autocast import autocast_like_conv
 from ._gemm import linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 from ._offset_plan import typed_edges
@@ -118,15 +119,20 @@ class GridConv(MessagePassing):
     def forward(self, x: Tensor, edge_index: Union[Tensor, GridGraph], edge_type: Optional[Tensor] = None,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
         """Run the layer on node features ``x`` over a :class:`~gridgnn.GridGraph` or typed ``edge_index``."""
+        with autocast_like_conv(x, self.weight, self.bias) as (x, weight, bias):
+            return self._forward(x, edge_index, edge_type, size, weight, bias)
+
+    def _forward(self, x: Tensor, edge_index: Union[Tensor, GridGraph], edge_type: Optional[Tensor],
+                 size: Optional[Tuple[int, int]], weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         name = type(self).__name__
-        check_node_features(x, self.in_channels, self.weight, name)
+        check_node_features(x, self.in_channels, weight, name)
         if isinstance(edge_index, (GridGraph, SparseGridGraph)):
             graph = edge_index
             self._check_graph(x, graph, edge_type, size)
             if self.path == "dense" and not graph.is_complete:
                 raise GridValueError(f"{name}: path='dense' needs a complete GridGraph, got a masked one; use "
                                      "path='general' or 'auto'")
-            return grid_conv(x, graph, self.weight, self.bias, self.groups, self.path)
+            return grid_conv(x, graph, weight, bias, self.groups, self.path)
         else:
             if edge_type is None:
                 raise GridValueError(f"{name}: pass edge_type (the kernel offset of each edge) with edge_index, "
@@ -140,7 +146,7 @@ class GridConv(MessagePassing):
                 raise GridValueError(f"{name}: size[0]={size[0]} but x has {num_src} nodes")
             check_edges(x, edge_index, edge_type, self.num_offsets, num_src, num_dst, name)
             size = (num_src, num_dst)
-        return self._propagate_typed(x, edge_index, edge_type, size)
+        return self._propagate_typed(x, edge_index, edge_type, size, weight, bias)
 
     def _check_graph(self, x: Tensor, graph: GridGraph, edge_type: Optional[Tensor],
                      size: Optional[Tuple[int, int]]) -> None:
@@ -161,7 +167,8 @@ class GridConv(MessagePassing):
             raise GridValueError(f"{name}: the graph is on {graph.device} but x is on {x.device}; use "
                                  f"graph.to('{x.device}') or build it with device='{x.device}'")
 
-    def _propagate_typed(self, x: Tensor, edge_index: Tensor, edge_type: Tensor, size: Tuple[int, int]) -> Tensor:
+    def _propagate_typed(self, x: Tensor, edge_index: Tensor, edge_type: Tensor, size: Tuple[int, int],
+                         weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         """General path on raw typed edges.
 
         With fewer targets than sources (``N_dst C_in < N_src C_out``) it aggregates ``x_j`` per
@@ -175,18 +182,18 @@ class GridConv(MessagePassing):
             src, dst = edge_index.long()
             slots = torch.stack([src, dst * num_k + edge_type.long()])
             agg = self.propagate(slots, x=x, size=(num_src, num_dst * num_k))    # [*, N_dst*K, C_in]
-            out = self._window_transform(agg.unflatten(-2, (num_dst, num_k)))    # [*, N_dst, C_out]
-            return out if self.bias is None else out + self.bias
+            out = self._window_transform(agg.unflatten(-2, (num_dst, num_k)), weight)    # [*, N_dst, C_out]
+            return out if bias is None else out + bias
         edges = typed_edges(edge_index, edge_type, num_src, num_dst, num_k)
-        return grid_conv(x, edges, self.weight, self.bias, self.groups, "general")
+        return grid_conv(x, edges, weight, bias, self.groups, "general")
 
     def message(self, x_j: Tensor) -> Tensor:
         return x_j
 
-    def _window_transform(self, agg: Tensor) -> Tensor:
+    def _window_transform(self, agg: Tensor, weight: Tensor) -> Tensor:
         """``sum_t W_t a_{n,t}`` for aggregated windows: ``[*, N, K, C_in] -> [*, N, C_out]``."""
         g, k = self.groups, self.num_offsets
-        w = self.weight.flatten(2)                                                # [C_out, C_in/G, K]
+        w = weight.flatten(2)                                                # [C_out, C_in/G, K]
         if g == 1:
             return linear(agg.flatten(-2), w.permute(0, 2, 1).reshape(self.out_channels, k * self.in_channels))
         wg = w.view(g, self.out_channels // g, -1, k)                             # [G, C_out/G, C_in/G, K]

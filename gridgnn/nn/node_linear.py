@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from .._checks import check_groups, check_node_features, check_torch_conv, is_pointwise
 from .._types import Device
 from ..errors import GridValueError
+from ._autocast import autocast_like_conv
 from ._gemm import grouped_linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 
@@ -61,8 +62,9 @@ class NodeLinear(nn.Module):
         reset_conv_parameters(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_node_features(x, self.in_channels, self.weight, "NodeLinear", ranks=None)
-        return grouped_linear(x, self.weight, self.bias, self.groups)
+        with autocast_like_conv(x, self.weight, self.bias) as (x, weight, bias):
+            check_node_features(x, self.in_channels, weight, "NodeLinear", ranks=None)
+            return grouped_linear(x, weight, bias, self.groups)
 
     @classmethod
     def from_conv(cls, conv: nn.Module) -> "NodeLinear":

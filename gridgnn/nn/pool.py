@@ -76,7 +76,8 @@ class _GridMaxPoolNd(_GridPool):
         """The pooling windows as a :class:`~gridgnn.GridGraph` (edge ``j -> i``: pixel ``j`` is in window ``i``)."""
         return graph_from_geometry(self.geometry(size), device)
 
-    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: None) -> Tuple[Tensor, Tuple[int, ...]]:
+    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: None,
+                   bias: None) -> Tuple[Tensor, Tuple[int, ...]]:
         geom = self.geometry(size)
         return max_pool_nodes(nodes, geom, self.path), geom.out_size
 
@@ -92,7 +93,8 @@ class _GridAvgPoolNd(_GridPool):
         """The pooling windows as a :class:`~gridgnn.GridGraph` (edge ``j -> i``: pixel ``j`` is in window ``i``)."""
         return graph_from_geometry(self.geometry(size), device)
 
-    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: None) -> Tuple[Tensor, Tuple[int, ...]]:
+    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: None,
+                   bias: None) -> Tuple[Tensor, Tuple[int, ...]]:
         geom = self.geometry(size)
         if self._ndim == 3 and any(n < k for n, k in zip(size, geom.kernel_size)):
             # torch's avg_pool3d (unlike 1-D and 2-D) rejects inputs smaller than the kernel, padding or not
@@ -109,7 +111,8 @@ class _GridAdaptivePoolNd(_GridPool):
     _torch_args = ("output_size", "return_indices")
     _reduce = "mean"
 
-    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: None) -> Tuple[Tensor, Tuple[int, ...]]:
+    def _run_nodes(self, nodes: Tensor, size: Tuple[int, ...], weight: None,
+                   bias: None) -> Tuple[Tensor, Tuple[int, ...]]:
         return adaptive_pool_nodes(nodes, size, self.output_size, self._reduce, self.path)
 
 
