@@ -82,6 +82,19 @@ def grad_in_format(t: Optional[Tensor], memory_format: torch.memory_format) -> O
     return GradInFormat.apply(t, memory_format)
 
 
+def image_layer_call(layer: "ImageLayer", input: Tensor, *args) -> Tensor:
+    """``layer(input, *args)``: one opaque call for ``torch.fx``, whose symbolic tracing records it as a node.
+
+    The image shell validates shapes and picks layouts in Python, which a symbolic tracer
+    cannot follow; ``torch.fx.symbolic_trace`` of a model holding a drop-in records this call
+    (the layer as a ``get_attr``) instead, and the traced module computes exactly as the layer.
+    """
+    return layer._image_forward(input, *args)
+
+
+torch.fx.wrap("image_layer_call")
+
+
 class ImageLayer:
     """Mixin of the drop-ins: ``forward(input)`` on images, :meth:`forward_nodes` on node features.
 
@@ -107,6 +120,9 @@ class ImageLayer:
         raise NotImplementedError
 
     def forward(self, input: Tensor) -> Tensor:
+        return image_layer_call(self, input)
+
+    def _image_forward(self, input: Tensor) -> Tensor:
         return self._forward_image(input)
 
     def _forward_image(self, input: Tensor, **options) -> Tensor:

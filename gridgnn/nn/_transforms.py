@@ -9,8 +9,9 @@ and get the same arithmetic written with them:
 
 * ``torch.func`` transforms (``grad``, ``vmap``, ``jvp``, ``jacrev``, ``jacfwd``), which
   transform plain ops by themselves;
-* ``torch.compile`` (any backend, inductor included), which cannot trace a Function with a
-  custom ``jvp`` nor lower oneDNN's GEMM, and generates its own kernels from plain ops.
+* ``torch.compile`` and ``torch.export`` (any backend, inductor included), which cannot trace a
+  Function with a custom ``jvp`` nor lower oneDNN's GEMM, and generate their own kernels from
+  plain ops; ``torch.jit.trace`` (and the ONNX exporters built on tracing) likewise.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
 def plain_ops(*tensors: Optional[Tensor]) -> bool:
-    """Whether ``torch.compile`` is tracing, or a ``torch.func`` transform is transforming any of ``tensors``."""
-    if torch.compiler.is_compiling():
+    """Whether compile, export or jit tracing is on, or a ``torch.func`` transform is transforming ``tensors``."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return True
     return any(t is not None and _is_wrapped(t) for t in tensors)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from .._checks import check_groups, check_path, check_torch_conv_transpose
@@ -10,10 +11,11 @@ from .._types import Device, DType, SpatialSize
 from ..errors import GridValueError
 from ..geometry import IntOrTuple, ntuple
 from ..graph import GridGraph, graph_for
-from ._image import ImageLayer
+from ._image import ImageLayer, image_layer_call
 from ._init import copy_conv_parameters
 from .functional import conv_transpose_nodes
 
+torch.fx.wrap("image_layer_call")           # a leaf call for torch.fx here too (see gridgnn.nn._image)
 
 class _GridConvTransposeNd(ImageLayer):
     """Shared body of :class:`GridConvTranspose1d`/``2d``/``3d``."""
@@ -42,6 +44,9 @@ class _GridConvTransposeNd(ImageLayer):
 
         ``output_size`` picks among the sizes a strided transposed conv can produce, as in torch.
         """
+        return image_layer_call(self, input, output_size)
+
+    def _image_forward(self, input: Tensor, output_size: Optional[List[int]] = None) -> Tensor:
         output_padding = self.output_padding
         if output_size is not None:
             output_padding = tuple(self._output_padding(input, output_size, list(self.stride),

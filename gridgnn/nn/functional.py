@@ -129,9 +129,13 @@ def conv_transpose_nodes(x: Tensor, size: Tuple[int, ...], weight: Tensor, bias:
         (torch.Size([1, 36, 2]), (6, 6))
     """
     geom = transposed_conv_geometry(size, weight.shape[2:], stride, padding, output_padding, dilation)
-    graph = graph_from_geometry(geom, x.device, transposed=True)
-    out = grid_conv(x.contiguous(), graph, transposed_message_weight(weight, groups), bias, groups, path)
-    return out, graph.out_size
+    message_weight = transposed_message_weight(weight, groups)
+    if path == "general":
+        graph = graph_from_geometry(geom, x.device, transposed=True)
+        return grid_conv(x.contiguous(), graph, message_weight, bias, groups, path), graph.out_size
+    # the complete reversed grid: no edge tensors (the targets are the conv's input positions)
+    return on_batched_nodes(lambda batched: dense_conv_transpose(batched, geom, message_weight, bias, groups),
+                            x.contiguous()), tuple(geom.in_size)
 
 
 # -- pooling ------------------------------------------------------------------------------------------------
