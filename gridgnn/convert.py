@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import GridTypeError, GridValueError
 from .nn.twins import KINDS, is_twin, kind_of, twin_of, unsupported_reason
 
-__all__ = ["convert", "converted_layers", "replace_modules"]
+__all__ = ["convert", "converted_layers", "replace_modules", "functional_layers"]
 
 _KIND_NAMES = tuple(KINDS)
 
@@ -144,3 +146,51 @@ def __getattr__(name: str):
 
         return getattr(testing, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _functional_targets() -> Dict[Callable, str]:
+    """The functional conv, transposed-conv and pooling ops a forward may call directly, by name."""
+    names = [f"{op}{nd}d" for nd in (1, 2, 3) for op in ("conv", "conv_transpose", "max_pool", "avg_pool",
+                                                          "adaptive_max_pool", "adaptive_avg_pool")]
+    targets = {}
+    for name in names:
+        for namespace, prefix in ((F, "F."), (torch, "torch.")):
+            op = getattr(namespace, name, None)
+            if op is not None:
+                targets.setdefault(op, prefix + name)          # F.conv2d is torch.conv2d: keep the F name
+    return targets
+
+
+def functional_layers(model: nn.Module) -> Optional[List[str]]:
+    """The functional conv / pooling calls in ``model``'s forward that :func:`convert` cannot swap.
+
+    Found by ``torch.fx.symbolic_trace``: a call such as ``F.conv2d(x, self.weight)`` written in
+    a ``forward`` is not a module, so it stays a torch op after conversion. Returns
+    ``"<op> in <module path>"`` for each, or None when the model cannot be traced symbolically
+    (data-dependent control flow), so nothing can be said.
+
+    Example:
+        >>> from gridgnn.convert import functional_layers
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+        ...     def forward(self, x):
+        ...         return F.conv2d(x, self.weight)
+        >>> functional_layers(Net())
+        ['F.conv2d in the model']
+        >>> functional_layers(gg.convert(nn.Sequential(nn.Conv2d(3, 4, 3))))
+        []
+    """
+    targets = _functional_targets()
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - any tracing failure means "cannot tell"
+        return None
+    found = []
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in targets:
+            stack = node.meta.get("nn_module_stack") or {}
+            where = next(reversed(list(stack)), "") if stack else ""
+            found.append(f"{targets[node.target]} in {where or 'the model'}")
+    return found

@@ -14,7 +14,7 @@ from torch.utils.benchmark import Timer
 from ._compare import Error, Tolerance, compare, no_tf32, tolerance
 from ._hooks import forward_hooks
 from ._types import Device, ModelInput
-from .convert import convert, converted_layers
+from .convert import convert, converted_layers, functional_layers
 
 __all__ = ["verify", "VerifyReport", "LayerError"]
 
@@ -140,6 +140,12 @@ def verify(model: nn.Module, example_input: ModelInput, dtype: torch.dtype = tor
         warnings.simplefilter("always")
         twin = convert(original, inplace=False)
     skipped = [str(w.message).split("not converting ")[-1] for w in caught if "gridgnn.convert" in str(w.message)]
+    functional = functional_layers(twin) or []
+    if functional:
+        warnings.warn(f"gridgnn.verify: {len(functional)} functional conv/pool call(s) in forward stay torch ops "
+                      f"and are not verified: {', '.join(functional)}; use module layers (nn.Conv2d, ...) to "
+                      "convert them", stacklevel=2)
+    skipped += [f"{call} (a functional call in forward)" for call in functional]
     if eval_mode:
         original.eval(), twin.eval()
     paths = converted_layers(twin)

@@ -189,3 +189,36 @@ def test_twins_are_instances_of_the_torch_layers_they_replace():
     assert type(fused).__name__ == "GridConv2d"
     x = torch.randn(1, 2, 6, 6)
     torch.testing.assert_close(fused(x), model[1](model[0](x)))
+
+
+class _FunctionalNet(torch.nn.Module):
+    """A conv as a module, then a functional conv and a functional pool in forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.weight = torch.nn.Parameter(torch.randn(4, 4, 3, 3))
+
+    def forward(self, x):
+        return torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(self.conv(x), self.weight), 2)
+
+
+def test_functional_calls_are_found_and_reported_by_verify():
+    from gridgnn.convert import functional_layers
+    assert functional_layers(_FunctionalNet()) == ["F.conv2d in the model", "F.max_pool2d in the model"]
+    assert functional_layers(gg.convert(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))) == []
+    with pytest.warns(UserWarning, match="2 functional conv/pool call"):
+        report = gg.verify(_FunctionalNet(), torch.randn(1, 3, 8, 8))
+    assert report.passed and report.num_converted == 1
+    assert "F.conv2d in the model (a functional call in forward)" in report.skipped
+    assert "not converted: " in str(report)
+
+
+def test_functional_layers_says_none_for_models_it_cannot_trace():
+    from gridgnn.convert import functional_layers
+
+    class DataDependent(torch.nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    assert functional_layers(DataDependent()) is None
