@@ -162,7 +162,7 @@ def _functional_targets() -> Dict[Callable, str]:
 
 
 def functional_layers(model: nn.Module) -> Optional[List[str]]:
-    """The functional conv / pooling calls in ``model``'s forward that :func:`convert` cannot swap.
+    """The functional conv / pooling calls in ``model``'s forward that :func:`~gridgnn.convert` cannot swap.
 
     Found by ``torch.fx.symbolic_trace``: a call such as ``F.conv2d(x, self.weight)`` written in
     a ``forward`` is not a module, so it stays a torch op after conversion. Returns

@@ -140,7 +140,8 @@ def verify(model: nn.Module, example_input: ModelInput, dtype: torch.dtype = tor
         warnings.simplefilter("always")
         twin = convert(original, inplace=False)
     skipped = [str(w.message).split("not converting ")[-1] for w in caught if "gridgnn.convert" in str(w.message)]
-    functional = functional_layers(twin) or []
+    named = {entry.split(":")[0] for entry in skipped}                 # layers already reported by convert
+    functional = [call for call in functional_layers(twin) or [] if call.rsplit(" in ", 1)[-1] not in named]
     if functional:
         warnings.warn(f"gridgnn.verify: {len(functional)} functional conv/pool call(s) in forward stay torch ops "
                       f"and are not verified: {', '.join(functional)}; use module layers (nn.Conv2d, ...) to "
