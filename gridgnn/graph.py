@@ -218,26 +218,49 @@ class GridGraph:
         return data
 
     def to_networkx(self) -> "networkx.MultiDiGraph":
-        """A ``networkx.MultiDiGraph`` with node attribute ``pos`` and edge attribute ``offset``.
+        """A ``networkx.MultiDiGraph`` ready to draw: ``nx.draw(G, nx.get_node_attributes(G, "pos"))``.
 
-        Nodes are ints (row-major positions) when source and target share pixels,
-        else ``("in", j)`` and ``("out", i)``. Each edge also carries
-        ``kernel_index``, the offset as a tuple over the kernel window. Parallel
-        edges (replicate/reflect padding reading one pixel twice) are kept.
+        Nodes are ints (row-major positions) when source and target share pixels, else
+        ``("in", j)`` and ``("out", i)``. Each node carries ``coord`` (its index tuple on its own
+        grid) and ``pos``, its place in drawing order -- x to the right along the last axis, y up
+        (minus the row), z the depth of a volume -- in the units of the conv's *input* grid: a
+        strided conv's output sits at the centre of its window, so a bipartite drawing lines up.
+        Edges carry ``offset`` (the edge type) and ``kernel_index`` (the offset as a tuple over the
+        window); parallel edges (reflect/replicate padding reading a pixel twice) are kept. A
+        masked graph keeps only the nodes that still have an edge. ``G.graph`` holds the
+        ``geometry`` (:class:`~gridgnn.ConvGeometry`), ``in_size``, ``out_size`` and ``transposed``.
+
+        Example:
+            >>> G = gg.grid_graph((4, 4), 3, stride=2, padding=1).to_networkx()
+            >>> G.nodes[("in", 1)]["pos"], G.nodes[("out", 1)]["pos"]     # (x, y): column, minus row
+            ((1.0, 0.0), (2.0, 0.0))
+            >>> G.graph["out_size"]
+            (2, 2)
         """
         import networkx as nx
 
-        graph = nx.MultiDiGraph()
+        geom = self.geometry
+        graph = nx.MultiDiGraph(geometry=geom, in_size=self.in_size, out_size=self.out_size,
+                                transposed=self.transposed)
         src, dst = self.edge_index.tolist()
         types = self.edge_type.tolist()
-        kernel_index = self.geometry.kernel_indices()
-        if self.shares_nodes:
-            graph.add_nodes_from((i, {"pos": tuple(p)}) for i, p in enumerate(self.pos.tolist()))
-        else:
-            graph.add_nodes_from((("in", j), {"pos": tuple(p)}) for j, p in enumerate(self.pos.tolist()))
-            graph.add_nodes_from((("out", i), {"pos": tuple(p)}) for i, p in enumerate(self.dst_pos.tolist()))
-            src = [("in", j) for j in src]
-            dst = [("out", i) for i in dst]
+        kernel_index = geom.kernel_indices()
+        # the conv's input grid is the drawing's unit; its outputs sit at their windows' centres
+        conv_in = _grid_coords(geom.in_size, self.device)
+        conv_out = _grid_coords(geom.out_size, self.device) * torch.tensor(geom.stride, device=self.device) - \
+            torch.tensor([left for left, _ in geom.padding], device=self.device) + \
+            torch.tensor([d * (k - 1) / 2 for d, k in zip(geom.dilation, geom.kernel_size)], device=self.device)
+        src_at, dst_at = (conv_out, conv_in) if self.transposed else (conv_in, conv_out)
+        src_coord, dst_coord = self.pos.long().tolist(), self.dst_pos.long().tolist()
+        used = (set(src), set(dst)) if not self.is_complete else None
+        sides = [(None, src_coord, src_at)] if self.shares_nodes else [("in", src_coord, src_at),
+                                                                       ("out", dst_coord, dst_at)]
+        for k, (side, coords, at) in enumerate(sides):
+            for n, (coord, p) in enumerate(zip(coords, _drawing_order(at).tolist())):
+                if used is None or n in used[k] or (side is None and n in used[1]):
+                    graph.add_node(n if side is None else (side, n), coord=tuple(coord), pos=tuple(p))
+        if not self.shares_nodes:
+            src, dst = [("in", j) for j in src], [("out", i) for i in dst]
         graph.add_edges_from((j, i, {"offset": t, "kernel_index": kernel_index[t]})
                              for j, i, t in zip(src, dst, types))
         return graph
@@ -248,6 +271,17 @@ class GridGraph:
         return (f"GridGraph(in_size={self.in_size}, out_size={self.out_size}, kernel_size={g.kernel_size}, "
                 f"stride={g.stride}, padding={g.padding}, dilation={g.dilation}, "
                 f"padding_mode='{g.padding_mode}', num_edges={self.num_edges}{extra})")
+
+
+def _drawing_order(coords: Tensor) -> Tensor:
+    """Grid coordinates ``[N, D]`` (row-major axes) as drawing positions: x = last axis, y = minus the one before.
+
+    1-D: ``(x, 0)``; 2-D ``(row, col) -> (col, -row)``; 3-D ``(depth, row, col) -> (col, -row, depth)``.
+    """
+    if coords.size(1) == 1:
+        return torch.cat([coords, torch.zeros_like(coords)], 1)
+    flipped = torch.stack([coords[:, -1], 0.0 - coords[:, -2] + 0.0], 1)        # + 0.0: no -0.0
+    return flipped if coords.size(1) == 2 else torch.cat([flipped, coords[:, :1]], 1)
 
 
 def _grid_coords(size: Tuple[int, ...], device: Device) -> Tensor:
@@ -319,6 +353,9 @@ class _GraphCache:
         if transposed:
             forward = self.get(geom, device, False)
             graph = GridGraph(geom, forward.edge_index.flip(0), forward.edge_type.clone(), True, True)
+        elif device.type == "meta":      # shapes only: the edge count depends on the geometry, so count on the CPU
+            graph = GridGraph(geom, *(t.to(device) for t in _build_edges(geom, torch.device("cpu"))),
+                              is_complete=True)
         else:
             graph = GridGraph(geom, *_build_edges(geom, device), is_complete=True)
         self._graphs[key] = (graph, _versions(graph))

@@ -24,6 +24,7 @@ from torch import Tensor
 from ._types import Device, SpatialSize
 from .errors import GridTypeError, GridValueError
 from .geometry import IntOrTuple, kernel_indices, ntuple, resolve_padding
+from .graph import _drawing_order
 
 __all__ = ["SparseGridGraph", "sparse_grid_graph", "to_sparse", "to_dense"]
 
@@ -115,16 +116,18 @@ class SparseGridGraph:
     def to_networkx(self) -> "networkx.MultiDiGraph":  # noqa: F821
         """A ``networkx.MultiDiGraph`` of this graph.
 
-        Nodes ``("in", j)`` and ``("out", i)`` carry ``pos`` (coordinates) and ``batch``; edges carry
-        ``offset`` (the edge type).
+        Nodes ``("in", j)`` and ``("out", i)`` carry ``coord`` (their grid coordinates), ``pos`` (the
+        same in drawing order, as :meth:`gridgnn.GridGraph.to_networkx`: x right along the last axis,
+        y up) and ``batch``; edges carry ``offset`` (the edge type).
         """
         import networkx as nx
 
         graph = nx.MultiDiGraph()
         for side, coords, batch in (("in", self.coords, self.batch), ("out", self.out_coords, self.out_batch)):
             samples = [0] * coords.size(0) if batch is None else batch.tolist()
-            graph.add_nodes_from(((side, n), {"pos": tuple(c), "batch": b})
-                                 for n, (c, b) in enumerate(zip(coords.tolist(), samples)))
+            drawn = _drawing_order(coords.double()).tolist()
+            graph.add_nodes_from(((side, n), {"coord": tuple(c), "pos": tuple(p), "batch": b})
+                                 for n, (c, p, b) in enumerate(zip(coords.tolist(), drawn, samples)))
         src, dst = self.edge_index.tolist()
         types = self.edge_type.tolist()
         graph.add_edges_from((("in", j), ("out", i), {"offset": t}) for j, i, t in zip(src, dst, types))

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gridgnn as gg
+import gridgnn.nn as gridgnn_nn
 
 from helpers import TORCH_CONVS, conv_adjacency, graph_adjacency
 
@@ -118,7 +119,8 @@ def test_to_networkx_round_trip():
     nxg = g.to_networkx()
     assert isinstance(nxg, nx.MultiDiGraph)
     assert nxg.number_of_nodes() == 16 and nxg.number_of_edges() == g.num_edges
-    assert nxg.nodes[5]["pos"] == (1.0, 1.0)
+    assert nxg.nodes[6]["coord"] == (1, 2) and nxg.nodes[6]["pos"] == (2.0, -1.0)   # x = column, y = -row
+    assert nxg.graph["geometry"] == g.geometry
     edges = sorted((j, i, d["offset"]) for j, i, d in nxg.edges(data=True))
     expected = sorted(zip(*g.edge_index.tolist(), g.edge_type.tolist()))
     assert edges == expected
@@ -232,3 +234,31 @@ def test_cached_graphs_survive_in_place_edits_and_the_cache_is_bounded():
 def test_a_graph_too_large_is_refused_before_allocating():
     with pytest.raises(ValueError, match="would hold up to 9e\\+10 edges"):
         gg.grid_graph((100000, 100000), 3)
+
+
+def test_networkx_drawing_positions_outputs_in_input_units_and_masks():
+    """Strided outputs sit at their windows' centres in input-grid units; masked pixels are dropped."""
+    conv = torch.nn.Conv2d(1, 1, 3, stride=2, padding=1)
+    G = gg.graph_for(conv, (5, 5)).to_networkx()
+    for i, (r, c) in enumerate([(r, c) for r in range(3) for c in range(3)]):
+        # output (r, c) reads input rows 2r-1 .. 2r+1: its window's centre is input (2r, 2c)
+        assert G.nodes[("out", i)]["pos"] == (2.0 * c, -2.0 * r)
+        window = {G.nodes[j]["coord"] for j, _ in G.in_edges(("out", i))}
+        assert window == {(y, x) for y in range(2 * r - 1, 2 * r + 2) for x in range(2 * c - 1, 2 * c + 2)
+                          if 0 <= y < 5 and 0 <= x < 5}
+    transposed = gg.graph_for(torch.nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1), (3, 3)).to_networkx()
+    assert transposed.graph["transposed"] and transposed.nodes[("in", 4)]["pos"] == (2.0, -2.0)
+    keep = torch.zeros(16, dtype=torch.bool)
+    keep[[0, 1, 4, 5]] = True
+    masked = gg.grid_graph((4, 4), 3, padding=1).mask(keep, keep).to_networkx()
+    assert sorted(masked.nodes) == [0, 1, 4, 5]
+    assert gg.grid_graph((4,), 3).to_networkx().nodes[("in", 2)]["pos"] == (2.0, 0.0)
+
+
+def test_meta_device_graphs_and_layers():
+    """``device="meta"``: graphs with the right shapes (counted on the CPU) and dense layers that trace shapes."""
+    g = gg.grid_graph((5, 4), 3, padding=1, device="meta")
+    cpu = gg.grid_graph((5, 4), 3, padding=1)
+    assert g.edge_index.device.type == "meta" and g.edge_index.shape == cpu.edge_index.shape
+    layer = gridgnn_nn.GridConv2d(3, 4, 3, stride=2, padding=1, device="meta")
+    assert layer(torch.empty(2, 3, 8, 8, device="meta")).shape == (2, 4, 4, 4)

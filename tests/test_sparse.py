@@ -181,7 +181,8 @@ def test_networkx_view():
     coords = torch.tensor([[0, 0], [0, 1], [3, 3]])
     g = gg.sparse_grid_graph(coords, 3, padding=1, submanifold=True)
     nxg = g.to_networkx()
-    assert nxg.number_of_edges() == g.num_edges and nxg.nodes[("in", 2)]["pos"] == (3, 3)
+    assert nxg.number_of_edges() == g.num_edges and nxg.nodes[("in", 2)]["coord"] == (3, 3)
+    assert nxg.nodes[("in", 2)]["pos"] == (3.0, -3.0)                            # drawing order: x right, y up
     assert sorted(d["offset"] for _, _, d in nxg.edges(data=True)) == sorted(g.edge_type.tolist())
 
 

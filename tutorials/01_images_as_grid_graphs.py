@@ -43,7 +43,7 @@ print("in-degree per pixel (corners read 4 real pixels, the centre 9):\n", degre
 
 # %%
 nxg = g.to_networkx()
-pos = {n: (p[1], -p[0]) for n, p in nxg.nodes(data="pos")}
+pos = nx.get_node_attributes(nxg, "pos")          # drawing order: x = column, y = -row
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
 simple = nx.DiGraph((u, v) for u, v, t in nxg.edges(data="offset") if u != v)
 nx.draw_networkx(simple, pos, ax=axes[0], node_color="tab:blue", font_color="w", node_size=350,

@@ -112,8 +112,8 @@ print("in-degree histogram (border outputs read fewer real pixels):",
 small = gg.graph_for(conv, (6, 6)).to_networkx()
 print("networkx:", small.number_of_nodes(), "nodes,", small.number_of_edges(), "edges;",
       "output ('out', 4) reads", sorted(j for j, _ in small.in_edges(("out", 4))))
-pos = {n: ((p[1] * (2 if n[0] == "out" else 1)) + (0 if n[0] == "in" else 14), -p[0] * (2 if n[0] == "out" else 1))
-       for n, p in small.nodes(data="pos")}
+pos = {n: (x + (0 if n[0] == "in" else 8), y)      # outputs at their windows' centres, in input units, shifted right
+       for n, (x, y) in small.nodes(data="pos")}
 nx.draw(small, pos, node_size=60, node_color=["tab:blue" if n[0] == "in" else "tab:red" for n in small],
         edge_color="lightgray", arrows=False)
 plt.title("stride-2 3x3 conv on a 6x6 input: input pixels (blue) -> output pixels (red)")

@@ -52,7 +52,7 @@ print(f"{len(coords)} active pixels of {digits[:, 0].numel()}; {g.num_edges} edg
       f"{gg.grid_graph((8, 8), 3, padding=1).num_edges * 4} on the full grids")
 
 one = gg.sparse_grid_graph(coords[batch == 0], 3, size=(8, 8), submanifold=True).to_networkx()
-pos = {n: (d["pos"][1], -d["pos"][0]) for n, d in one.nodes(data=True) if n[0] == "in"}
+pos = {n: p for n, p in one.nodes(data="pos") if n[0] == "in"}   # drawing order: x = column, y = -row
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
 axes[0].imshow(digits[0, 0], cmap="gray_r")
 axes[0].set_title("digit (8x8)")
