@@ -24,7 +24,6 @@ from .geometry import ConvGeometry, IntOrTuple, Padding, ntuple, transposed_conv
 
 if TYPE_CHECKING:
     import networkx
-    import torch_geometric.data
 
 __all__ = ["GridGraph", "grid_graph", "graph_for", "to_nodes", "to_image", "clear_graph_cache",
            "set_graph_cache_size"]
@@ -199,18 +198,20 @@ class GridGraph:
                          transposed=self.transposed)
 
     # -- interop -------------------------------------------------------------
-    def to_pyg(self) -> "torch_geometric.data.Data":
-        """A ``torch_geometric.data.Data`` with ``edge_index``, ``edge_type``, ``pos`` and ``num_nodes``.
+    def to_pyg(self) -> "gridgnn.pyg.GridData":  # noqa: F821
+        """A :class:`~gridgnn.pyg.GridData` (a PyG ``Data``) with ``edge_index``, ``edge_type``, ``pos``.
 
         When source and target are different pixel sets (strided or size-changing
-        convs), ``pos`` holds the input positions and the data also carries
-        ``dst_pos``, ``num_src_nodes`` and ``num_dst_nodes``; pass
-        ``size=(data.num_src_nodes, data.num_dst_nodes)`` to a PyG layer.
+        convs), ``pos`` holds the input positions, ``num_nodes`` counts them, and the data
+        also carries ``dst_pos``, ``num_src_nodes`` and ``num_dst_nodes``; PyG's ``DataLoader``
+        shifts each row of ``edge_index`` by its own side's count. Pass
+        ``size=(data.num_src_nodes, data.num_dst_nodes)`` to a layer (also for a batch).
+        The tensors are copies: editing them leaves the cached graph intact.
         """
-        from torch_geometric.data import Data
+        from .pyg import GridData
 
-        data = Data(edge_index=self.edge_index.clone(), edge_type=self.edge_type.clone(), pos=self.pos,
-                    num_nodes=max(self.num_src_nodes, self.num_dst_nodes))
+        data = GridData(edge_index=self.edge_index.clone(), edge_type=self.edge_type.clone(), pos=self.pos,
+                        num_nodes=self.num_src_nodes)
         if not self.shares_nodes:
             data.dst_pos = self.dst_pos
             data.num_src_nodes = self.num_src_nodes

@@ -99,15 +99,16 @@ class SparseGridGraph:
                                self.coords, self.batch, self.out_size, self.in_size, self.kernel_size,
                                not self.transposed)
 
-    def to_pyg(self) -> "torch_geometric.data.Data":  # noqa: F821
-        """A ``torch_geometric.data.Data`` of this graph.
+    def to_pyg(self) -> "gridgnn.pyg.GridData":  # noqa: F821
+        """A :class:`~gridgnn.pyg.GridData` of this graph (batches correctly in PyG's ``DataLoader``).
 
-        It holds ``edge_index``, ``edge_type``, ``pos`` (input coordinates), ``batch`` and both node counts.
+        It holds ``edge_index``, ``edge_type``, ``pos`` (input coordinates), ``batch`` and both node
+        counts; ``num_nodes`` counts the input sites.
         """
-        from torch_geometric.data import Data
+        from .pyg import GridData
 
-        data = Data(edge_index=self.edge_index, edge_type=self.edge_type, pos=self.coords.float(),
-                    num_nodes=max(self.num_src_nodes, self.num_dst_nodes))
+        data = GridData(edge_index=self.edge_index, edge_type=self.edge_type, pos=self.coords.float(),
+                        num_nodes=self.num_src_nodes)
         data.num_src_nodes, data.num_dst_nodes = self.num_src_nodes, self.num_dst_nodes
         if self.batch is not None:
             data.batch = self.batch

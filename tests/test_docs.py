@@ -23,7 +23,7 @@ from sphinx.util.inventory import InventoryFile  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PUBLIC_MODULES = ["gridgnn", "gridgnn.nn", "gridgnn.nn.functional", "gridgnn.nn.twins", "gridgnn.sparse",
                   "gridgnn.geometry", "gridgnn.convert", "gridgnn.verification", "gridgnn.flow", "gridgnn.analysis",
-                  "gridgnn.testing", "gridgnn.training", "gridgnn.models", "gridgnn.errors"]
+                  "gridgnn.testing", "gridgnn.training", "gridgnn.models", "gridgnn.errors", "gridgnn.pyg"]
 
 
 @pytest.fixture(scope="module")

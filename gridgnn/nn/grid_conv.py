@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
-from .._checks import check_edges, check_groups, check_node_features, check_path
+from .._checks import check_edges, check_groups, check_node_features, check_path, positive_int
 from ..errors import GridTypeError, GridValueError
 from ..geometry import ntuple
 from ..graph import GridGraph
@@ -19,6 +19,33 @@ from ._gemm import linear
 from ._init import conv_parameters, copy_conv_parameters, reset_conv_parameters
 from ._offset_plan import typed_edges
 from .functional import grid_conv, transposed_message_weight
+
+
+def _count(n: Any) -> Optional[int]:
+    """A node count as ``size`` may give it: None, an int, or a batch's per-graph counts (a tensor, summed)."""
+    if n is None or isinstance(n, int):
+        return n
+    if isinstance(n, Tensor):
+        return int(n.sum())
+    return positive_int(n, "size entry", minimum=0)
+
+
+def _bipartite(x: Any, size: Optional[Tuple[Any, Any]]) -> Tuple[Tensor, Optional[Tuple[Optional[int], ...]]]:
+    """PyG's bipartite ``x=(x_src, x_dst)`` and ``size`` forms as ``(x_src, (N_src, N_dst))``."""
+    if size is not None:
+        if len(size) != 2:
+            raise GridValueError(f"size must be (num_src_nodes, num_dst_nodes), got {size!r}")
+        size = (_count(size[0]), _count(size[1]))
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise GridValueError(f"x must be node features or PyG's pair (x_src, x_dst), got {len(x)} tensors")
+        x, x_dst = x
+        if x_dst is not None:
+            num_dst = x_dst.size(-2)
+            if size is not None and size[1] is not None and size[1] != num_dst:
+                raise GridValueError(f"size[1]={size[1]} but x_dst has {num_dst} nodes")
+            size = (None if size is None else size[0], num_dst)
+    return x, size
 
 
 class GridConv(MessagePassing):
@@ -116,9 +143,15 @@ class GridConv(MessagePassing):
         reset_conv_parameters(self.weight, self.bias)
 
     # -- forward -------------------------------------------------------------
-    def forward(self, x: Tensor, edge_index: Union[Tensor, GridGraph], edge_type: Optional[Tensor] = None,
-                size: Optional[Tuple[int, int]] = None) -> Tensor:
-        """Run the layer on node features ``x`` over a :class:`~gridgnn.GridGraph` or typed ``edge_index``."""
+    def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Union[Tensor, GridGraph],
+                edge_type: Optional[Tensor] = None, size: Optional[Tuple[Any, Any]] = None) -> Tensor:
+        """Run the layer on node features ``x`` over a :class:`~gridgnn.GridGraph` or typed ``edge_index``.
+
+        As PyG's convs, it also takes the bipartite form ``x=(x_src, x_dst)`` (``x_dst`` only
+        gives the number of targets; it may be None) and ``size=(N_src, N_dst)``, whose entries
+        may be the per-graph counts of a ``DataLoader`` batch (summed).
+        """
+        x, size = _bipartite(x, size)
         with autocast_like_conv(x, self.weight, self.bias) as (x, weight, bias):
             return self._forward(x, edge_index, edge_type, size, weight, bias)
 
@@ -151,8 +184,11 @@ class GridConv(MessagePassing):
     def _check_graph(self, x: Tensor, graph: GridGraph, edge_type: Optional[Tensor],
                      size: Optional[Tuple[int, int]]) -> None:
         name = type(self).__name__
-        if edge_type is not None or size is not None:
-            raise GridValueError(f"{name}: a GridGraph carries its own edge types and size; pass only (x, graph)")
+        counts = (graph.num_src_nodes, graph.num_dst_nodes)
+        if edge_type is not None or (size is not None and any(n is not None and n != c for n, c in zip(size, counts))):
+            raise GridValueError(f"{name}: a GridGraph carries its own edge types and node counts {counts}; pass "
+                                 f"only (x, graph), got edge_type={'given' if edge_type is not None else None}, "
+                                 f"size={size}")
         if graph.kernel_size != self.kernel_size:
             hint = (f"; an int kernel_size means a {len(self.kernel_size)}-D kernel, pass ndim={graph.ndim} (or "
                     f"kernel_size={graph.kernel_size}) for this graph" if graph.ndim != len(self.kernel_size) else "")
