@@ -252,3 +252,62 @@ def test_fast_at_scale():
     start = time.perf_counter()
     reach = reachability(specs, 1024)
     assert reach.all() and time.perf_counter() - start < 5.0  # generous bound; benchmarks/ measures properly
+
+
+class _ResidualShuffle(torch.nn.Module):
+    """ShuffleNet-style: grouped 1x1, shuffle, depthwise, grouped 1x1, added to the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Conv2d(8, 8, 1, groups=4), torch.nn.ChannelShuffle(4),
+                                           torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                                           torch.nn.Conv2d(8, 8, 1, groups=4)])
+
+    def forward(self, x):
+        y = x
+        for layer in self.layers:
+            y = torch.nn.functional.leaky_relu(layer(y))        # no zero gradient: autograd sees every path
+        return x + y
+
+
+class _TwoBranches(torch.nn.Module):
+    """Inception-style: two grouped branches from one stem, concatenated along channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(6, 6, 1, groups=3)
+        self.a = torch.nn.Conv2d(6, 4, 1, groups=2)
+        self.b = torch.nn.Sequential(torch.nn.Conv2d(6, 6, 3, padding=1, groups=6), torch.nn.Dropout2d())
+
+    def forward(self, x):
+        x = self.stem(x)
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+def _channel_reach(module, channels):
+    """Independent of gridgnn.flow: which output channel depends on which input channel, by autograd."""
+    module = module.double().eval()
+    x = torch.randn(1, channels, 5, 5, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda t: module(t), x)        # [1, C_out, H, W, 1, C_in, H, W]
+    return jac.abs().sum(dim=(0, 2, 3, 4, 6, 7)) > 0                      # [C_out, C_in]
+
+
+@pytest.mark.parametrize("make, channels", [(_ResidualShuffle, 8), (_TwoBranches, 6)])
+def test_from_module_traces_custom_forwards(make, channels):
+    torch.manual_seed(0)
+    module = make()
+    specs = flow.from_module(module, channels)
+    assert torch.equal(flow.reachability(specs, channels), _channel_reach(module, channels))
+
+
+def test_from_module_names_what_it_cannot_read():
+    class Gate(torch.nn.Module):                                            # x * a gate computed from x: SE
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+
+    with pytest.raises(TypeError, match="write its specs by hand"):
+        flow.from_module(Gate(), 4)
