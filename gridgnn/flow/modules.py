@@ -83,6 +83,11 @@ def from_module(module: nn.Module, in_channels: int) -> List[Spec]:
             return
         label = path or type(mod).__name__
         spec = _layer_spec(mod)
+        if spec is None and type(mod).__module__.startswith("torch."):        # a torch layer it cannot read
+            raise GridTypeError(f"flow.from_module: unsupported module {label} ({type(mod).__name__}); supported: "
+                                "convs, channel shuffles, NodeLinear, GridConv, GroupNorm, channel-wise layers, "
+                                "containers and custom forwards of these. Write its specs by hand (Residual, "
+                                "Concat, Split, Permute)")
         if spec is None:
             traced = _traced_specs(mod, channels, label)
             specs.extend(traced)
