@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import platform
+from typing import Iterator
 
 import torch
 from torch.utils.benchmark import Timer
 
+from gridgnn.testing import no_tf32
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+_OPTIONS = {"results": RESULTS, "tf32": False}
 
 
 def environment() -> str:
@@ -27,13 +32,20 @@ def markdown_table(header, rows) -> str:
 
 
 def write_result(name: str, title: str, body: str, figure=None) -> pathlib.Path:
-    """Write ``results/<name>.md`` (and ``<name>.png`` from ``figure``) and return the markdown path."""
-    RESULTS.mkdir(exist_ok=True)
+    """Write ``<results>/<name>.md`` (and ``<name>.png`` from ``figure``) and return the markdown path.
+
+    ``<results>`` is ``benchmarks/results`` unless ``--results`` says otherwise; with ``--tf32``
+    the name and title say so (``<name>_tf32``).
+    """
+    results = _OPTIONS["results"]
+    results.mkdir(parents=True, exist_ok=True)
+    if _OPTIONS["tf32"]:
+        name, title = f"{name}_tf32", f"{title}, TF32 on"
     text = f"# {title}\n\n{environment()}\n\n{body}\n"
     if figure is not None:
-        figure.savefig(RESULTS / f"{name}.png", dpi=120, bbox_inches="tight")
+        figure.savefig(results / f"{name}.png", dpi=120, bbox_inches="tight")
         text += f"\n![{title}]({name}.png)\n"
-    path = RESULTS / f"{name}.md"
+    path = results / f"{name}.md"
     path.write_text(text)
     return path
 
@@ -48,12 +60,38 @@ def timed(fn, min_run_time: float) -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def parse_args(description: str, quick_help: str, argv=None) -> argparse.Namespace:
-    """The scripts' shared options (``--device``, ``--quick``, ``--threads``); sets torch's thread count."""
+def parse_args(description: str, quick_help: str, argv=None, extra=None) -> argparse.Namespace:
+    """The scripts' shared options; sets torch's thread count, the results folder and the TF32 mode.
+
+    ``--device``, ``--quick``, ``--threads``, ``--results DIR`` (where tables go) and ``--tf32``
+    (run float32 with TF32 allowed on CUDA; tables are named ``*_tf32``). ``extra(parser)``
+    adds a script's own options.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
+    parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="folder for the result tables")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 for float32 matmuls and convs (CUDA)")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    _OPTIONS.update(results=args.results, tf32=args.tf32)
     return args
+
+
+@contextlib.contextmanager
+def precision(args: argparse.Namespace) -> Iterator[None]:
+    """TF32 off (the default: exact float32 on both sides), or on for both sides with ``--tf32``."""
+    if not args.tf32:
+        with no_tf32():
+            yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=True):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved

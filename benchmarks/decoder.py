@@ -21,9 +21,8 @@ from torch import nn
 from tqdm import tqdm
 
 import gridgnn as gg
-from gridgnn.testing import no_tf32
 
-from _common import markdown_table, parse_args, timed, write_result
+from _common import markdown_table, parse_args, precision, timed, write_result
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from model_zoo import UNet  # noqa: E402  (the U-Net the tests convert and train)
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     min_run_time = 0.05 if args.quick else 0.3
     rows = []
     jobs = [(spec, b, bw) for spec in LAYERS for b in batches for bw in (False, True)]
-    with no_tf32():
+    with precision(args):
         for (label, layer, shape), batch, backward in tqdm(jobs, desc="decoder layers"):
             layer = layer.to(args.device)
             x = torch.randn(batch, *shape, device=args.device)

@@ -26,9 +26,8 @@ from tqdm import tqdm  # noqa: E402
 
 import gridgnn as gg  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
-from gridgnn.testing import no_tf32  # noqa: E402
 
-from _common import markdown_table, parse_args, timed, write_result  # noqa: E402
+from _common import markdown_table, parse_args, precision, timed, write_result  # noqa: E402
 
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
@@ -133,7 +132,7 @@ def main(argv=None) -> int:
     batches = (8,) if args.quick else (1, 8, 32)
     min_run_time = 0.1 if args.quick else 0.3
     dtypes = [torch.float32] + ([torch.bfloat16] if args.device == "cuda" else [])
-    with no_tf32():
+    with precision(args):
         for dtype in dtypes:
             rows = bench_pointwise_and_spatial(batches, args.device, dtype, min_run_time)
             name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}"

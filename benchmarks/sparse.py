@@ -26,9 +26,8 @@ from tqdm import tqdm
 
 import gridgnn as gg
 from gridgnn.nn import GridConv
-from gridgnn.testing import no_tf32
 
-from _common import markdown_table, parse_args, timed, write_result
+from _common import markdown_table, parse_args, precision, timed, write_result
 
 CASES = [(2, 512, 32), (2, 512, 64), (3, 128, 16), (3, 128, 32)]     # (dims, side, channels)
 DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -127,7 +126,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     cases, densities = (CASES[:1], (0.01, 0.1, 0.5)) if args.quick else (CASES, DENSITIES)
     min_run_time = 0.05 if args.quick else 0.3
-    with no_tf32():
+    with precision(args):
         rows = bench_density(cases, densities, args.device, min_run_time, with_rgcn=True)
     header = ("case", "density", "sites", "edges", "dense fwd ms", "GridConv fwd ms", "fwd ratio",
               "fwd ratio / density", "dense fwd+bwd ms", "GridConv fwd+bwd ms", "fwd+bwd ratio",

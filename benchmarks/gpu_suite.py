@@ -1,0 +1,136 @@
+"""One command for a GPU: tests, the equivalence sweep and every benchmark on one device, with a summary.
+
+    python benchmarks/gpu_suite.py                    # on CUDA: about 20-30 minutes on one H100-class GPU
+    python benchmarks/gpu_suite.py --device cpu --quick --out /tmp/suite     # the smoke run the test suite does
+
+Steps, each a subprocess with its own time limit and log:
+
+1. the test suite (``pytest``; its device fixture adds "cuda" when CUDA is there);
+2. ``python -m gridgnn verify --device <device>`` (every twin against torch's layer, fwd and bwd);
+3. the layer, model, sparse and decoder benchmarks in float32 with TF32 off, again with TF32 on
+   (CUDA only: ``*_tf32`` tables), and in bfloat16 (CUDA; inside the layer and model tables).
+
+Tables go to ``--out`` (default ``benchmarks/results``) as ``*_<device>*.md``; the summary
+``gpu_suite_<device>.md`` lists each step's result, time and the ratio columns of every table
+it wrote (median and worst), and the run ends with an ``N passed, N failed`` line (exit 1 on a
+failed step).
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+from typing import List, NamedTuple
+
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+class Step(NamedTuple):
+    name: str
+    command: List[str]
+    limit_s: int
+
+
+class Outcome(NamedTuple):
+    step: Step
+    passed: bool
+    seconds: float
+    last_line: str
+
+
+def steps(device: str, quick: bool, out: pathlib.Path) -> List[Step]:
+    python = sys.executable
+    tests = ["tests/nn/test_node_linear.py"] if quick else ["tests", "gridgnn"]
+    parallel = [] if quick else ["-n", "4"]
+    plan = [Step("tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not tutorials",
+                           "--ignore=tests/test_gpu_suite.py", *parallel, *tests], 900),
+            Step("verify", [python, "-m", "gridgnn", "verify", "--device", device, "--no-progress",
+                            "--failures-only", *(["--quick", "--dims", "1"] if quick else [])], 600)]
+    common = ["--device", device, "--results", str(out), *(["--quick"] if quick else [])]
+    benchmarks = [("layers", []), ("models", [] if quick else ["--batch", "1", "8"]), ("sparse", []),
+                  ("decoder", [])]
+    for name, extra in benchmarks:
+        plan.append(Step(name, [python, str(HERE / f"{name}.py"), *common, *extra], 600))
+        if device == "cuda":                         # TF32 changes CUDA float32 only: a second table beside
+            plan.append(Step(f"{name}_tf32", [python, str(HERE / f"{name}.py"), *common, *extra, "--tf32"], 600))
+    return plan
+
+
+def run(step: Step, logs: pathlib.Path) -> Outcome:
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(step.command, cwd=ROOT, capture_output=True, text=True, timeout=step.limit_s)
+        output, passed = done.stdout + done.stderr, done.returncode == 0
+        stdout = done.stdout
+    except subprocess.TimeoutExpired as expired:
+        stdout = output = f"{expired.stdout or ''}{expired.stderr or ''}\ntimed out after {step.limit_s} s"
+        passed = False
+    (logs / f"{step.name}.log").write_text(output)
+    lines = [line.strip() for line in (stdout or output).splitlines() if line.strip()]    # not progress bars
+    return Outcome(step, passed, time.perf_counter() - start, lines[-1] if lines else "")
+
+
+def ratio_summary(table: pathlib.Path) -> str:
+    """Median and worst of every ``ratio`` column of a markdown result table."""
+    rows = [line.strip("|").split("|") for line in table.read_text().splitlines() if line.startswith("|")]
+    if len(rows) < 3:
+        return ""
+    header, body = [h.strip() for h in rows[0]], rows[2:]
+    parts = []
+    for i, name in enumerate(header):
+        if "ratio" in name:
+            values = []
+            for row in body:
+                try:
+                    values.append(float(row[i]))
+                except (ValueError, IndexError):
+                    pass
+            if values:
+                parts.append(f"{name}: median {statistics.median(values):.2f}, worst {max(values):.2f}")
+    return "; ".join(parts)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: a test file, the quick sweep and "
+                                                             "quick benchmarks")
+    parser.add_argument("--out", type=pathlib.Path, default=HERE / "results", help="folder for tables and logs")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("CUDA is not available on this machine: run with --device cpu, or on a machine with a GPU")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / "gpu_suite_logs"
+    logs.mkdir(exist_ok=True)
+    started = time.time()
+    outcomes = []
+    for step in steps(args.device, args.quick, args.out):
+        outcomes.append(run(step, logs))
+        outcome = outcomes[-1]
+        print(f"{step.name:<14} {'pass' if outcome.passed else 'FAIL'} {outcome.seconds:7.1f} s  {outcome.last_line}",
+              flush=True)
+    tables = sorted(p for p in args.out.glob(f"*_{args.device}*.md") if p.stat().st_mtime >= started)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    lines = [f"# gpu_suite on {args.device} ({device_name}){' --quick' if args.quick else ''}", "",
+             f"torch {torch.__version__}", "", "| step | result | seconds | last line |", "|---|---|---|---|"]
+    lines += [f"| {o.step.name} | {'pass' if o.passed else 'FAIL'} | {o.seconds:.1f} | "
+              f"{o.last_line.replace('|', '/')} |" for o in outcomes]
+    lines += ["", "## Ratios (gridgnn time / torch time; lower is better)", ""]
+    lines += [f"- `{t.name}`: {ratio_summary(t) or 'no ratio column'}" for t in tables]
+    summary = args.out / f"gpu_suite_{args.device}.md"
+    summary.write_text("\n".join(lines) + "\n")
+    passed = sum(o.passed for o in outcomes)
+    print(f"summary: {summary}")
+    print(f"{passed} passed, {len(outcomes) - passed} failed")
+    return 0 if passed == len(outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
