@@ -89,6 +89,19 @@ def view_of(t: Tensor, box: Box, batch: slice = slice(None)) -> Tensor:
     return t[index]
 
 
+def empty_like_layout(x: Tensor, shape: Tuple[int, ...], zero: bool = False) -> Tensor:
+    """A ``[B, *S, C]`` tensor laid out in memory as ``x`` is.
+
+    Channels innermost, or, for the node view of an NCHW image, channels before the spatial
+    axes: every shifted product then runs along contiguous rows of both operands.
+    """
+    channels_first = x.dim() > 2 and x.size(-1) > 1 and x.stride(-1) != 1 and x.stride(-2) == 1
+    if not channels_first:
+        return x.new_zeros(shape) if zero else x.new_empty(shape)
+    moved = (shape[0], shape[-1], *shape[1:-1])                                   # [B, C, *S]
+    return (x.new_zeros(moved) if zero else x.new_empty(moved)).movedim(1, -1)
+
+
 def _batch_chunks(batch: int, per_item: int):
     step = max(1, CHUNK_ELEMENTS // max(per_item, 1))
     return [slice(start, min(batch, start + step)) for start in range(0, batch, step)]
@@ -103,8 +116,8 @@ class ClippedShiftDepthwise(torch.autograd.Function):
     @staticmethod
     def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_size: Tuple[int, ...],
                 taps: List[Tuple[int, Box, Box]]) -> Tensor:
-        # x: [B, *S_in, C]; weight: [K, C]; returns [B, *S_out, C]
-        out = x.new_empty(x.size(0), *out_size, x.size(-1))
+        # x: [B, *S_in, C]; weight: [K, C]; returns [B, *S_out, C], laid out as x
+        out = empty_like_layout(x, (x.size(0), *out_size, x.size(-1)))
         full = tuple(slice(0, n) for n in out_size)
         first = next((tap for tap in taps if tap[1] == full), None)       # an offset every output receives
         rest = [tap for tap in taps if tap is not first]
@@ -133,7 +146,7 @@ class ClippedShiftDepthwise(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         chunks = _batch_chunks(x.size(0), math.prod(grad_out.shape[1:]))
         if ctx.needs_input_grad[0]:
-            grad_x = grad_out.new_zeros(x.shape)             # from the gradient: batched when it is (vmap)
+            grad_x = empty_like_layout(grad_out, tuple(x.shape), zero=True)   # batched when grad_out is (vmap)
             for b in chunks:
                 block, target = view_of(grad_out, (), b), view_of(grad_x, (), b)
                 for t, out_box, in_box in ctx.taps:
@@ -186,9 +199,9 @@ class ClippedShiftMax(torch.autograd.Function):
         full = tuple(slice(0, n) for n in out_size)
         first = next((tap for tap in taps if tap[1] == full), None)
         if first is not None:
-            out = view_of(x, first[2]).clone(memory_format=torch.contiguous_format)
+            out = empty_like_layout(x, (x.size(0), *out_size, x.size(-1))).copy_(view_of(x, first[2]))
         else:
-            out = x.new_full((x.size(0), *out_size, x.size(-1)), -math.inf)
+            out = empty_like_layout(x, (x.size(0), *out_size, x.size(-1))).fill_(-math.inf)
         for tap in taps:
             if tap is not first:
                 block = view_of(out, tap[1])
@@ -216,7 +229,7 @@ class ClippedShiftMax(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         boxes, winners, count = ClippedShiftMax._winners(ctx)
         share = grad_out / count                                                 # per window, per winner
-        grad_x = grad_out.new_zeros(ctx.saved_tensors[0].shape)                  # batched when grad_out is
+        grad_x = empty_like_layout(grad_out, tuple(ctx.saved_tensors[0].shape), zero=True)   # batched as grad_out
         for (out_box, in_box), won in zip(boxes, winners):
             view_of(grad_x, in_box).add_(torch.where(won, view_of(share, out_box), 0))
         return grad_x, None, None
@@ -224,7 +237,7 @@ class ClippedShiftMax(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t: Tensor, *_) -> Tensor:
         boxes, winners, count = ClippedShiftMax._winners(ctx)
-        out_t = x_t.new_zeros(count.shape)
+        out_t = empty_like_layout(ctx.saved_tensors[0], tuple(count.shape), zero=True)   # the output's layout
         for (out_box, in_box), won in zip(boxes, winners):
             view_of(out_t, out_box).add_(torch.where(won, view_of(x_t, in_box), 0))
         return out_t / count
