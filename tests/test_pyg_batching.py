@@ -68,3 +68,22 @@ def test_bipartite_size_mismatch_is_named():
     with pytest.raises(ValueError, match="size\\[1\\]=5 but x_dst has 1 nodes"):
         layer((torch.randn(16, 2), torch.randn(1, 2)), g.edge_index, g.edge_type, size=(16, 5))
     assert layer((torch.randn(16, 2), None), g).shape == (1, 2)          # a GridGraph knows its own counts
+
+
+def test_strided_sparse_graphs_batch_like_their_samples():
+    """Sparse strided kernel maps of two samples, batched by PyG, give each sample's own result."""
+    torch.manual_seed(0)
+    layer = GridConv(2, 3, 3).double()
+    datas, expected = [], []
+    for n in (7, 11):
+        coords = torch.randint(0, 9, (n, 2)).unique(dim=0)
+        graph = gg.sparse_grid_graph(coords, 3, stride=2, padding=1)
+        x = torch.randn(coords.size(0), 2, dtype=torch.float64)
+        data = graph.to_pyg()
+        data.x = x
+        datas.append(data)
+        expected.append(layer(x, graph))
+    batch = next(iter(DataLoader(datas, batch_size=2)))
+    out = layer(batch.x, batch.edge_index, batch.edge_type, size=(batch.num_src_nodes, batch.num_dst_nodes))
+    for part, want in zip(out.split(batch.num_dst_nodes.tolist()), expected):
+        torch.testing.assert_close(part, want)
