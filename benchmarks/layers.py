@@ -36,10 +36,13 @@ SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56),
 
 
 def run_pair(reference, candidate, make_inputs, backward, min_run_time):
-    """Median seconds of reference and candidate (each its best input layout), forward or forward+backward."""
+    """Median seconds of reference and candidate, forward or forward+backward: ``[(best, first), ...]``.
+
+    ``best`` over each side's input layouts, ``first`` with its first layout (NCHW for images).
+    """
     results = []
     for module, layouts in ((reference, make_inputs[0]), (candidate, make_inputs[1])):
-        best = float("inf")
+        times = []
         for x in layouts():
             if backward:
                 x.requires_grad_(True)
@@ -50,8 +53,8 @@ def run_pair(reference, candidate, make_inputs, backward, min_run_time):
                 def step(module=module, x=x):
                     with torch.no_grad():
                         module(x)
-            best = min(best, timed(step, min_run_time))
-        results.append(best)
+            times.append(timed(step, min_run_time))
+        results.append((min(times), times[0]))
     return results
 
 
@@ -73,16 +76,22 @@ def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
             def nodes(x=x):
                 return [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
             label = f"1x1 {cin}->{cout}{f' g{groups}' if groups > 1 else ''} @{size}"
-            ref, cand = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes), backward, min_run_time)
+            (ref, ref_nchw), (cand, _) = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes),
+                                                  backward, min_run_time)
+            # the NCHW row: the drop-in a converted model holds, fed the NCHW image
+            layouts = image_layouts(x.shape, device, dtype)
+            _, (_, cand_nchw) = run_pair(conv, GridConv2d.from_conv(conv), (layouts, layouts), backward,
+                                         min_run_time)
         else:
             c, groups, size = spec
             conv = torch.nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False).to(device, dtype)
             graph = GridConv2d.from_conv(conv)
             layouts = image_layouts((batch, c, size, size), device, dtype)
             label = f"3x3 C={c}{' dw' if groups == c else f' g{groups}' if groups > 1 else ''} @{size}"
-            ref, cand = run_pair(conv, graph, (layouts, layouts), backward, min_run_time)
-        rows.append((label, batch, "fwd+bwd" if backward else "fwd", f"{ref * 1e3:.2f}", f"{cand * 1e3:.2f}",
-                     f"{cand / ref:.2f}"))
+            (ref, ref_nchw), (cand, cand_nchw) = run_pair(conv, graph, (layouts, layouts), backward, min_run_time)
+        rows.append((label, batch, "fwd+bwd" if backward else "fwd", f"{ref_nchw * 1e3:.2f}",
+                     f"{cand_nchw * 1e3:.2f}", f"{cand_nchw / ref_nchw:.2f}", f"{ref * 1e3:.2f}",
+                     f"{cand * 1e3:.2f}", f"{cand / ref:.2f}"))
     return rows
 
 
@@ -119,9 +128,14 @@ def bench_graph_paths(device, min_run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3))
 def plot_ratios(rows, title):
     fig, ax = plt.subplots(figsize=(9, 4))
     labels = [f"{r[0]} B{r[1]} {r[2]}" for r in rows]
-    ax.barh(range(len(rows)), [float(r[-1]) for r in rows], color=["tab:blue" if r[2] == "fwd" else "tab:orange"
-                                                                   for r in rows])
+    y = range(len(rows))
+    ax.barh([i - 0.2 for i in y], [float(r[5]) for r in rows], height=0.4, color="tab:orange",
+            label="NCHW input (both sides)")
+    ax.barh([i + 0.2 for i in y], [float(r[-1]) for r in rows], height=0.4, color="tab:blue",
+            label="each side's best layout")
     ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.legend(fontsize=6)
     ax.set_yticks(range(len(rows)), labels, fontsize=5)
     ax.set(xlabel="gridgnn time / torch time (lower is better)", title=title)
     return fig
@@ -136,7 +150,8 @@ def main(argv=None) -> int:
         for dtype in dtypes:
             rows = bench_pointwise_and_spatial(batches, args.device, dtype, min_run_time)
             name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}"
-            body = markdown_table(("layer", "batch", "pass", "torch ms", "gridgnn ms", "ratio"), rows)
+            body = markdown_table(("layer", "batch", "pass", "torch NCHW ms", "gridgnn NCHW ms", "NCHW ratio",
+                                   "torch best ms", "gridgnn best ms", "best ratio"), rows)
             print(write_result(name, f"NodeLinear / GridConv2d vs torch conv ({args.device}, {dtype})", body,
                                plot_ratios(rows, f"{args.device} {dtype}")).read_text())
         rows = bench_graph_paths(args.device, min_run_time)
