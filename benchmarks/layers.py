@@ -35,6 +35,23 @@ POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 
 SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56), (576, 576, 14), (128, 32, 56)]
 
 
+def layout_times(module, layouts, backward, min_run_time):
+    """Median seconds of ``module`` on each input ``layouts()`` gives, forward or forward+backward."""
+    times = []
+    for x in layouts():
+        if backward:
+            x.requires_grad_(True)
+
+            def step(module=module, x=x):
+                module(x).sum().backward()
+        else:
+            def step(module=module, x=x):
+                with torch.no_grad():
+                    module(x)
+        times.append(timed(step, min_run_time))
+    return times
+
+
 def run_pair(reference, candidate, make_inputs, backward, min_run_time):
     """Median seconds of reference and candidate, forward or forward+backward: ``[(best, first), ...]``.
 
@@ -42,18 +59,7 @@ def run_pair(reference, candidate, make_inputs, backward, min_run_time):
     """
     results = []
     for module, layouts in ((reference, make_inputs[0]), (candidate, make_inputs[1])):
-        times = []
-        for x in layouts():
-            if backward:
-                x.requires_grad_(True)
-
-                def step(module=module, x=x):
-                    module(x).sum().backward()
-            else:
-                def step(module=module, x=x):
-                    with torch.no_grad():
-                        module(x)
-            times.append(timed(step, min_run_time))
+        times = layout_times(module, layouts, backward, min_run_time)
         results.append((min(times), times[0]))
     return results
 
@@ -79,9 +85,8 @@ def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
             (ref, ref_nchw), (cand, _) = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes),
                                                   backward, min_run_time)
             # the NCHW row: the drop-in a converted model holds, fed the NCHW image
-            layouts = image_layouts(x.shape, device, dtype)
-            _, (_, cand_nchw) = run_pair(conv, GridConv2d.from_conv(conv), (layouts, layouts), backward,
-                                         min_run_time)
+            nchw = image_layouts(x.shape, device, dtype)
+            cand_nchw = layout_times(GridConv2d.from_conv(conv), lambda: nchw()[:1], backward, min_run_time)[0]
         else:
             c, groups, size = spec
             conv = torch.nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False).to(device, dtype)

@@ -70,19 +70,26 @@ def test_bipartite_size_mismatch_is_named():
     assert layer((torch.randn(16, 2), None), g).shape == (1, 2)          # a GridGraph knows its own counts
 
 
-def test_strided_sparse_graphs_batch_like_their_samples():
-    """Sparse strided kernel maps of two samples, batched by PyG, give each sample's own result."""
+def test_strided_sparse_graphs_batch_like_torch_per_sample():
+    """Sparse strided kernel maps of two samples, batched by PyG, each equal to torch's conv.
+
+    Each sample's part is torch's strided conv of its zero-filled grid, read at its output sites.
+    """
     torch.manual_seed(0)
-    layer = GridConv(2, 3, 3).double()
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1).double()
+    layer = GridConv.from_conv(conv)
     datas, expected = [], []
     for n in (7, 11):
         coords = torch.randint(0, 9, (n, 2)).unique(dim=0)
-        graph = gg.sparse_grid_graph(coords, 3, stride=2, padding=1)
+        graph = gg.sparse_grid_graph(coords, 3, stride=2, padding=1, size=(9, 9))
         x = torch.randn(coords.size(0), 2, dtype=torch.float64)
+        dense = torch.zeros(1, 2, 9, 9, dtype=torch.float64)
+        dense[0, :, coords[:, 0], coords[:, 1]] = x.t()
+        out = conv(dense)[0]                                                      # [3, 5, 5]
+        expected.append(out[:, graph.out_coords[:, 0], graph.out_coords[:, 1]].t())
         data = graph.to_pyg()
         data.x = x
         datas.append(data)
-        expected.append(layer(x, graph))
     batch = next(iter(DataLoader(datas, batch_size=2)))
     out = layer(batch.x, batch.edge_index, batch.edge_type, size=(batch.num_src_nodes, batch.num_dst_nodes))
     for part, want in zip(out.split(batch.num_dst_nodes.tolist()), expected):

@@ -75,5 +75,5 @@ def test_onnx_export_runs_in_onnxruntime(pair):
 def test_jit_script_is_not_supported_and_says_so(pair):
     """Documented in docs/design.md: TorchScript cannot compile the drop-ins' Python (use export or trace)."""
     _, twin, _ = pair
-    with pytest.raises(Exception):
+    with pytest.raises(torch.jit.frontend.NotSupportedError):
         torch.jit.script(twin)

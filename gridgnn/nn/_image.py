@@ -66,8 +66,6 @@ class GradInFormat(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        if under_functorch(grad):                             # batched gradients: no layout to match
-            return grad, None
         return in_format(grad, ctx.memory_format), None
 
     @staticmethod
