@@ -3,10 +3,10 @@
 Message passing over typed edges, ``y_i = b + sum_{(j -> i, t)} W_t x_j``, is
 computed in one of two orders, both planned once per graph and kept in ``graph.plans``:
 
-* **per offset** (:func:`per_offset_conv`): gather the sources of the type-``t``
-  edges, one GEMM with ``W_t``, scatter-add into the targets. Exactly ``E *
-  C_in/g * C_out`` MACs (one message per edge, whatever the stride or mask), and
-  never more than one offset's messages in memory.
+* **per offset**, blocked by targets (:mod:`gridgnn.nn._target_blocks`): gather the
+  sources of the type-``t`` edges, one GEMM with ``W_t``, sum into the targets.
+  Exactly ``E * C_in/g * C_out`` MACs (one message per edge, whatever the stride or
+  mask).
 * **transform first** (:func:`transform_first_conv`): one GEMM computes ``W_t
   x_j`` for every *active* source ``j`` (one with at least one out-edge) and
   every offset ``t``; each target then sums the rows its edges name, a fused
@@ -15,15 +15,13 @@ computed in one of two orders, both planned once per graph and kept in ``graph.p
   every active source sends ``K`` edges (complete grids, masked *input* pixels)
   and exceeds it when sources send fewer (strides, masked outputs).
 
-:func:`general_conv` takes transform first for ``groups = 1`` when its GEMM rows
-are at most :data:`TRANSFORM_FIRST_MAX_ROWS_PER_EDGE` times the edges, per offset
-otherwise (grouped and depthwise layers, strides, masked outputs).
+:func:`gridgnn.nn._general.general_conv` chooses between them.
 """
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,17 +39,6 @@ from ._transforms import plain_ops
 TRANSFORM_FIRST_MAX_ROWS_PER_EDGE = 1.25
 
 
-def offset_groups(graph: GridGraph) -> List[Tuple[int, Tensor, Tensor]]:
-    """``[(t, src_t, dst_t), ...]`` for every offset ``t`` with at least one edge (cached on ``graph``)."""
-    def build() -> List[Tuple[int, Tensor, Tensor]]:
-        _, order = index_sort(graph.edge_type, max_value=graph.num_offsets, stable=True)
-        counts = torch.bincount(graph.edge_type, minlength=graph.num_offsets).tolist()  # one sync per graph
-        chunks = graph.edge_index[:, order].split(counts, dim=1)                 # [2, E_t] per offset
-        return [(t, c[0], c[1]) for t, c in enumerate(chunks) if c.size(1)]
-
-    return cached_plan(graph, "offset_groups", build)
-
-
 def cached_plan(graph: GridGraph, name: str, build: Callable[[], Any]) -> Any:
     """``graph.plans[name]``, built by ``build()`` once, and again if the edge tensors were edited in place."""
     entry = graph.plans.get(name)
@@ -61,25 +48,6 @@ def cached_plan(graph: GridGraph, name: str, build: Callable[[], Any]) -> Any:
     if entry is None or entry[0] != versions:
         entry = graph.plans[name] = (versions, build())
     return entry[1]
-
-
-def per_offset_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:
-    """``[*, N_src, C_in] -> [*, N_dst, C_out]``: per-offset gather, (grouped) GEMM, scatter-add."""
-    c_out, c_in = weight.size(0), x.size(-1)
-    w = weight.flatten(2)                                                        # [C_out, C_in/G, K]
-    out = x.new_zeros(*x.shape[:-2], graph.num_dst_nodes, c_out)
-    plain = plain_ops(x, weight)                                   # no in-place sum under torch.func or compile
-    for t, src, dst in offset_groups(graph):
-        messages = x.index_select(-2, src)                                       # [*, E_t, C_in]
-        if groups == 1:
-            messages = linear(messages, w[..., t])                               # [*, E_t, C_out]
-        elif groups == c_in == c_out:                                            # depthwise
-            messages = messages * w[:, 0, t]
-        else:                                                                    # no block-diagonal merge: a NaN
-            wg = w[..., t].view(groups, c_out // groups, c_in // groups)         # stays in its own group
-            messages = torch.einsum("...gi,goi->...go", messages.unflatten(-1, (groups, -1)), wg).flatten(-2)
-        out = out.index_add(-2, dst, messages) if plain else out.index_add_(-2, dst, messages)
-    return out
 
 
 def node_transform(x: Tensor, weight: Tensor, groups: int) -> Tensor:
@@ -201,13 +169,20 @@ def transform_first_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: in
     return on_batched_nodes(run, x)
 
 
-def general_conv(x: Tensor, graph: GridGraph, weight: Tensor, groups: int) -> Tensor:
-    """The general path on a GridGraph: transform first when its GEMM is about as exact as per offset."""
-    if groups == 1 and graph.num_edges:
-        plan = transform_plan(graph)
-        if plan.gather.num_rows <= TRANSFORM_FIRST_MAX_ROWS_PER_EDGE * graph.num_edges:
-            return transform_first_conv(x, graph, weight, groups)
-    return per_offset_conv(x, graph, weight, groups)
+def transposed_message_weight(weight: Tensor, groups: int) -> Tensor:
+    r"""A transposed conv's weight ``[C_in, C_out/g, *k]`` as per-edge messages ``[C_out, C_in/g, *k]``.
+
+    The message along a reversed edge of type ``t`` is :math:`\mathbf{W}_t^{\top} \mathbf{x}`,
+    block by block for grouped layers.
+
+    Example:
+        >>> from gridgnn.nn.functional import transposed_message_weight
+        >>> transposed_message_weight(torch.randn(4, 3, 2, 2), groups=1).shape   # [C_in, C_out, k, k] in
+        torch.Size([3, 4, 2, 2])
+    """
+    c_in, c_out_g, kernel = weight.size(0), weight.size(1), weight.shape[2:]
+    blocks = weight.reshape(groups, c_in // groups, c_out_g, *kernel)               # [G, C_in/G, C_out/G, *k]
+    return blocks.transpose(1, 2).reshape(groups * c_out_g, c_in // groups, *kernel)
 
 
 class TypedEdges:

@@ -21,13 +21,15 @@ import torch
 from torch import Tensor
 
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+#: the batched gradients of ``torch.autograd.grad(..., is_grads_batched=True)`` (torch's legacy vmap)
+_is_legacy_batched = getattr(torch._C._functorch, "is_legacy_batchedtensor", lambda t: False)
 
 
 def plain_ops(*tensors: Optional[Tensor]) -> bool:
-    """Whether compile, export or jit tracing is on, or a ``torch.func`` transform is transforming ``tensors``."""
+    """Whether compile, export or tracing is on, or a vmap (``torch.func``, batched gradients) holds ``tensors``."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return True
-    return any(t is not None and _is_wrapped(t) for t in tensors)
+    return any(t is not None and (_is_wrapped(t) or _is_legacy_batched(t)) for t in tensors)
 
 
 def under_functorch(*tensors: Optional[Tensor]) -> bool:

@@ -30,7 +30,8 @@ from ..geometry import ConvGeometry, IntOrTuple, ntuple, transposed_conv_geometr
 from ..graph import GridGraph, _canonical_device, graph_from_geometry, on_batched_nodes
 from ._dense import dense_conv_transpose, dense_grid_conv, plain_window_reduce
 from ._depthwise import window_max, window_sum
-from ._offset_plan import general_conv
+from ._general import general_conv
+from ._offset_plan import transposed_message_weight
 from ._transforms import plain_ops
 
 #: torch's adaptive ``output_size``: an int, or a tuple of ints and None (keep that dim's size)
@@ -91,22 +92,6 @@ def conv_nodes(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Ten
     if path == "general":
         return grid_conv(x.contiguous(), graph_from_geometry(geom, x.device), weight, bias, groups, "general")
     return dense_grid_conv(x, geom, weight, bias, groups)   # complete grid: no edge tensors
-
-
-def transposed_message_weight(weight: Tensor, groups: int) -> Tensor:
-    r"""A transposed conv's weight ``[C_in, C_out/g, *k]`` as per-edge messages ``[C_out, C_in/g, *k]``.
-
-    The message along a reversed edge of type ``t`` is :math:`\mathbf{W}_t^{\top} \mathbf{x}`,
-    block by block for grouped layers.
-
-    Example:
-        >>> from gridgnn.nn.functional import transposed_message_weight
-        >>> transposed_message_weight(torch.randn(4, 3, 2, 2), groups=1).shape   # [C_in, C_out, k, k] in
-        torch.Size([3, 4, 2, 2])
-    """
-    c_in, c_out_g, kernel = weight.size(0), weight.size(1), weight.shape[2:]
-    blocks = weight.reshape(groups, c_in // groups, c_out_g, *kernel)               # [G, C_in/G, C_out/G, *k]
-    return blocks.transpose(1, 2).reshape(groups * c_out_g, c_in // groups, *kernel)
 
 
 def conv_transpose_nodes(x: Tensor, size: Tuple[int, ...], weight: Tensor, bias: Optional[Tensor],

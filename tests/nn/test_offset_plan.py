@@ -6,17 +6,17 @@ import torch
 
 import gridgnn as gg
 from gridgnn.nn import GridConv
+from gridgnn.nn._general import general_conv
 from gridgnn.nn._offset_plan import (
     TRANSFORM_FIRST_MAX_ROWS_PER_EDGE,
-    general_conv,
-    per_offset_conv,
     transform_first_conv,
     transform_plan,
 )
+from gridgnn.nn._target_blocks import per_offset_conv, target_block_conv, target_blocks
 
 from helpers import dense_typed_conv, graph_adjacency
 
-ORDERS = {"per_offset": per_offset_conv, "transform_first": transform_first_conv}
+ORDERS = {"per_offset": per_offset_conv, "transform_first": transform_first_conv, "target_blocks": target_block_conv}
 MASKS = ["none", "src", "dst", "both"]
 
 
@@ -75,16 +75,16 @@ def test_edgeless_graph_gives_zeros():
 @pytest.mark.parametrize("graph, expected", [
     (gg.grid_graph((20, 20), 3, padding=1), "transform_first"),                    # every source sends ~K edges
     (masked(gg.grid_graph((20, 20), 3, padding=1), "src"), "transform_first"),     # masked input pixels too
-    (masked(gg.grid_graph((20, 20), 3, padding=1), "dst"), "per_offset"),          # masked outputs: ~0.6 K per source
-    (gg.grid_graph((20, 20), 3, stride=2, padding=1), "per_offset"),               # stride 2: ~K/4 per source
+    (masked(gg.grid_graph((20, 20), 3, padding=1), "dst"), "target_block"),        # masked outputs: ~0.6 K per source
+    (gg.grid_graph((20, 20), 3, stride=2, padding=1), "target_block"),             # stride 2: ~K/4 per source
 ], ids=["complete", "src-mask", "dst-mask", "stride-2"])
 def test_general_path_picks_the_order_with_fewer_wasted_macs(graph, expected, monkeypatch):
     rows_per_edge = transform_plan(graph).gather.num_rows / graph.num_edges
     assert (rows_per_edge <= TRANSFORM_FIRST_MAX_ROWS_PER_EDGE) == (expected == "transform_first")
     called = []
-    import gridgnn.nn._offset_plan as plan
-    for name in ORDERS:
-        monkeypatch.setattr(plan, f"{name}_conv", lambda *a, name=name, f=ORDERS[name]: called.append(name) or f(*a))
+    import gridgnn.nn._general as general
+    for name, f in [("transform_first", transform_first_conv), ("target_block", target_block_conv)]:
+        monkeypatch.setattr(general, f"{name}_conv", lambda *a, name=name, f=f: called.append(name) or f(*a))
     general_conv(torch.randn(1, graph.num_src_nodes, 2), graph, torch.randn(2, 2, 3, 3), 1)
     assert called == [expected]
 
@@ -109,3 +109,45 @@ def test_general_path_compiles_fullgraph_once_planned(mask):
     y = compiled(x)
     torch.testing.assert_close(y, expected)
     torch.testing.assert_close(torch.autograd.grad(y.sum(), x)[0], torch.autograd.grad(expected.sum(), x)[0])
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Target blocks of a few in-edges, so small graphs run through many blocks."""
+    import gridgnn.nn._target_blocks as blocks
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(blocks, "MIN_BLOCK_ROWS", 7)
+
+
+@pytest.mark.parametrize("c_in, c_out, groups", [(4, 6, 1), (4, 6, 2), (6, 6, 6), (3, 6, 3)])
+@pytest.mark.parametrize("stride, mask", [(1, "both"), (2, "none"), (1, "dst")])
+def test_target_blocks_equal_dense_reference(small_blocks, c_in, c_out, groups, stride, mask):
+    graph = masked(gg.grid_graph((7, 6), 3, stride=stride, padding=1), mask)
+    assert len(target_blocks(torch.zeros(1, 1, c_in), graph, torch.zeros(c_out, c_in // groups, 3, 3))) > 3
+    weight = torch.randn(c_out, c_in // groups, 3, 3, dtype=torch.float64)
+    x = torch.randn(3, graph.num_src_nodes, c_in, dtype=torch.float64)
+    expected = reference(x, graph, weight, groups)
+    for order in (target_block_conv, per_offset_conv):
+        torch.testing.assert_close(order(x, graph, weight, groups), expected)
+        torch.testing.assert_close(order(x[1], graph, weight, groups), expected[1])            # unbatched
+
+
+@pytest.mark.parametrize("channels, groups", [(2, 1), (2, 2), (4, 2)], ids=["dense", "depthwise", "grouped"])
+def test_target_blocks_gradients_of_every_order(small_blocks, channels, groups):
+    """Backward on the reversed edges, differentiable again; batched gradients as gradcheck asks for them."""
+    graph = masked(gg.grid_graph((4, 4), 3, stride=(1, 2), padding=1, padding_mode="circular"), "dst")
+    x = torch.randn(2, graph.num_src_nodes, channels, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(channels, channels // groups, 3, 3, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w: target_block_conv(x, graph, w, groups)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, w), check_batched_grad=True, check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(fn, (x, w))
+
+
+def test_target_blocks_read_expanded_gradients_once():
+    """``y.sum().backward()`` hands an expanded gradient: it matches the plain order's gradients."""
+    graph = masked(gg.grid_graph((6, 6), 3, padding=1), "both")
+    x = torch.randn(graph.num_src_nodes, 3, requires_grad=True)
+    w = torch.randn(5, 3, 3, 3, requires_grad=True)
+    grads = [torch.autograd.grad(order(x, graph, w, 1).sum(), (x, w)) for order in (target_block_conv, per_offset_conv)]
+    for ours, plain in zip(*grads):
+        torch.testing.assert_close(ours, plain)
