@@ -18,6 +18,7 @@ failed step).
 from __future__ import annotations
 
 import argparse
+import itertools
 import pathlib
 import statistics
 import subprocess
@@ -77,8 +78,10 @@ def run(step: Step, logs: pathlib.Path) -> Outcome:
 
 
 def ratio_summary(table: pathlib.Path) -> str:
-    """Median and worst of every ``ratio`` column of a markdown result table."""
-    rows = [line.strip("|").split("|") for line in table.read_text().splitlines() if line.startswith("|")]
+    """Median and worst of every ``ratio`` column of the first markdown table in a result file."""
+    lines = table.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    rows = [line.strip("|").split("|") for line in itertools.takewhile(lambda x: x.startswith("|"), lines[start:])]
     if len(rows) < 3:
         return ""
     header, body = [h.strip() for h in rows[0]], rows[2:]

@@ -1,15 +1,17 @@
-"""Whole models: gridgnn.convert(model) against the original, forward, eval mode.
+"""Whole models: gridgnn.convert(model) against the original, forward and forward+backward, eval mode.
 
-ResNet-50 and MobileNetV2 (written in reference_models.py) at 224x224; the
-original runs in its faster layout (NCHW or channels_last). Usage:
+Six architectures written in reference_models.py (ResNet-50, MobileNetV2, EfficientNet-B0, a
+ShuffleNet, ResNeXt-50 32x4d, ConvNeXt-T) at 224x224, batch 1 and 8. Usage:
 
-    python benchmarks/models.py [--batch 1 8] [--device cuda] [--tf32] [--quick]
+    python benchmarks/models.py [--batch 1 8] [--size 224] [--device cuda] [--tf32] [--quick]
 
-Both input layouts are timed and reported: NCHW (what converted models feed their
-layers) and each side's best layout.
+Both input layouts are timed and reported: NCHW (what the originals are fed and what converted
+models feed their layers) and each side's best layout (NCHW or channels_last); the summary gives
+the median and worst ratio over the architectures against the targets (median <= 1.3x, worst <= 1.6x).
 """
 from __future__ import annotations
 
+import statistics
 import sys
 
 import torch
@@ -17,48 +19,74 @@ import torch
 import gridgnn as gg
 
 from _common import markdown_table, parse_args, precision, timed, write_result
-from reference_models import mobilenet_v2, resnet50
+from reference_models import ARCHITECTURES
+
+PASSES = ("fwd", "fwd+bwd")
 
 
-def layout_times(model, x, min_run_time):
-    """Forward seconds with NCHW input (what a model's layers see after a NCHW stem) and with channels_last."""
+def layout_times(model, x, backward, min_run_time):
+    """Seconds per call with NCHW input (what a model's layers see after a NCHW stem) and with channels_last."""
     times = {}
     for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
         xf = x.contiguous(memory_format=fmt)
-        with torch.no_grad():
-            times[name] = timed(lambda xf=xf: model(xf), min_run_time)
+        if backward:
+            times[name] = timed(lambda xf=xf: model(xf).sum().backward(), min_run_time)
+        else:
+            with torch.no_grad():
+                times[name] = timed(lambda xf=xf: model(xf), min_run_time)
     return times
 
 
+def summary(rows, batches):
+    """Median and worst ratio over the architectures, per batch and pass, for both layout columns."""
+    lines = []
+    for batch in batches:
+        for pass_ in PASSES:
+            picked = [r for r in rows if r[2] == batch and r[3] == pass_ and r[1] == "float32"]
+            if not picked:
+                continue
+            nchw, best = [float(r[6]) for r in picked], [float(r[9]) for r in picked]
+            lines.append((batch, pass_, f"{statistics.median(nchw):.2f}", f"{max(nchw):.2f}",
+                          f"{statistics.median(best):.2f}", f"{max(best):.2f}"))
+    return markdown_table(("batch", "pass", "median NCHW ratio", "worst NCHW ratio", "median best ratio",
+                           "worst best ratio"), lines)
+
+
 def _options(parser):
-    parser.add_argument("--batch", type=int, nargs="+", default=[1])
-    parser.add_argument("--min-run-time", type=float, default=2.0)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--min-run-time", type=float, default=1.0)
 
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, "64x64 inputs, batch 1, short timing runs", argv, _options)
-    size, batches = (64, (1,)) if args.quick else (224, args.batch)
+    size, batches = (64, (1,)) if args.quick else (args.size, args.batch)
     min_run_time = 0.05 if args.quick else args.min_run_time
     dtypes = [torch.float32] + ([torch.bfloat16] if args.device == "cuda" else [])
     rows = []
     with precision(args):
-        for make in (resnet50, mobilenet_v2):
+        for make in ARCHITECTURES:
             for dtype in dtypes:
                 torch.manual_seed(0)
                 model = make().eval().to(args.device, dtype)
                 converted = gg.convert(model)
                 for batch in batches:
                     x = torch.randn(batch, 3, size, size, device=args.device, dtype=dtype)
-                    torch.testing.assert_close(converted(x), model(x), rtol=2e-2, atol=2e-2)  # sanity, any dtype
-                    ref, conv = layout_times(model, x, min_run_time), layout_times(converted, x, min_run_time)
-                    best_ref, best_conv = min(ref.values()), min(conv.values())
-                    rows.append((make.__name__, str(dtype).replace("torch.", ""), batch,
-                                 f"{ref['nchw'] * 1e3:.1f}", f"{conv['nchw'] * 1e3:.1f}",
-                                 f"{conv['nchw'] / ref['nchw']:.2f}", f"{best_ref * 1e3:.1f}",
-                                 f"{best_conv * 1e3:.1f}", f"{best_conv / best_ref:.2f}"))
-                    print(rows[-1], flush=True)
-    body = markdown_table(("model", "dtype", "batch", "original NCHW ms", "converted NCHW ms", "NCHW ratio",
+                    with torch.no_grad():                                      # sanity, any dtype
+                        torch.testing.assert_close(converted(x), model(x), rtol=2e-2, atol=2e-2)
+                    for pass_ in PASSES:
+                        ref = layout_times(model, x, pass_ != "fwd", min_run_time)
+                        conv = layout_times(converted, x, pass_ != "fwd", min_run_time)
+                        best_ref, best_conv = min(ref.values()), min(conv.values())
+                        rows.append((make.__name__, str(dtype).replace("torch.", ""), batch, pass_,
+                                     f"{ref['nchw'] * 1e3:.1f}", f"{conv['nchw'] * 1e3:.1f}",
+                                     f"{conv['nchw'] / ref['nchw']:.2f}", f"{best_ref * 1e3:.1f}",
+                                     f"{best_conv * 1e3:.1f}", f"{best_conv / best_ref:.2f}"))
+                        print(rows[-1], flush=True)
+    body = markdown_table(("model", "dtype", "batch", "pass", "original NCHW ms", "converted NCHW ms", "NCHW ratio",
                            "original best ms", "converted best ms", "best ratio"), rows)
+    body += ("\n\nOver the six architectures (float32; targets: median <= 1.3, worst <= 1.6):\n\n"
+             + summary(rows, batches))
     print(write_result(f"models_{args.device}", f"converted models vs originals ({args.device}, {size}x{size})",
                        body).read_text())
     return 0
