@@ -48,6 +48,8 @@ class TargetBlock:
     lo: int
     hi: int
     offsets: Tuple[Tuple[int, Tensor, Tensor], ...]       # (t, sources [E_bt], targets [E_bt]), offset-major
+    runs: Tuple[int, ...]                                 # per offset: its first source if the sources are
+    #                                                       first, first+1, ... (read as a slice), else -1
     index: Tensor                                         # [E_b] message rows in target order
     ptr: Tensor                                           # [hi - lo + 1] CSR of the targets over ``index``
 
@@ -85,17 +87,24 @@ def target_blocks(x: Tensor, graph: Any, weight: Tensor) -> Tuple[TargetBlock, .
         _, order = torch.sort((block * k + graph.edge_type) * n_dst + dst, stable=True)
         src, dst, block = src[order], dst[order], block[order]                   # block-, offset-, target-major
         _, by_target = index_sort(dst, max_value=n_dst, stable=True)             # message rows in target order
-        counts = torch.bincount(block * k + graph.edge_type[order], minlength=(bounds.numel() - 1) * k)
-        bounds_list, counts_list = bounds.tolist(), counts.view(-1, k).tolist()  # the sync
-        blocks, start = [], 0
+        group = block * k + graph.edge_type[order]                                # [E] (block, offset) of each edge
+        counts = torch.bincount(group, minlength=(bounds.numel() - 1) * k)
+        steps = (src[1:] == src[:-1] + 1) & (group[1:] == group[:-1])            # consecutive sources in a group
+        is_run = torch.bincount(group[1:][steps], minlength=counts.numel()) == counts - 1
+        firsts = src[(torch.cumsum(counts, 0) - counts).clamp(max=max(n_edges - 1, 0))] if n_edges else counts
+        runs = torch.where(is_run & (counts > 0), firsts, -1)
+        bounds_list, counts_list, runs_list = bounds.tolist(), counts.view(-1, k).tolist(), runs.view(-1, k).tolist()
+        blocks, start = [], 0                                                     # (the sync above)
         for b, per_offset in enumerate(counts_list):
             lo, hi, stop = bounds_list[b], bounds_list[b + 1], start + sum(per_offset)
-            offsets, first = [], start
+            offsets, block_runs, first = [], [], start
             for t, count in enumerate(per_offset):
                 if count:
                     offsets.append((t, src[first:first + count], dst[first:first + count]))
+                    block_runs.append(runs_list[b][t])
                 first += count
-            blocks.append(TargetBlock(lo, hi, tuple(offsets), by_target[start:stop] - start, ptr[lo:hi + 1] - ptr[lo]))
+            blocks.append(TargetBlock(lo, hi, tuple(offsets), tuple(block_runs), by_target[start:stop] - start,
+                                      ptr[lo:hi + 1] - ptr[lo]))
             start = stop
         return tuple(blocks)
 
@@ -163,10 +172,13 @@ def run_blocks(x: Tensor, graph: Any, weight: Tensor, groups: int) -> Tensor:
     out = x.new_empty(graph.num_dst_nodes, batch * c_out)
     for block in blocks:
         first = 0
-        for t, src, _ in block.offsets:
+        for (t, src, _), run in zip(block.offsets, block.runs):
             stop = first + src.numel()
-            torch.index_select(nodes, 0, src, out=gathered[first:stop])
-            _messages(gathered[first:stop], weights, t, groups, messages[first:stop])
+            if run >= 0:                                                         # consecutive sources: no gather
+                rows = nodes[run:run + src.numel()]
+            else:
+                rows = torch.index_select(nodes, 0, src, out=gathered[first:stop])
+            _messages(rows, weights, t, groups, messages[first:stop])
             first = stop
         out[block.lo:block.hi] = F.embedding_bag(block.index, messages[:first], block.ptr, mode="sum",
                                                  include_last_offset=True)

@@ -151,3 +151,17 @@ def test_target_blocks_read_expanded_gradients_once():
     grads = [torch.autograd.grad(order(x, graph, w, 1).sum(), (x, w)) for order in (target_block_conv, per_offset_conv)]
     for ours, plain in zip(*grads):
         torch.testing.assert_close(ours, plain)
+
+
+def test_target_blocks_read_consecutive_sources_as_slices(small_blocks):
+    """Where an offset's sources in a block are j, j+1, ... (the centre tap) they are read as a slice, not gathered."""
+    graph = masked(gg.grid_graph((6, 7), 3, padding=1), "src")                    # masked sources break runs
+    weight = torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    blocks = target_blocks(torch.zeros(1, 1, 2), graph, weight)
+    runs = [(run, src) for b in blocks for (_, src, _), run in zip(b.offsets, b.runs)]
+    assert any(run >= 0 for run, _ in runs) and any(run < 0 for run, _ in runs)
+    for run, src in runs:
+        consecutive = torch.equal(src, torch.arange(src[0], src[0] + src.numel()))
+        assert (run >= 0) == consecutive and (run < 0 or run == src[0])
+    x = torch.randn(2, graph.num_src_nodes, 2, dtype=torch.float64)
+    torch.testing.assert_close(target_block_conv(x, graph, weight, 1), reference(x, graph, weight, 1))
