@@ -200,14 +200,44 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     """
     b, c_in = x.size(0), x.size(-1)
     c_out = weight.size(0)
+    plain = plain_ops(x, weight, bias)
+    if not plain and _is_pointwise(geom) and x.transpose(1, 2).is_contiguous() and weight.size(1) > 1:
+        return _channel_major_pointwise(x, weight, bias, groups)                # an NCHW image's nodes
     image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
-    if plain_ops(x, weight, bias):
+    if plain:
         return plain_window_conv(image, geom, weight, bias, groups)
     if groups == c_in == c_out:
         return depthwise_grid_conv(image, geom, weight, bias)
     if groups == 1 and c_in < SHIFT_MAX_CHANNELS and all(s == 1 for s in geom.stride):
         return _shifted_slice_conv(image, geom, weight, bias)
     return _gathered_window_conv(image, geom, weight, bias, groups)
+
+
+def _is_pointwise(geom: ConvGeometry) -> bool:
+    """Whether ``geom`` is a 1x1 conv that keeps the grid: every node maps to itself."""
+    return all(k == 1 for k in geom.kernel_size) and all(s == 1 for s in geom.stride) and not any(
+        left or right for left, right in geom.padding)
+
+
+def _channel_major_pointwise(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) -> Tensor:
+    r"""A 1x1 conv on channel-major nodes ``[B, N, C_in]`` (an NCHW image's node view) with no layout copy.
+
+    Matrix form per image, :math:`\mathbf{Y}^{\top} = \mathbf{W} \mathbf{X}^{\top} + \mathbf{b}`,
+    with ``X^T`` ``[C_in, N]`` read where it lies (node-wise still ``y_i = W x_i + b`` for every node,
+    one GEMM per image and group). Returns ``[B, N, C_out]``, channel-major like the input, so the
+    NCHW output image is a view.
+    """
+    b, n, c_in = x.shape
+    c_out = weight.size(0)
+    columns = x.transpose(1, 2)                                                   # [B, C_in, N], contiguous
+    if groups == 1:
+        w = weight.reshape(1, c_out, c_in).expand(b, c_out, c_in)
+        out = torch.bmm(w, columns) if bias is None else torch.baddbmm(bias.view(1, c_out, 1), w, columns)
+    else:                                                                         # no block-diagonal merge
+        w = weight.reshape(groups, c_out // groups, c_in // groups)               # [G, C_out/G, C_in/G]
+        out = torch.matmul(w, columns.view(b, groups, c_in // groups, n)).view(b, c_out, n)
+        out = out if bias is None else out + bias.view(c_out, 1)
+    return out.transpose(1, 2)                                                    # [B, N, C_out]
 
 
 def _tiles(geom: ConvGeometry, taps: List[Tuple[int, Box, Box]]) -> bool:

@@ -50,3 +50,26 @@ def test_gradients_of_two_orders(make):
     inputs = (x, params["weight"].detach().requires_grad_(), params["bias"].detach().requires_grad_())
     assert torch.autograd.gradcheck(fn, inputs)
     assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("nd, c_in, c_out, groups, bias", [
+    cfg for cfg in itertools.product([1, 2, 3], [4], [6], [1, 2], [True, False])] + [(2, 3, 5, 1, True)])
+def test_pointwise_on_nchw_input_reads_it_in_place(nd, c_in, c_out, groups, bias, monkeypatch):
+    """A 1x1 conv on NCHW input is ``W X`` per image on the channel-major nodes: torch's values, strides, gradients."""
+    import gridgnn.nn._dense as dense
+    calls = []
+    original = dense._channel_major_pointwise
+    monkeypatch.setattr(dense, "_channel_major_pointwise", lambda *a: calls.append(1) or original(*a))
+    conv = TORCH_CONVS[nd](c_in, c_out, 1, groups=groups, bias=bias).double()
+    layer = GRID_CONVS[nd].from_conv(conv)
+    x = torch.randn(3, c_in, *([5] * nd), dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    assert calls and y.is_contiguous()                                       # no copy to or from channels-last
+    torch.testing.assert_close(y, conv(x))
+    assert_conv_equivalent(conv, layer, (5,) * nd, dtype=torch.float64)
+    params = dict(layer.named_parameters())
+
+    def fn(x, weight):
+        return torch.func.functional_call(layer, {**params, "weight": weight}, (x,))
+
+    assert torch.autograd.gradcheck(fn, (x, params["weight"].detach().requires_grad_()))
