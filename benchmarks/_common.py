@@ -16,11 +16,21 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 _OPTIONS = {"results": RESULTS, "tf32": False}
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), so tables from different hosts can be told apart."""
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
 def environment() -> str:
     """One line naming the device and versions the numbers come from."""
     import torch_geometric
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()
     return (f"device: {device}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
             f"torch_geometric {torch_geometric.__version__}; python {platform.python_version()}")
 

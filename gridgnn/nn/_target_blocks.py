@@ -9,7 +9,8 @@ into contiguous blocks of about :func:`block_rows` in-edges instead, and for eac
 
 1. every offset ``t`` with edges into the block gathers its sources ``x_j`` and multiplies
    by ``W_t`` into one message buffer ``[E_block, C_out]`` (``index_select`` and ``mm``
-   writing in place, the buffers reused from block to block);
+   writing in place into buffers reused from block to block and, on the CPU, kept per
+   thread between calls: :func:`scratch`);
 2. one fused gather-sum (``embedding_bag``'s CSR kernel, parallel over targets) adds each
    target's messages and writes the block's rows of the output.
 
@@ -20,6 +21,8 @@ written with differentiable ops, so gradients of every order exist.
 """
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass
 from typing import Any, List, Tuple
 
@@ -117,6 +120,37 @@ def reversed_edges(graph: Any) -> TypedEdges:
         graph.edge_index.flip(0), graph.edge_type, graph.num_dst_nodes, graph.num_src_nodes, graph.num_offsets))
 
 
+#: per thread and dtype, the CPU buffer :func:`scratch` hands out (kept between calls)
+_SCRATCH = threading.local()
+
+#: the largest CPU scratch buffer kept between calls, in bytes; larger ones are allocated per call
+SCRATCH_KEEP_BYTES = 1 << 26
+
+
+def scratch(like: Tensor, *shapes: Tuple[int, ...]) -> List[Tensor]:
+    """Uninitialised tensors of ``shapes`` (``like``'s dtype and device), views of one buffer.
+
+    On the CPU the buffer is kept per thread and dtype between calls (up to
+    :data:`SCRATCH_KEEP_BYTES`): a freshly allocated buffer of a few MB comes from ``mmap``
+    and costs its page faults again on every call, as much as the block's GEMMs. Callers
+    use the views before they return and never hand them out.
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    total = sum(sizes)
+    if like.device.type != "cpu" or total * like.element_size() > SCRATCH_KEEP_BYTES:
+        buffer = like.new_empty(total)
+    else:
+        kept = _SCRATCH.__dict__.setdefault("buffers", {})
+        buffer = kept.get(like.dtype)
+        if buffer is None or buffer.numel() < total:
+            buffer = kept[like.dtype] = like.new_empty(total)
+    views, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(buffer[start:start + size].view(shape))
+        start += size
+    return views
+
+
 def _messages(gathered: Tensor, weights: Tensor, t: int, groups: int, out: Tensor) -> None:
     """``out <- W_t x`` for gathered rows ``[E, B, C_in]`` into ``out`` ``[E, B * C_out]``, no allocation for g=1."""
     rows = gathered.flatten(0, 1)                                                # [E*B, C_in]
@@ -167,8 +201,7 @@ def run_blocks(x: Tensor, graph: Any, weight: Tensor, groups: int) -> Tensor:
     weights = _message_weights(weight, groups)
     blocks = target_blocks(x, graph, weight)
     widest = max(b.num_rows for b in blocks)
-    gathered = x.new_empty(widest, batch, x.size(-1))                            # reused by every block
-    messages = x.new_empty(widest, batch * c_out)
+    gathered, messages = scratch(x, (widest, batch, x.size(-1)), (widest, batch * c_out))  # reused by every block
     out = x.new_empty(graph.num_dst_nodes, batch * c_out)
     for block in blocks:
         first = 0

@@ -165,3 +165,26 @@ def test_target_blocks_read_consecutive_sources_as_slices(small_blocks):
         assert (run >= 0) == consecutive and (run < 0 or run == src[0])
     x = torch.randn(2, graph.num_src_nodes, 2, dtype=torch.float64)
     torch.testing.assert_close(target_block_conv(x, graph, weight, 1), reference(x, graph, weight, 1))
+
+
+def test_scratch_buffers_are_per_thread_and_never_returned():
+    """The kept CPU scratch is private to a thread, and no result of the path is a view of it."""
+    import threading
+
+    from gridgnn.nn._target_blocks import scratch
+    like = torch.zeros(1)
+    a, b = scratch(like, (3, 4), (5,))
+    assert a.shape == (3, 4) and b.shape == (5,) and a.data_ptr() + 12 * 4 == b.data_ptr()    # disjoint views
+    other = []
+    thread = threading.Thread(target=lambda: other.append(scratch(like, (3, 4))[0].data_ptr()))
+    thread.start()
+    thread.join()
+    assert other[0] != a.data_ptr()
+    graph = masked(gg.grid_graph((6, 6), 3, padding=1), "dst")
+    weight = torch.randn(4, 3, 3, 3)
+    x1, x2 = torch.randn(2, 36, 3), torch.randn(2, 36, 3)
+    y1 = target_block_conv(x1, graph, weight, 1)
+    kept = y1.clone()
+    target_block_conv(x2, graph, weight, 1)                                 # reuses the scratch, not y1
+    assert torch.equal(y1, kept)
+    torch.testing.assert_close(y1, reference(x1, graph, weight, 1), rtol=1e-5, atol=1e-5)
