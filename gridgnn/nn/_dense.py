@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._depthwise import Box, depthwise_grid_conv, tap_boxes
-from ._gemm import linear, sum_tangents, with_merged_groups
+from ._gemm import add_matmul_, linear, sum_tangents, with_merged_groups
 from ._offset_plan import node_transform
 from ._padding import pad_nodes
 from ._transforms import plain_ops
@@ -61,7 +61,7 @@ class ShiftedSliceConv(torch.autograd.Function):
         else:
             torch.addmm(bias, first, weight[0], out=acc)                          # no separate zero-fill pass
         for t, off in enumerate(offsets[1:], 1):
-            acc.addmm_(flat[off:off + length], weight[t])                         # [L, C_in] @ [C_in, C_out]
+            add_matmul_(acc, flat[off:off + length], weight[t])                   # [L, C_in] @ [C_in, C_out]
         out[length:].zero_()
         return out
 
@@ -82,7 +82,7 @@ class ShiftedSliceConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_flat = grad_out.new_zeros(flat.shape)       # from the gradient: batched when it is (vmap)
             for t, off in enumerate(offsets):
-                grad_flat[off:off + length].addmm_(grad, weight[t].mH)   # mH: complex too
+                add_matmul_(grad_flat[off:off + length], grad, weight[t].mH)   # mH: complex too
         if ctx.needs_input_grad[1]:
             grad_weight = torch.stack([flat[off:off + length].mH @ grad for off in offsets])
         if ctx.has_bias and ctx.needs_input_grad[2]:

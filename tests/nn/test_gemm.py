@@ -7,7 +7,7 @@ from torch import nn
 import gridgnn as gg
 from gridgnn.nn import GridConv2d, NodeLinear, _gemm
 from gridgnn.nn._gemm import linear, uses_onednn
-from gridgnn.testing import tolerance
+from gridgnn.testing import assert_conv_equivalent, tolerance
 
 needs_onednn = pytest.mark.skipif(_gemm._ONEDNN_LINEAR is None, reason="this torch build has no oneDNN GEMM")
 
@@ -99,3 +99,26 @@ def test_inf_and_nan_stay_in_their_group_as_in_torch(layer, bad):
     node = NodeLinear.from_conv(conv) if layer == "grouped1x1" else None
     if node is not None:
         torch.testing.assert_close(gg.to_image(node(gg.to_nodes(x)), (6, 6)), conv(x), equal_nan=True)
+
+
+@needs_onednn
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_shifted_slices_accumulate_through_onednn_as_torch(layout, monkeypatch):
+    """``add_matmul_`` (oneDNN product + add, for K >= 64) in the shifted-slice path: torch's values and gradients."""
+    monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)
+    calls = []
+    kernel = _gemm._ONEDNN_LINEAR
+    monkeypatch.setattr(_gemm, "_ONEDNN_LINEAR", lambda *a: calls.append(a[0].shape) or kernel(*a))
+    conv = nn.Conv2d(64, 64, 3, padding=1)
+    layer = GridConv2d.from_conv(conv)
+    x = torch.randn(2, 64, 9, 9).contiguous(memory_format=layout).requires_grad_()
+    assert_conv_equivalent(conv, layer, (9, 9))                       # values and gradients, float32 table
+    assert calls
+    calls.clear()
+    layer(x).sum().backward()
+    assert len(calls) >= 8 + 9                       # the forward's 8 accumulated offsets, the backward's 9
+    x_small = torch.randn(2, 32, 9, 9)                                  # K = 32 < ADD_ONEDNN_MIN_K: addmm_
+    calls.clear()
+    small = nn.Conv2d(32, 32, 3, padding=1)
+    torch.testing.assert_close(GridConv2d.from_conv(small)(x_small), small(x_small), rtol=1e-4, atol=1e-4)
+    assert not calls
