@@ -36,8 +36,8 @@ from ._gemm import linear
 from ._offset_plan import TypedEdges, cached_plan, transposed_message_weight
 from ._transforms import plain_ops
 
-#: bytes of one block's message buffer on CPU: small enough to stay in the allocator's free lists
-#: (no page faults per call), large enough that the per-block loop costs little (measured on CPU)
+#: bytes of one block's message buffer on CPU: large enough that the per-block Python loop costs
+#: little, small enough to keep the scratch (:func:`scratch`) modest; 8-16 MB measured best on CPU
 BLOCK_BYTES = 1 << 23
 
 #: the fewest in-edges a CPU block holds, whatever the width of a row
