@@ -151,16 +151,20 @@ def scratch(like: Tensor, *shapes: Tuple[int, ...]) -> List[Tensor]:
     return views
 
 
-def _messages(gathered: Tensor, weights: Tensor, t: int, groups: int, out: Tensor) -> None:
-    """``out <- W_t x`` for gathered rows ``[E, B, C_in]`` into ``out`` ``[E, B * C_out]``, no allocation for g=1."""
-    rows = gathered.flatten(0, 1)                                                # [E*B, C_in]
+def _messages(gathered: Tensor, weight_t: Tensor, c_in: int, groups: int, out: Tensor) -> None:
+    """``out <- W_t x`` for gathered rows ``[E, B * C_in]`` into ``out`` ``[E, B * C_out]``, no allocation for g=1.
+
+    ``weight_t`` is one offset's slice of :func:`_message_weights`: ``[C_in, C_out]``, ``[1, C]``
+    (depthwise) or ``[G, C_in/G, C_out/G]``.
+    """
+    rows = gathered.view(-1, c_in)                                               # [E*B, C_in]
     if groups == 1:
-        torch.mm(rows, weights[t], out=out.view(rows.size(0), -1))
-    elif weights.dim() == 3:                                                     # depthwise: [K, 1, C]
-        torch.mul(rows, weights[t, 0], out=out.view_as(rows))
-    else:                                                                        # [K, G, C_in/G, C_out/G]
-        out.view(rows.size(0), groups, -1).copy_(torch.einsum("ngi,gio->ngo", rows.unflatten(1, (groups, -1)),
-                                                              weights[t]))
+        torch.mm(rows, weight_t, out=out.view(rows.size(0), -1))
+    elif weight_t.dim() == 2:                                                    # depthwise: [1, C]
+        torch.mul(rows, weight_t, out=out.view_as(rows))
+    else:                                                                        # [G, C_in/G, C_out/G]
+        out.view(rows.size(0), groups, -1).copy_(torch.einsum("ngi,gio->ngo", rows.view(-1, groups, c_in // groups),
+                                                              weight_t))
 
 
 def _message_weights(weight: Tensor, groups: int) -> Tensor:
@@ -196,22 +200,22 @@ def per_offset_conv(x: Tensor, graph: Any, weight: Tensor, groups: int) -> Tenso
 
 def run_blocks(x: Tensor, graph: Any, weight: Tensor, groups: int) -> Tensor:
     """``[B, N_src, C_in] -> [B, N_dst, C_out]`` by target blocks (no autograd: see :class:`TargetBlockConv`)."""
-    batch, c_out = x.size(0), weight.size(0)
-    nodes = x.transpose(0, 1).contiguous()                                       # [N_src, B, C_in] node-major
-    weights = _message_weights(weight, groups)
+    batch, c_in, c_out = x.size(0), x.size(-1), weight.size(0)
+    nodes = x.transpose(0, 1).reshape(x.size(1), batch * c_in)                   # [N_src, B*C_in] node-major
+    weights = _message_weights(weight, groups).unbind(0)                         # W_t per offset t
     blocks = target_blocks(x, graph, weight)
     widest = max(b.num_rows for b in blocks)
-    gathered, messages = scratch(x, (widest, batch, x.size(-1)), (widest, batch * c_out))  # reused by every block
+    gathered, messages = scratch(x, (widest, batch * c_in), (widest, batch * c_out))  # reused by every block
     out = x.new_empty(graph.num_dst_nodes, batch * c_out)
     for block in blocks:
         first = 0
         for (t, src, _), run in zip(block.offsets, block.runs):
-            stop = first + src.numel()
+            stop = first + src.size(0)
             if run >= 0:                                                         # consecutive sources: no gather
-                rows = nodes[run:run + src.numel()]
+                rows = nodes[run:run + stop - first]
             else:
                 rows = torch.index_select(nodes, 0, src, out=gathered[first:stop])
-            _messages(rows, weights, t, groups, messages[first:stop])
+            _messages(rows, weights[t], c_in, groups, messages[first:stop])
             first = stop
         out[block.lo:block.hi] = F.embedding_bag(block.index, messages[:first], block.ptr, mode="sum",
                                                  include_last_offset=True)
