@@ -202,7 +202,8 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     c_out = weight.size(0)
     plain = plain_ops(x, weight, bias)
     if not plain and _is_pointwise(geom) and x.transpose(1, 2).is_contiguous() and weight.size(1) > 1:
-        return _channel_major_pointwise(x, weight, bias, groups)                # an NCHW image's nodes
+        return _channel_major_pointwise(x, weight, bias, groups)   # an NCHW image's nodes (not 1-channel groups:
+    #                                                                their elementwise products stay below)
     image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
     if plain:
         return plain_window_conv(image, geom, weight, bias, groups)

@@ -29,10 +29,9 @@ from typing import Any, List, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.utils import index_sort
-from torch_geometric.utils.sparse import index2ptr
+from torch_geometric.utils import cumsum, index_sort
 
-from ._gemm import linear
+from ._gemm import linear, sum_tangents
 from ._offset_plan import TypedEdges, cached_plan, transposed_message_weight
 from ._transforms import plain_ops
 
@@ -82,8 +81,7 @@ def target_blocks(x: Tensor, graph: Any, weight: Tensor) -> Tuple[TargetBlock, .
     def build() -> Tuple[TargetBlock, ...]:
         src, dst = graph.edge_index
         n_dst, k, n_edges = graph.num_dst_nodes, graph.num_offsets, graph.num_edges
-        sorted_dst, _ = index_sort(dst, max_value=n_dst)
-        ptr = index2ptr(sorted_dst, n_dst)                                       # [N_dst + 1] in-edge CSR
+        ptr = cumsum(torch.bincount(dst, minlength=n_dst))                       # [N_dst + 1] in-edge CSR
         cuts = torch.searchsorted(ptr, torch.arange(1, max(1, -(-n_edges // rows)), device=dst.device) * rows)
         bounds = torch.cat([cuts.new_zeros(1), cuts, cuts.new_full((1,), n_dst)]).unique_consecutive()
         block = torch.searchsorted(bounds, dst, right=True) - 1                  # [E] block of each edge's target
@@ -94,8 +92,8 @@ def target_blocks(x: Tensor, graph: Any, weight: Tensor) -> Tuple[TargetBlock, .
         counts = torch.bincount(group, minlength=(bounds.numel() - 1) * k)
         steps = (src[1:] == src[:-1] + 1) & (group[1:] == group[:-1])            # consecutive sources in a group
         is_run = torch.bincount(group[1:][steps], minlength=counts.numel()) == counts - 1
-        firsts = src[(torch.cumsum(counts, 0) - counts).clamp(max=max(n_edges - 1, 0))] if n_edges else counts
-        runs = torch.where(is_run & (counts > 0), firsts, -1)
+        starts = cumsum(counts)[:-1].clamp(max=max(n_edges - 1, 0))             # [groups] first edge of each
+        runs = torch.where(is_run & (counts > 0), src[starts] if n_edges else starts, -1)
         bounds_list, counts_list, runs_list = bounds.tolist(), counts.view(-1, k).tolist(), runs.view(-1, k).tolist()
         blocks, start = [], 0                                                     # (the sync above)
         for b, per_offset in enumerate(counts_list):
@@ -273,7 +271,7 @@ class TargetBlockConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         terms = [TargetBlockConv.apply(x_t, weight, ctx.graph, ctx.groups) if x_t is not None else None,
                  TargetBlockConv.apply(x, w_t, ctx.graph, ctx.groups) if w_t is not None else None]
-        return sum(t for t in terms if t is not None)
+        return sum_tangents(terms, (x.size(0), ctx.graph.num_dst_nodes, weight.size(0)), x)
 
 
 def target_block_conv(x: Tensor, graph: Any, weight: Tensor, groups: int) -> Tensor:
