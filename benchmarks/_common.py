@@ -73,9 +73,9 @@ def timed(fn, min_run_time: float) -> float:
 def parse_args(description: str, quick_help: str, argv=None, extra=None) -> argparse.Namespace:
     """The scripts' shared options; sets torch's thread count, the results folder and the TF32 mode.
 
-    ``--device``, ``--quick``, ``--threads``, ``--results DIR`` (where tables go) and ``--tf32``
-    (run float32 with TF32 allowed on CUDA; tables are named ``*_tf32``). ``extra(parser)``
-    adds a script's own options.
+    ``--device``, ``--quick``, ``--threads``, ``--results DIR`` (where tables go), ``--tf32``
+    (run float32 with TF32 allowed on CUDA; tables are named ``*_tf32``) and ``--min-run-time``
+    (read through :func:`min_run_time`). ``extra(parser)`` adds a script's own options.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -83,12 +83,27 @@ def parse_args(description: str, quick_help: str, argv=None, extra=None) -> argp
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="folder for the result tables")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 for float32 matmuls and convs (CUDA)")
+    parser.add_argument("--min-run-time", type=float, default=None,
+                        help="seconds each timing runs for (default: the script's; GPU timings settle in 0.1)")
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     _OPTIONS.update(results=args.results, tf32=args.tf32)
     return args
+
+
+def min_run_time(args: argparse.Namespace, quick: float, full: float) -> float:
+    """Seconds each timing runs for: ``--min-run-time`` if given, else the script's quick or full default."""
+    if args.min_run_time is not None:
+        return args.min_run_time
+    return quick if args.quick else full
+
+
+def dtypes(args: argparse.Namespace) -> list:
+    """float32, and bfloat16 beside it on CUDA; a ``--tf32`` run times float32 alone (TF32 changes no other dtype)."""
+    extra = args.device == "cuda" and not args.tf32
+    return [torch.float32] + ([torch.bfloat16] if extra else [])
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import gridgnn as gg
 
-from _common import markdown_table, parse_args, precision, timed, write_result
+from _common import markdown_table, min_run_time, parse_args, precision, timed, write_result
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from model_zoo import UNet  # noqa: E402  (the U-Net the tests convert and train)
@@ -42,7 +42,7 @@ LAYERS = [
 ]
 
 
-def layout_times(module, x, backward, min_run_time):
+def layout_times(module, x, backward, run_time):
     """Median seconds of ``module`` on ``x`` in each layout of :data:`LAYOUTS`."""
     times = {}
     for name, fmt in LAYOUTS.items():
@@ -54,12 +54,12 @@ def layout_times(module, x, backward, min_run_time):
             def step(xf=xf):
                 with torch.no_grad():
                     module(xf)
-        times[name] = timed(step, min_run_time)
+        times[name] = timed(step, run_time)
     return times
 
 
-def compare_row(label, batch, backward, reference, twin, x, min_run_time):
-    ref, graph = layout_times(reference, x, backward, min_run_time), layout_times(twin, x, backward, min_run_time)
+def compare_row(label, batch, backward, reference, twin, x, run_time):
+    ref, graph = layout_times(reference, x, backward, run_time), layout_times(twin, x, backward, run_time)
     best_ref, best_graph = min(ref.values()), min(graph.values())
     return (label, batch, "fwd+bwd" if backward else "fwd", f"{ref['NCHW'] * 1e3:.2f}", f"{graph['NCHW'] * 1e3:.2f}",
             f"{graph['NCHW'] / ref['NCHW']:.2f}", f"{best_ref * 1e3:.2f}", f"{best_graph * 1e3:.2f}",
@@ -69,14 +69,14 @@ def compare_row(label, batch, backward, reference, twin, x, min_run_time):
 def main(argv=None) -> int:
     args = parse_args(__doc__, "batch 1 only, shorter timing runs", argv)
     batches = (1,) if args.quick else (1, 8)
-    min_run_time = 0.05 if args.quick else 0.3
+    run_time = min_run_time(args, quick=0.05, full=0.3)
     rows = []
     jobs = [(spec, b, bw) for spec in LAYERS for b in batches for bw in (False, True)]
     with precision(args):
         for (label, layer, shape), batch, backward in tqdm(jobs, desc="decoder layers"):
             layer = layer.to(args.device)
             x = torch.randn(batch, *shape, device=args.device)
-            rows.append(compare_row(label, batch, backward, layer, gg.nn.twin_of(layer), x, min_run_time))
+            rows.append(compare_row(label, batch, backward, layer, gg.nn.twin_of(layer), x, run_time))
         torch.manual_seed(0)
         unet = UNet(3, 2, width=8 if args.quick else 32, depth=3).to(args.device)
         converted = gg.convert(unet).eval()
@@ -85,9 +85,9 @@ def main(argv=None) -> int:
             torch.testing.assert_close(converted(x), unet.eval()(x), rtol=1e-4, atol=1e-4)
         for batch, x in inputs.items():
             unet.eval(), converted.eval()
-            rows.append(compare_row("U-Net (eval)", batch, False, unet, converted, x, min_run_time))
+            rows.append(compare_row("U-Net (eval)", batch, False, unet, converted, x, run_time))
             unet.train(), converted.train()
-            rows.append(compare_row("U-Net (train)", batch, True, unet, converted, x, min_run_time))
+            rows.append(compare_row("U-Net (train)", batch, True, unet, converted, x, run_time))
     header = ("layer", "batch", "pass", "torch NCHW ms", "gridgnn NCHW ms", "ratio NCHW", "torch best ms",
               "gridgnn best ms", "ratio best")
     body = markdown_table(header, rows)

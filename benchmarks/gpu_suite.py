@@ -1,30 +1,35 @@
 """One command for a GPU: tests, the equivalence sweep and every benchmark on one device, with a summary.
 
     python benchmarks/gpu_suite.py                    # on CUDA: about 20-30 minutes on one H100-class GPU
+    python benchmarks/gpu_suite.py --only tests verify             # some steps (a later call adds the rest)
     python benchmarks/gpu_suite.py --device cpu --quick --out /tmp/suite     # the smoke run the test suite does
 
 Steps, each a subprocess with its own time limit and log:
 
-1. the test suite (``pytest``; its device fixture adds "cuda" when CUDA is there);
-2. ``python -m gridgnn verify --device <device>`` (every twin against torch's layer, fwd and bwd);
+1. ``tests``: the test suite (``pytest``; its device fixture adds "cuda" when CUDA is there). On CUDA
+   it runs the CUDA-parametrised tests (``-k cuda``): the CPU ones, the tutorials and the docs build
+   are the CI's;
+2. ``verify``: ``python -m gridgnn verify --device <device>`` (every twin against torch's layer, fwd and bwd);
 3. the layer, model, sparse and decoder benchmarks in float32 with TF32 off, again with TF32 on
-   (CUDA only: ``*_tf32`` tables), and in bfloat16 (CUDA; inside the layer and model tables).
+   (CUDA only: ``*_tf32`` steps and tables), and in bfloat16 (CUDA; inside the layer and model tables).
 
-Tables go to ``--out`` (default ``benchmarks/results``) as ``*_<device>*.md``; the summary
-``gpu_suite_<device>.md`` lists each step's result, time and the ratio columns of every table
-it wrote (median and worst), and the run ends with an ``N passed, N failed`` line (exit 1 on a
-failed step).
+Tables go to ``--out`` (default ``benchmarks/results``) as ``*_<device>*.md``, each step's log and
+record to ``<out>/gpu_suite_logs/``. The summary ``gpu_suite_<device>.md`` lists every step recorded
+in that folder (so runs split over several calls with ``--only`` add up to one summary), each with
+its result and time, and the ratio columns of every table (median and worst); the run ends with an
+``N passed, N failed`` line for the steps it ran (exit 1 on a failed step).
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import pathlib
 import statistics
 import subprocess
 import sys
 import time
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 import torch
 
@@ -45,15 +50,18 @@ class Outcome(NamedTuple):
     last_line: str
 
 
-def steps(device: str, quick: bool, out: pathlib.Path) -> List[Step]:
+def steps(device: str, quick: bool, out: pathlib.Path, run_time: Optional[float] = None) -> List[Step]:
     python = sys.executable
     tests = ["tests/nn/test_node_linear.py"] if quick else ["tests", "gridgnn"]
-    parallel = [] if quick else ["-n", "4"]
+    parallel = [] if quick else ["-n", "8"]
+    if device == "cuda":                              # the CPU tests, tutorials and docs build are the CI's
+        tests += ["-k", "cuda", "--ignore=tests/test_tutorials.py", "--ignore=tests/test_docs.py"]
     plan = [Step("tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not tutorials",
                            "--ignore=tests/test_gpu_suite.py", *parallel, *tests], 900),
             Step("verify", [python, "-m", "gridgnn", "verify", "--device", device, "--no-progress",
                             "--failures-only", *(["--quick", "--dims", "1"] if quick else [])], 600)]
-    common = ["--device", device, "--results", str(out), *(["--quick"] if quick else [])]
+    common = ["--device", device, "--results", str(out), *(["--quick"] if quick else []),
+              *(["--min-run-time", str(run_time)] if run_time is not None else [])]
     benchmarks = [("layers", []), ("models", [] if quick else ["--batch", "1", "8"]), ("sparse", []),
                   ("decoder", [])]
     for name, extra in benchmarks:
@@ -74,7 +82,21 @@ def run(step: Step, logs: pathlib.Path) -> Outcome:
         passed = False
     (logs / f"{step.name}.log").write_text(output)
     lines = [line.strip() for line in (stdout or output).splitlines() if line.strip()]    # not progress bars
-    return Outcome(step, passed, time.perf_counter() - start, lines[-1] if lines else "")
+    outcome = Outcome(step, passed, time.perf_counter() - start, lines[-1] if lines else "")
+    record = {"passed": outcome.passed, "seconds": outcome.seconds, "last_line": outcome.last_line}
+    (logs / f"{step.name}.json").write_text(json.dumps(record))
+    return outcome
+
+
+def recorded(plan: List[Step], logs: pathlib.Path) -> List[Outcome]:
+    """The outcome of every step of ``plan`` that has a record in ``logs``, this run's or an earlier one's."""
+    outcomes = []
+    for step in plan:
+        path = logs / f"{step.name}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            outcomes.append(Outcome(step, record["passed"], record["seconds"], record["last_line"]))
+    return outcomes
 
 
 def ratio_summary(table: pathlib.Path) -> str:
@@ -105,26 +127,36 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: a test file, the quick sweep and "
                                                              "quick benchmarks")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results", help="folder for tables and logs")
+    parser.add_argument("--only", nargs="+", metavar="STEP", help="run these steps alone: tests, verify, layers, "
+                        "models, sparse, decoder (and on CUDA layers_tf32, ...)")
+    parser.add_argument("--min-run-time", type=float, help="seconds each benchmark timing runs for (default: "
+                                                           "each script's)")
     args = parser.parse_args(argv)
+    plan = steps(args.device, args.quick, args.out, args.min_run_time)
+    unknown = set(args.only or ()) - {step.name for step in plan}
+    if unknown:
+        parser.error(f"--only: no step named {sorted(unknown)} on {args.device}; the steps are "
+                     f"{[step.name for step in plan]}")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available on this machine: run with --device cpu, or on a machine with a GPU")
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "gpu_suite_logs"
     logs.mkdir(exist_ok=True)
-    started = time.time()
     outcomes = []
-    for step in steps(args.device, args.quick, args.out):
+    for step in plan:
+        if args.only and step.name not in args.only:
+            continue
         outcomes.append(run(step, logs))
         outcome = outcomes[-1]
         print(f"{step.name:<14} {'pass' if outcome.passed else 'FAIL'} {outcome.seconds:7.1f} s  {outcome.last_line}",
               flush=True)
-    tables = sorted(p for p in args.out.glob(f"*_{args.device}*.md") if p.stat().st_mtime >= started)
+    tables = sorted(p for p in args.out.glob(f"*_{args.device}*.md") if not p.name.startswith("gpu_suite"))
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     lines = [f"# gpu_suite on {args.device} ({device_name}){' --quick' if args.quick else ''}", "",
              f"torch {torch.__version__}", "", "| step | result | seconds | last line |", "|---|---|---|---|"]
     lines += [f"| {o.step.name} | {'pass' if o.passed else 'FAIL'} | {o.seconds:.1f} | "
-              f"{o.last_line.replace('|', '/')} |" for o in outcomes]
+              f"{o.last_line.replace('|', '/')} |" for o in recorded(plan, logs)]
     lines += ["", "## Ratios (gridgnn time / torch time; lower is better)", ""]
     lines += [f"- `{t.name}`: {ratio_summary(t) or 'no ratio column'}" for t in tables]
     summary = args.out / f"gpu_suite_{args.device}.md"

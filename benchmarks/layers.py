@@ -27,7 +27,7 @@ from tqdm import tqdm  # noqa: E402
 import gridgnn as gg  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
 
-from _common import markdown_table, parse_args, precision, timed, write_result  # noqa: E402
+from _common import dtypes, markdown_table, min_run_time, parse_args, precision, timed, write_result  # noqa: E402
 
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
@@ -35,7 +35,7 @@ POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 
 SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56), (576, 576, 14), (128, 32, 56)]
 
 
-def layout_times(module, layouts, backward, min_run_time):
+def layout_times(module, layouts, backward, run_time):
     """Median seconds of ``module`` on each input ``layouts()`` gives, forward or forward+backward."""
     times = []
     for x in layouts():
@@ -48,18 +48,18 @@ def layout_times(module, layouts, backward, min_run_time):
             def step(module=module, x=x):
                 with torch.no_grad():
                     module(x)
-        times.append(timed(step, min_run_time))
+        times.append(timed(step, run_time))
     return times
 
 
-def run_pair(reference, candidate, make_inputs, backward, min_run_time):
+def run_pair(reference, candidate, make_inputs, backward, run_time):
     """Median seconds of reference and candidate, forward or forward+backward: ``[(best, first), ...]``.
 
     ``best`` over each side's input layouts, ``first`` with its first layout (NCHW for images).
     """
     results = []
     for module, layouts in ((reference, make_inputs[0]), (candidate, make_inputs[1])):
-        times = layout_times(module, layouts, backward, min_run_time)
+        times = layout_times(module, layouts, backward, run_time)
         results.append((min(times), times[0]))
     return results
 
@@ -69,7 +69,7 @@ def image_layouts(shape, device, dtype):
     return lambda: [x.clone(), x.clone().contiguous(memory_format=torch.channels_last)]
 
 
-def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
+def bench_pointwise_and_spatial(batches, device, dtype, run_time):
     rows = []
     jobs = [("1x1", p, b, bw) for p in POINTWISE for b in batches for bw in (False, True)]
     jobs += [("3x3", s, b, bw) for s in SPATIAL for b in batches for bw in (False, True)]
@@ -83,24 +83,24 @@ def bench_pointwise_and_spatial(batches, device, dtype, min_run_time):
                 return [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
             label = f"1x1 {cin}->{cout}{f' g{groups}' if groups > 1 else ''} @{size}"
             (ref, ref_nchw), (cand, _) = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes),
-                                                  backward, min_run_time)
+                                                  backward, run_time)
             # the NCHW row: the drop-in a converted model holds, fed the NCHW image
             nchw = image_layouts(x.shape, device, dtype)
-            cand_nchw = layout_times(GridConv2d.from_conv(conv), lambda: nchw()[:1], backward, min_run_time)[0]
+            cand_nchw = layout_times(GridConv2d.from_conv(conv), lambda: nchw()[:1], backward, run_time)[0]
         else:
             c, groups, size = spec
             conv = torch.nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False).to(device, dtype)
             graph = GridConv2d.from_conv(conv)
             layouts = image_layouts((batch, c, size, size), device, dtype)
             label = f"3x3 C={c}{' dw' if groups == c else f' g{groups}' if groups > 1 else ''} @{size}"
-            (ref, ref_nchw), (cand, cand_nchw) = run_pair(conv, graph, (layouts, layouts), backward, min_run_time)
+            (ref, ref_nchw), (cand, cand_nchw) = run_pair(conv, graph, (layouts, layouts), backward, run_time)
         rows.append((label, batch, "fwd+bwd" if backward else "fwd", f"{ref_nchw * 1e3:.2f}",
                      f"{cand_nchw * 1e3:.2f}", f"{cand_nchw / ref_nchw:.2f}", f"{ref * 1e3:.2f}",
                      f"{cand * 1e3:.2f}", f"{cand / ref:.2f}"))
     return rows
 
 
-def bench_graph_paths(device, min_run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3)):
+def bench_graph_paths(device, run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3)):
     """GridConv general path vs edge-list propagate vs RGCNConv on (masked) 3x3 grid graphs, forward.
 
     RGCNConv runs both ways a PyG user would batch: per sample, and once on the disjoint union of the
@@ -120,10 +120,10 @@ def bench_graph_paths(device, min_run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3))
         ei, et = graph.edge_index, graph.edge_type
         union = Batch.from_data_list([graph.to_pyg()] * batch)
         with torch.no_grad():
-            general = timed(lambda: layer(x, graph), min_run_time)
-            edge_list = timed(lambda: layer(x, ei, et), min_run_time)
-            looped = timed(lambda: [rgcn(x[i], ei, et) for i in range(batch)], min_run_time)
-            batched = timed(lambda: rgcn(x.reshape(-1, c), union.edge_index, union.edge_type), min_run_time)
+            general = timed(lambda: layer(x, graph), run_time)
+            edge_list = timed(lambda: layer(x, ei, et), run_time)
+            looped = timed(lambda: [rgcn(x[i], ei, et) for i in range(batch)], run_time)
+            batched = timed(lambda: rgcn(x.reshape(-1, c), union.edge_index, union.edge_type), run_time)
         rows.append((f"C={c} @{size} B={batch}", f"{density:.0%}", graph.num_edges, f"{general * 1e3:.2f}",
                      f"{edge_list * 1e3:.2f}", f"{looped * 1e3:.2f}", f"{batched * 1e3:.2f}",
                      f"{min(looped, batched) / general:.2f}"))
@@ -149,17 +149,16 @@ def plot_ratios(rows, title):
 def main(argv=None) -> int:
     args = parse_args(__doc__, "batch 8 only, shorter timing runs", argv)
     batches = (8,) if args.quick else (1, 8, 32)
-    min_run_time = 0.1 if args.quick else 0.3
-    dtypes = [torch.float32] + ([torch.bfloat16] if args.device == "cuda" else [])
+    run_time = min_run_time(args, quick=0.1, full=0.3)
     with precision(args):
-        for dtype in dtypes:
-            rows = bench_pointwise_and_spatial(batches, args.device, dtype, min_run_time)
+        for dtype in dtypes(args):
+            rows = bench_pointwise_and_spatial(batches, args.device, dtype, run_time)
             name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}"
             body = markdown_table(("layer", "batch", "pass", "torch NCHW ms", "gridgnn NCHW ms", "NCHW ratio",
                                    "torch best ms", "gridgnn best ms", "best ratio"), rows)
             print(write_result(name, f"NodeLinear / GridConv2d vs torch conv ({args.device}, {dtype})", body,
                                plot_ratios(rows, f"{args.device} {dtype}")).read_text())
-        rows = bench_graph_paths(args.device, min_run_time)
+        rows = bench_graph_paths(args.device, run_time)
         body = markdown_table(("graph", "pixels kept", "edges", "general ms", "edge-list propagate ms",
                                "RGCNConv per sample ms", "RGCNConv batched ms", "best RGCN / general"), rows)
         print(write_result(f"graph_paths_{args.device}", f"general path vs RGCNConv ({args.device})", body)

@@ -18,22 +18,22 @@ import torch
 
 import gridgnn as gg
 
-from _common import markdown_table, parse_args, precision, timed, write_result
+from _common import dtypes, markdown_table, min_run_time, parse_args, precision, timed, write_result
 from reference_models import ARCHITECTURES
 
 PASSES = ("fwd", "fwd+bwd")
 
 
-def layout_times(model, x, backward, min_run_time):
+def layout_times(model, x, backward, run_time):
     """Seconds per call with NCHW input (what a model's layers see after a NCHW stem) and with channels_last."""
     times = {}
     for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
         xf = x.contiguous(memory_format=fmt)
         if backward:
-            times[name] = timed(lambda xf=xf: model(xf).sum().backward(), min_run_time)
+            times[name] = timed(lambda xf=xf: model(xf).sum().backward(), run_time)
         else:
             with torch.no_grad():
-                times[name] = timed(lambda xf=xf: model(xf), min_run_time)
+                times[name] = timed(lambda xf=xf: model(xf), run_time)
     return times
 
 
@@ -55,18 +55,16 @@ def summary(rows, batches):
 def _options(parser):
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--min-run-time", type=float, default=1.0)
 
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, "64x64 inputs, batch 1, short timing runs", argv, _options)
     size, batches = (64, (1,)) if args.quick else (args.size, args.batch)
-    min_run_time = 0.05 if args.quick else args.min_run_time
-    dtypes = [torch.float32] + ([torch.bfloat16] if args.device == "cuda" else [])
+    run_time = min_run_time(args, quick=0.05, full=1.0)
     rows = []
     with precision(args):
         for make in ARCHITECTURES:
-            for dtype in dtypes:
+            for dtype in dtypes(args):
                 torch.manual_seed(0)
                 model = make().eval().to(args.device, dtype)
                 converted = gg.convert(model)
@@ -75,8 +73,8 @@ def main(argv=None) -> int:
                     with torch.no_grad():                                      # sanity, any dtype
                         torch.testing.assert_close(converted(x), model(x), rtol=2e-2, atol=2e-2)
                     for pass_ in PASSES:
-                        ref = layout_times(model, x, pass_ != "fwd", min_run_time)
-                        conv = layout_times(converted, x, pass_ != "fwd", min_run_time)
+                        ref = layout_times(model, x, pass_ != "fwd", run_time)
+                        conv = layout_times(converted, x, pass_ != "fwd", run_time)
                         best_ref, best_conv = min(ref.values()), min(conv.values())
                         rows.append((make.__name__, str(dtype).replace("torch.", ""), batch, pass_,
                                      f"{ref['nchw'] * 1e3:.1f}", f"{conv['nchw'] * 1e3:.1f}",

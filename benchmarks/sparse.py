@@ -28,7 +28,7 @@ from tqdm import tqdm
 import gridgnn as gg
 from gridgnn.nn import GridConv
 
-from _common import markdown_table, parse_args, precision, timed, write_result
+from _common import markdown_table, min_run_time, parse_args, precision, timed, write_result
 
 CASES = [(2, 512, 32), (2, 512, 64), (3, 128, 16), (3, 128, 32)]     # (dims, side, channels)
 DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -42,19 +42,19 @@ def random_sites(nd, side, density, device):
     return coords
 
 
-def dense_time(conv, shape, backward, min_run_time, device):
+def dense_time(conv, shape, backward, run_time, device):
     best = float("inf")
     for fmt in (torch.contiguous_format, torch.channels_last if len(shape) == 4 else torch.channels_last_3d):
         x = torch.randn(shape, device=device).contiguous(memory_format=fmt).requires_grad_(backward)
         if backward:
-            best = min(best, timed(lambda x=x: conv(x).sum().backward(), min_run_time))
+            best = min(best, timed(lambda x=x: conv(x).sum().backward(), run_time))
         else:
             with torch.no_grad():
-                best = min(best, timed(lambda x=x: conv(x), min_run_time))
+                best = min(best, timed(lambda x=x: conv(x), run_time))
     return best
 
 
-def bench_density(cases, densities, device, min_run_time, with_rgcn):
+def bench_density(cases, densities, device, run_time, with_rgcn):
     rows = []
     for (nd, side, channels), density in tqdm([(c, d) for c in cases for d in densities], desc="density"):
         conv = (nn.Conv2d if nd == 2 else nn.Conv3d)(channels, channels, 3, padding=1, bias=False).to(device)
@@ -65,22 +65,22 @@ def bench_density(cases, densities, device, min_run_time, with_rgcn):
         dense_shape = (1, channels) + (side,) * nd
         row = [f"{nd}-D {side}^{nd} C={channels}", f"{density:.0%}", coords.size(0), graph.num_edges]
         for backward in (False, True):
-            ref = dense_time(conv, dense_shape, backward, min_run_time, device)
+            ref = dense_time(conv, dense_shape, backward, run_time, device)
             f = feats.clone().requires_grad_(backward)
             if backward:
-                ours = timed(lambda f=f: layer(f, graph).sum().backward(), min_run_time)
+                ours = timed(lambda f=f: layer(f, graph).sum().backward(), run_time)
             else:
                 with torch.no_grad():
-                    ours = timed(lambda: layer(feats, graph), min_run_time)
+                    ours = timed(lambda: layer(feats, graph), run_time)
             row += [f"{ref * 1e3:.1f}", f"{ours * 1e3:.1f}", f"{ours / ref:.3f}", f"{ours / (ref * density):.2f}"]
             if not backward:                                           # the target: 2 x density x dense + 1 ms
                 row.append(f"{(2 * density * ref + 1e-3) * 1e3:.1f}" if density <= 0.2 else "-")
         if with_rgcn and coords.size(0) * channels <= 4e6:
             rgcn = RGCNConv(channels, channels, graph.num_offsets, aggr="add", root_weight=False, bias=False).to(device)
             with torch.no_grad():
-                rg = timed(lambda: rgcn(feats, graph.edge_index, graph.edge_type), min_run_time)
-                ours = timed(lambda: layer(feats, graph), min_run_time)
-                raw = timed(lambda: layer(feats, graph.edge_index, graph.edge_type), min_run_time)
+                rg = timed(lambda: rgcn(feats, graph.edge_index, graph.edge_type), run_time)
+                ours = timed(lambda: layer(feats, graph), run_time)
+                raw = timed(lambda: layer(feats, graph.edge_index, graph.edge_type), run_time)
             row += [f"{rg * 1e3:.1f}", f"{rg / ours:.1f}", f"{raw * 1e3:.1f}", f"{rg / raw:.1f}"]
         else:
             row += ["-"] * 4
@@ -135,9 +135,9 @@ def main(argv=None) -> int:
     args = parse_args(__doc__, "2-D C=32 only, three densities, short runs", argv)
     torch.manual_seed(0)
     cases, densities = (CASES[:1], (0.01, 0.1, 0.5)) if args.quick else (CASES, DENSITIES)
-    min_run_time = 0.05 if args.quick else 0.3
+    run_time = min_run_time(args, quick=0.05, full=0.3)
     with precision(args):
-        rows = bench_density(cases, densities, args.device, min_run_time, with_rgcn=True)
+        rows = bench_density(cases, densities, args.device, run_time, with_rgcn=True)
     header = ("case", "density", "sites", "edges", "dense fwd ms", "GridConv fwd ms", "fwd ratio",
               "fwd ratio / density", "fwd target ms", "dense fwd+bwd ms", "GridConv fwd+bwd ms", "fwd+bwd ratio",
               "fwd+bwd ratio / density", "RGCNConv fwd ms", "RGCN / GridConv", "raw edges fwd ms",
