@@ -38,13 +38,13 @@ def _assert_like(actual, expected, dtype):
 @pytest.mark.parametrize("path", ["auto", "general"])
 @pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name", list(CASES))
-def test_layers_follow_cpu_autocast(name, input_dtype, path):
+def test_layers_follow_autocast(name, input_dtype, path, device):
     torch.manual_seed(0)
-    ref = CASES[name]()
+    ref = CASES[name]().to(device)
     twin = twin_of(copy.deepcopy(ref))
     twin.path = path
-    x = _input(ref, input_dtype)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    x = _input(ref, input_dtype).to(device)
+    with torch.autocast(device, dtype=torch.bfloat16):
         _assert_like(twin(x), ref(x), torch.bfloat16)
 
 

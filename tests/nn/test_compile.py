@@ -46,11 +46,11 @@ def _tiny_cnn():
     lambda: GridConv2d(32, 32, 3, padding=1),                        # shifted slices in eager
     lambda: GridConv2d(16, 16, 3, stride=2, padding=1, groups=4),    # gathered windows, thin groups
 ], ids=["node_linear_onednn", "dense", "strided_grouped"])
-def test_default_backend_forward_and_backward(make):
+def test_default_backend_forward_and_backward(make, device):
     torch.manual_seed(0)
-    layer = make()
+    layer = make().to(device)
     x = (torch.randn(4, 64, 256) if isinstance(layer, NodeLinear) else torch.randn(2, layer.in_channels, 8, 8))
-    x.requires_grad_()
+    x = x.to(device).requires_grad_()
     y = torch.compile(layer)(x)
     grads = torch.autograd.grad(y.square().sum(), (x, layer.weight))
     expected = layer(x)

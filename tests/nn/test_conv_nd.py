@@ -17,12 +17,12 @@ SIZES = {1: (9,), 2: (7, 6), 3: (5, 6, 5)}
 @pytest.mark.parametrize("k, s, p, d, mode", [
     cfg for cfg in itertools.product([1, 2, 3], [1, 2], [0, 1, "same", "valid"], [1, 2], MODES)
     if not (cfg[2] == "same" and cfg[1] > 1)][::3])
-def test_drop_in_equals_torch(nd, k, s, p, d, mode):
+def test_drop_in_equals_torch(nd, k, s, p, d, mode, device):
     for groups, bias in ((1, True), (2, False), (4, True)):
         conv = TORCH_CONVS[nd](4, 8, k, s, p, d, groups, bias, mode)
         for path in ("auto", "general"):
             assert_conv_equivalent(conv, DROP_INS[nd].from_conv(conv, path=path), SIZES[nd],
-                                   dtype=torch.float64)
+                                   dtype=torch.float64, device=device)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

@@ -21,13 +21,14 @@ SIZES = {1: (7,), 2: (5, 4), 3: (3, 4, 3)}
 @pytest.mark.parametrize("k, s, p, op, d", [
     cfg for cfg in itertools.product([1, 2, 3], [1, 2, 3], [0, 1, 2], [0, 1, 2], [1, 2])
     if cfg[3] < max(cfg[1], cfg[4])][::4])
-def test_drop_in_equals_torch_forward_and_backward(nd, k, s, p, op, d):
+def test_drop_in_equals_torch_forward_and_backward(nd, k, s, p, op, d, device):
     if min((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n in SIZES[nd]) < 1:
         pytest.skip("torch rejects this geometry (empty output)")
     for groups, bias in ((1, True), (2, False), (4, True)):
         conv = TORCH[nd](4, 4 if groups == 4 else 6, k, s, p, op, groups, bias, d)
         for path in ("auto", "general"):
-            assert_conv_equivalent(conv, TWINS[nd].from_conv(conv, path=path), SIZES[nd], dtype=torch.float64)
+            assert_conv_equivalent(conv, TWINS[nd].from_conv(conv, path=path), SIZES[nd], dtype=torch.float64,
+                                   device=device)
 
 
 @given(nd=st.integers(1, 3), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2), d=st.integers(1, 3),

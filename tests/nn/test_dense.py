@@ -17,9 +17,9 @@ MODES = ["zeros", "circular", "reflect", "replicate"]
 @pytest.mark.parametrize("nd, k, stride, padding, dilation, mode", [
     cfg for cfg in itertools.product([1, 2, 3], [1, 2, 3], [1, 2, 3], [0, 1, 2], [1, 2], MODES)
     if not (cfg[4] == 2 and cfg[0] == 3) and not (cfg[3] == 0 and cfg[5] != "zeros")])
-def test_depthwise_equals_torch(nd, k, stride, padding, dilation, mode):
+def test_depthwise_equals_torch(nd, k, stride, padding, dilation, mode, device):
     conv = TORCH_CONVS[nd](4, 4, k, stride, padding, dilation, groups=4, padding_mode=mode)
-    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), (7,) * nd, dtype=torch.float64)
+    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), (7,) * nd, dtype=torch.float64, device=device)
 
 
 def test_depthwise_offsets_that_reach_no_output_are_skipped():

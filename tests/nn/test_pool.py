@@ -36,44 +36,44 @@ def tie_free(shape, dtype=torch.float64):
     return (torch.randperm(n).to(dtype) / n).reshape(shape)
 
 
-def check_both_paths(reference, twin_cls, size, dtype=torch.float64, **kwargs):
+def check_both_paths(reference, twin_cls, size, dtype=torch.float64, device="cpu", **kwargs):
     for path in ("auto", "general"):
         twin = twin_of(reference)
         twin.path = path
-        assert_conv_equivalent(reference, twin, size, dtype=dtype, **kwargs)
+        assert_conv_equivalent(reference, twin, size, dtype=dtype, device=device, **kwargs)
         if isinstance(reference, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
-            x = tie_free((2, 3, *size), dtype)
-            assert torch.equal(twin(x), reference(x))              # max pooling does no arithmetic: bit-exact
+            x = tie_free((2, 3, *size), dtype).to(device)
+            assert torch.equal(twin.to(device)(x), reference.to(device)(x))  # max pooling: no arithmetic, bit-exact
     assert isinstance(twin, twin_cls)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("k, s, p, d, ceil", list(itertools.product([2, 3], [None, 1, 2, 3], [0, 1], [1, 2],
                                                                      [False, True]))[::2])
-def test_max_pool_equals_torch(nd, k, s, p, d, ceil):
+def test_max_pool_equals_torch(nd, k, s, p, d, ceil, device):
     torch_cls, twin_cls = MAX[nd]
-    check_both_paths(torch_cls(k, s, p, d, ceil_mode=ceil), twin_cls, SIZES[nd])
+    check_both_paths(torch_cls(k, s, p, d, ceil_mode=ceil), twin_cls, SIZES[nd], device=device)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("k, s, p, ceil, include, divisor", [
     cfg for cfg in itertools.product([1, 2, 3], [None, 2, 3], [0, 1], [False, True], [False, True], [None, 5])
     if cfg[2] <= cfg[0] // 2][::2])
-def test_avg_pool_equals_torch(nd, k, s, p, ceil, include, divisor):
+def test_avg_pool_equals_torch(nd, k, s, p, ceil, include, divisor, device):
     torch_cls, twin_cls = AVG[nd]
     if nd == 1 and divisor is not None:
         pytest.skip("AvgPool1d has no divisor_override")
     args = (k, s, p, ceil, include) + ((divisor,) if nd > 1 else ())
-    check_both_paths(torch_cls(*args), twin_cls, SIZES[nd])
+    check_both_paths(torch_cls(*args), twin_cls, SIZES[nd], device=device)
 
 
 @pytest.mark.parametrize("kind, nd", list(ADAPTIVE))
 @pytest.mark.parametrize("out", [1, 2, 3, 4, 5, 7])
-def test_adaptive_pools_equal_torch(kind, nd, out):
+def test_adaptive_pools_equal_torch(kind, nd, out, device):
     torch_cls, twin_cls = ADAPTIVE[kind, nd]
-    check_both_paths(torch_cls(out), twin_cls, SIZES[nd])
+    check_both_paths(torch_cls(out), twin_cls, SIZES[nd], device=device)
     if nd > 1:
-        check_both_paths(torch_cls((None,) + (out,) * (nd - 1)), twin_cls, SIZES[nd])
+        check_both_paths(torch_cls((None,) + (out,) * (nd - 1)), twin_cls, SIZES[nd], device=device)
 
 
 @given(nd=st.integers(1, 3), k=st.integers(1, 4), s=st.integers(1, 4), d=st.integers(1, 3), ceil=st.booleans(),
