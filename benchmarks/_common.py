@@ -10,10 +10,11 @@ from typing import Iterator
 import torch
 from torch.utils.benchmark import Timer
 
+from gridgnn.nn import compiled_kernels
 from gridgnn.testing import no_tf32
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-_OPTIONS = {"results": RESULTS, "tf32": False}
+_OPTIONS = {"results": RESULTS, "tf32": False, "compiled_kernels": False}
 
 
 def cpu_name() -> str:
@@ -45,12 +46,14 @@ def write_result(name: str, title: str, body: str, figure=None) -> pathlib.Path:
     """Write ``<results>/<name>.md`` (and ``<name>.png`` from ``figure``) and return the markdown path.
 
     ``<results>`` is ``benchmarks/results`` unless ``--results`` says otherwise; with ``--tf32``
-    the name and title say so (``<name>_tf32``).
+    the name and title say so (``<name>_tf32``), and with ``--compiled-kernels`` (``<name>_compiled``).
     """
     results = _OPTIONS["results"]
     results.mkdir(parents=True, exist_ok=True)
     if _OPTIONS["tf32"]:
         name, title = f"{name}_tf32", f"{title}, TF32 on"
+    if _OPTIONS["compiled_kernels"]:
+        name, title = f"{name}_compiled", f"{title}, gridgnn.nn.compiled_kernels on"
     text = f"# {title}\n\n{environment()}\n\n{body}\n"
     if figure is not None:
         figure.savefig(results / f"{name}.png", dpi=120, bbox_inches="tight")
@@ -74,7 +77,8 @@ def parse_args(description: str, quick_help: str, argv=None, extra=None) -> argp
     """The scripts' shared options; sets torch's thread count, the results folder and the TF32 mode.
 
     ``--device``, ``--quick``, ``--threads``, ``--results DIR`` (where tables go), ``--tf32``
-    (run float32 with TF32 allowed on CUDA; tables are named ``*_tf32``) and ``--min-run-time``
+    (run float32 with TF32 allowed on CUDA; tables are named ``*_tf32``), ``--compiled-kernels``
+    (:class:`gridgnn.nn.compiled_kernels` on; tables are named ``*_compiled``) and ``--min-run-time``
     (read through :func:`min_run_time`). ``extra(parser)`` adds a script's own options.
     """
     parser = argparse.ArgumentParser(description=description)
@@ -83,13 +87,16 @@ def parse_args(description: str, quick_help: str, argv=None, extra=None) -> argp
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the targets are stated for 2)")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="folder for the result tables")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 for float32 matmuls and convs (CUDA)")
+    parser.add_argument("--compiled-kernels", action="store_true",
+                        help="gridgnn's depthwise layers as inductor-compiled kernels (gridgnn.nn.compiled_kernels)")
     parser.add_argument("--min-run-time", type=float, default=None,
                         help="seconds each timing runs for (default: the script's; GPU timings settle in 0.1)")
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    _OPTIONS.update(results=args.results, tf32=args.tf32)
+    _OPTIONS.update(results=args.results, tf32=args.tf32, compiled_kernels=args.compiled_kernels)
+    compiled_kernels(args.compiled_kernels)
     return args
 
 

@@ -3,16 +3,20 @@
 Six architectures written in reference_models.py (ResNet-50, MobileNetV2, EfficientNet-B0, a
 ShuffleNet, ResNeXt-50 32x4d, ConvNeXt-T) at 224x224, batch 1 and 8. Usage:
 
-    python benchmarks/models.py [--batch 1 8] [--size 224] [--device cuda] [--tf32] [--quick]
+    python benchmarks/models.py [--batch 1 8] [--size 224] [--device cuda] [--tf32] [--compiled-kernels] [--quick]
 
 Both input layouts are timed and reported: NCHW (what the originals are fed and what converted
 models feed their layers) and each side's best layout (NCHW or channels_last); the summary gives
 the median and worst ratio over the architectures against the targets (median <= 1.3x, worst <= 1.6x).
+The table also gives the seconds of each converted model's first calls (forward and forward+backward,
+both layouts): with ``--compiled-kernels`` that includes compiling its depthwise kernels (inductor's
+disk cache shortens it in later processes).
 """
 from __future__ import annotations
 
 import statistics
 import sys
+import time
 
 import torch
 
@@ -70,6 +74,12 @@ def main(argv=None) -> int:
                 converted = gg.convert(model)
                 for batch in batches:
                     x = torch.randn(batch, 3, size, size, device=args.device, dtype=dtype)
+                    start = time.perf_counter()                                # first calls (compiles, if any)
+                    for fmt in (torch.contiguous_format, torch.channels_last):
+                        with torch.no_grad():
+                            converted(x.contiguous(memory_format=fmt))
+                        converted(x.contiguous(memory_format=fmt)).sum().backward()
+                    first = time.perf_counter() - start
                     with torch.no_grad():                                      # sanity, any dtype
                         torch.testing.assert_close(converted(x), model(x), rtol=2e-2, atol=2e-2)
                     for pass_ in PASSES:
@@ -79,10 +89,11 @@ def main(argv=None) -> int:
                         rows.append((make.__name__, str(dtype).replace("torch.", ""), batch, pass_,
                                      f"{ref['nchw'] * 1e3:.1f}", f"{conv['nchw'] * 1e3:.1f}",
                                      f"{conv['nchw'] / ref['nchw']:.2f}", f"{best_ref * 1e3:.1f}",
-                                     f"{best_conv * 1e3:.1f}", f"{best_conv / best_ref:.2f}"))
+                                     f"{best_conv * 1e3:.1f}", f"{best_conv / best_ref:.2f}", f"{first:.1f}"))
                         print(rows[-1], flush=True)
     body = markdown_table(("model", "dtype", "batch", "pass", "original NCHW ms", "converted NCHW ms", "NCHW ratio",
-                           "original best ms", "converted best ms", "best ratio"), rows)
+                           "original best ms", "converted best ms", "best ratio",
+                           "converted first calls s"), rows)
     body += ("\n\nOver the six architectures (float32; targets: median <= 1.3, worst <= 1.6):\n\n"
              + summary(rows, batches))
     print(write_result(f"models_{args.device}", f"converted models vs originals ({args.device}, {size}x{size})",

@@ -1,5 +1,6 @@
 """Graph layers: node-wise maps and offset-typed message passing, image-level drop-ins, pools and blocks."""
 from . import functional
+from ._compiled import compiled_kernels
 from .blocks import (
                      Bottleneck,
                      GridBlock,
@@ -33,7 +34,7 @@ from .pool import (
 from .shuffle import ChannelShuffle, shuffle_permutation
 from .twins import TWINS, twin_of
 
-__all__ = ["functional", "NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d",
+__all__ = ["functional", "compiled_kernels", "NodeLinear", "GridConv", "GridConv1d", "GridConv2d", "GridConv3d",
            "GridConvTranspose1d", "GridConvTranspose2d", "GridConvTranspose3d",
            "GridMaxPool1d", "GridMaxPool2d", "GridMaxPool3d", "GridAvgPool1d", "GridAvgPool2d", "GridAvgPool3d",
            "GridAdaptiveAvgPool1d", "GridAdaptiveAvgPool2d", "GridAdaptiveAvgPool3d",

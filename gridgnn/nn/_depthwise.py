@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import ConvGeometry
+from ._compiled import compiled_depthwise
 from ._gemm import sum_tangents
 from ._padding import pad_nodes
 
@@ -176,7 +177,14 @@ class ClippedShiftDepthwise(torch.autograd.Function):
 
 
 def depthwise_grid_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """Depthwise grid conv: ``[B, *S_in, C] -> [B, N_out, C]``, ``weight`` ``[C, 1, *kernel]``."""
+    """Depthwise grid conv: ``[B, *S_in, C] -> [B, N_out, C]``, ``weight`` ``[C, 1, *kernel]``.
+
+    By the inductor-compiled kernel when :class:`~gridgnn.nn.compiled_kernels` is on, else by
+    :class:`ClippedShiftDepthwise`.
+    """
+    compiled = compiled_depthwise(image, geom, weight, bias)                       # [B, *S_out, C] or None
+    if compiled is not None:
+        return compiled.reshape(image.size(0), math.prod(geom.out_size), compiled.size(-1))
     zero_padded = geom.padding_mode == "zeros"
     source = image if zero_padded else pad_nodes(image, geom)                     # [B, *S, C]
     taps = tap_boxes(geom, tuple(source.shape[1:-1]), zero_padded)

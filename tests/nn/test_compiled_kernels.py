@@ -1,0 +1,99 @@
+"""The opt-in inductor-compiled depthwise kernels: torch's values and gradients, the switch, the eager fallback."""
+import warnings
+
+import pytest
+import torch
+
+from gridgnn.nn import GridAvgPool2d, GridConv1d, GridConv2d, _compiled, compiled_kernels, twin_of
+from gridgnn.testing import assert_conv_equivalent
+
+
+@pytest.fixture(autouse=True)
+def _switch_restored():
+    with compiled_kernels(False):
+        yield
+
+
+def _compiles(monkeypatch):
+    """Count the kernels compiled while the test runs."""
+    made = []
+    original = _compiled._kernel
+    monkeypatch.setattr(_compiled, "_kernel", lambda key: made.append(key) or original(key))
+    return made
+
+
+@pytest.mark.parametrize("conv, size, memory_format", [
+    (torch.nn.Conv2d(6, 6, 3, padding=1, groups=6), (7, 9), torch.channels_last),
+    (torch.nn.Conv2d(6, 6, 3, padding=1, groups=6), (7, 9), torch.contiguous_format),        # NCHW: channel-major
+    (torch.nn.Conv1d(4, 4, 3, stride=2, padding=2, dilation=2, groups=4, bias=False, padding_mode="reflect"),
+     (11,), torch.contiguous_format),
+], ids=["2d-channels-last", "2d-nchw", "1d-strided-dilated-reflect"])
+def test_compiled_depthwise_equals_torch_forward_and_backward(conv, size, memory_format, monkeypatch, device):
+    made = _compiles(monkeypatch)
+    layer = (GridConv2d if conv.weight.dim() == 4 else GridConv1d).from_conv(conv)
+    with compiled_kernels():
+        assert_conv_equivalent(conv, layer, size, dtype=torch.float32, device=device)
+        x = torch.randn(2, conv.in_channels, *size, device=device).contiguous(memory_format=memory_format)
+        out = layer.to(device)(x)
+    assert made, "the compiled kernel did not run"
+    torch.testing.assert_close(out, conv.to(device)(x))
+    assert out.is_contiguous(memory_format=memory_format)                     # the layout the input came in
+
+
+def test_average_pools_run_on_the_compiled_kernel(monkeypatch):
+    made = _compiles(monkeypatch)
+    pool = torch.nn.AvgPool2d(3, stride=2, padding=1)
+    with compiled_kernels():
+        twin = twin_of(pool)
+        assert_conv_equivalent(pool, twin, (8, 8), dtype=torch.float32)
+    assert isinstance(twin, GridAvgPool2d)
+    assert made
+
+
+def test_switch_is_off_by_default_a_call_and_a_context_manager():
+    assert not compiled_kernels.enabled()
+    with compiled_kernels():
+        assert compiled_kernels.enabled()
+        with compiled_kernels(False):
+            assert not compiled_kernels.enabled()
+        assert compiled_kernels.enabled()
+    assert not compiled_kernels.enabled()
+    compiled_kernels(True)
+    assert compiled_kernels.enabled()
+    compiled_kernels(False)
+    with pytest.raises(TypeError, match="takes True or False"):
+        compiled_kernels("yes")
+
+
+def test_eager_kernels_run_when_off_and_under_transforms(monkeypatch):
+    made = _compiles(monkeypatch)
+    layer = GridConv2d(3, 3, 3, padding=1, groups=3)
+    x = torch.randn(1, 3, 5, 5)
+    expected = layer(x)
+    with compiled_kernels():
+        params = dict(layer.named_parameters())
+        grads = torch.func.grad(lambda p: torch.func.functional_call(layer, p, (x,)).square().sum())(params)
+        with torch.autograd.forward_ad.dual_level():                           # forward-mode AD: eager kernels
+            dual = torch.autograd.forward_ad.make_dual(x, torch.ones_like(x))
+            tangent = torch.autograd.forward_ad.unpack_dual(layer(dual)).tangent
+    assert not made
+    reference = torch.autograd.grad(expected.square().sum(), layer.weight)[0]
+    torch.testing.assert_close(grads["weight"], reference)
+    torch.testing.assert_close(tangent, layer(torch.ones_like(x)) - layer.bias.view(1, 3, 1, 1))
+
+
+def test_falls_back_to_eager_with_one_warning_when_inductor_cannot_compile(monkeypatch):
+    monkeypatch.setattr(_compiled, "_unavailable", type(_compiled._unavailable)())      # this test's own flag
+    monkeypatch.setattr(_compiled, "_kernels", {})
+    conv = torch.nn.Conv2d(5, 5, 3, padding=1, groups=5)
+    layer = GridConv2d.from_conv(conv)
+    x = torch.randn(1, 5, 9, 11)
+    patch = {"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}
+    with torch._inductor.config.patch(patch), compiled_kernels(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = layer(x), layer(x)
+        assert not compiled_kernels.enabled()                                # given up for the process
+    messages = [str(w.message) for w in caught if "compiled_kernels" in str(w.message)]
+    assert len(messages) == 1 and "InvalidCxxCompiler" in messages[0] and "eager kernels run" in messages[0]
+    torch.testing.assert_close(first, conv(x))
+    torch.testing.assert_close(second, conv(x))
