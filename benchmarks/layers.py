@@ -2,14 +2,15 @@
 
 * NodeLinear vs 1x1 ``nn.Conv2d`` (NCHW and channels_last) on ResNet-50 / MobileNetV2 pointwise shapes and a
   ShuffleNet grouped 1x1;
-* GridConv2d (dense path) vs 3x3 ``nn.Conv2d`` (best of NCHW and channels_last), incl. depthwise and grouped;
+* GridConv2d (dense path) vs ``nn.Conv2d`` (NCHW and channels_last): ResNet-50 3x3s, depthwise 3x3 / 5x5 stride 2 /
+  7x7 (MobileNetV2, EfficientNet-B0, ConvNeXt-T) and a ResNeXt grouped 3x3;
 * the same graphs through GridConv's general path, an edge-list gather/scatter ``propagate`` and PyG's ``RGCNConv``;
 * masked grids (30/50/70/90% of pixels kept): general path vs RGCNConv.
 
 Forward and forward+backward, batch 1/8/32, median of repeats (torch.utils.benchmark), TF32 off,
 fp32 (and bf16 on CUDA). Usage:
 
-    python benchmarks/layers.py [--quick] [--device cuda]
+    python benchmarks/layers.py [--quick] [--device cuda] [--only dw] [--compiled-kernels]
 """
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ from _common import dtypes, markdown_table, min_run_time, parse_args, precision,
 
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
-# (C, groups, size): ResNet-50 3x3s, MobileNetV2 depthwise, a ResNeXt-50 32x4d grouped 3x3
-SPATIAL = [(64, 1, 56), (128, 1, 28), (256, 1, 14), (512, 1, 7), (144, 144, 56), (576, 576, 14), (128, 32, 56)]
+# (C, groups, size, kernel, stride): ResNet-50 3x3s, MobileNetV2 depthwise 3x3s, an EfficientNet-B0 5x5 stride-2
+# depthwise, ConvNeXt-T 7x7 depthwise, a ResNeXt-50 32x4d grouped 3x3
+SPATIAL = [(64, 1, 56, 3, 1), (128, 1, 28, 3, 1), (256, 1, 14, 3, 1), (512, 1, 7, 3, 1), (144, 144, 56, 3, 1),
+           (576, 576, 14, 3, 1), (240, 240, 28, 5, 2), (96, 96, 56, 7, 1), (384, 384, 14, 7, 1), (128, 32, 56, 3, 1)]
 
 
 def layout_times(module, layouts, backward, run_time):
@@ -48,6 +51,7 @@ def layout_times(module, layouts, backward, run_time):
             def step(module=module, x=x):
                 with torch.no_grad():
                     module(x)
+        step()                                                     # warm-up (compiles, with --compiled-kernels)
         times.append(timed(step, run_time))
     return times
 
@@ -69,10 +73,22 @@ def image_layouts(shape, device, dtype):
     return lambda: [x.clone(), x.clone().contiguous(memory_format=torch.channels_last)]
 
 
-def bench_pointwise_and_spatial(batches, device, dtype, run_time):
+def _label(kind, spec):
+    if kind == "1x1":
+        cin, cout, size, groups = spec
+        return f"1x1 {cin}->{cout}{f' g{groups}' if groups > 1 else ''} @{size}"
+    c, groups, size, k, stride = spec
+    return (f"{k}x{k}{f' s{stride}' if stride > 1 else ''} C={c}"
+            f"{' dw' if groups == c else f' g{groups}' if groups > 1 else ''} @{size}")
+
+
+def bench_pointwise_and_spatial(batches, device, dtype, run_time, only=()):
+    """Rows of the layer table; ``only`` keeps the layers whose label holds one of its words (e.g. ``dw``)."""
     rows = []
     jobs = [("1x1", p, b, bw) for p in POINTWISE for b in batches for bw in (False, True)]
-    jobs += [("3x3", s, b, bw) for s in SPATIAL for b in batches for bw in (False, True)]
+    jobs += [("kxk", s, b, bw) for s in SPATIAL for b in batches for bw in (False, True)]
+    if only:
+        jobs = [job for job in jobs if any(word in _label(*job[:2]) for word in only)]
     for kind, spec, batch, backward in tqdm(jobs, desc=f"layers {dtype}"):
         if kind == "1x1":
             cin, cout, size, groups = spec
@@ -81,20 +97,18 @@ def bench_pointwise_and_spatial(batches, device, dtype, run_time):
             x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
             def nodes(x=x):
                 return [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
-            label = f"1x1 {cin}->{cout}{f' g{groups}' if groups > 1 else ''} @{size}"
             (ref, ref_nchw), (cand, _) = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes),
                                                   backward, run_time)
             # the NCHW row: the drop-in a converted model holds, fed the NCHW image
             nchw = image_layouts(x.shape, device, dtype)
             cand_nchw = layout_times(GridConv2d.from_conv(conv), lambda: nchw()[:1], backward, run_time)[0]
         else:
-            c, groups, size = spec
-            conv = torch.nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False).to(device, dtype)
+            c, groups, size, k, stride = spec
+            conv = torch.nn.Conv2d(c, c, k, stride, k // 2, groups=groups, bias=False).to(device, dtype)
             graph = GridConv2d.from_conv(conv)
             layouts = image_layouts((batch, c, size, size), device, dtype)
-            label = f"3x3 C={c}{' dw' if groups == c else f' g{groups}' if groups > 1 else ''} @{size}"
             (ref, ref_nchw), (cand, cand_nchw) = run_pair(conv, graph, (layouts, layouts), backward, run_time)
-        rows.append((label, batch, "fwd+bwd" if backward else "fwd", f"{ref_nchw * 1e3:.2f}",
+        rows.append((_label(kind, spec), batch, "fwd+bwd" if backward else "fwd", f"{ref_nchw * 1e3:.2f}",
                      f"{cand_nchw * 1e3:.2f}", f"{cand_nchw / ref_nchw:.2f}", f"{ref * 1e3:.2f}",
                      f"{cand * 1e3:.2f}", f"{cand / ref:.2f}"))
     return rows
@@ -146,18 +160,26 @@ def plot_ratios(rows, title):
     return fig
 
 
+def _options(parser):
+    parser.add_argument("--only", nargs="+", default=[], metavar="WORD",
+                        help="time only the layers whose label holds one of these words (e.g. dw, g32, 1x1); "
+                             "the table is named after them and the graph-path table is skipped")
+
+
 def main(argv=None) -> int:
-    args = parse_args(__doc__, "batch 8 only, shorter timing runs", argv)
+    args = parse_args(__doc__, "batch 8 only, shorter timing runs", argv, _options)
     batches = (8,) if args.quick else (1, 8, 32)
     run_time = min_run_time(args, quick=0.1, full=0.3)
     with precision(args):
         for dtype in dtypes(args):
-            rows = bench_pointwise_and_spatial(batches, args.device, dtype, run_time)
-            name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}"
+            rows = bench_pointwise_and_spatial(batches, args.device, dtype, run_time, args.only)
+            name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}" + "".join(f"_{w}" for w in args.only)
             body = markdown_table(("layer", "batch", "pass", "torch NCHW ms", "gridgnn NCHW ms", "NCHW ratio",
                                    "torch best ms", "gridgnn best ms", "best ratio"), rows)
             print(write_result(name, f"NodeLinear / GridConv2d vs torch conv ({args.device}, {dtype})", body,
                                plot_ratios(rows, f"{args.device} {dtype}")).read_text())
+        if args.only:
+            return 0
         rows = bench_graph_paths(args.device, run_time)
         body = markdown_table(("graph", "pixels kept", "edges", "general ms", "edge-list propagate ms",
                                "RGCNConv per sample ms", "RGCNConv batched ms", "best RGCN / general"), rows)

@@ -3,7 +3,8 @@
 Six architectures written in reference_models.py (ResNet-50, MobileNetV2, EfficientNet-B0, a
 ShuffleNet, ResNeXt-50 32x4d, ConvNeXt-T) at 224x224, batch 1 and 8. Usage:
 
-    python benchmarks/models.py [--batch 1 8] [--size 224] [--device cuda] [--tf32] [--compiled-kernels] [--quick]
+    python benchmarks/models.py [--batch 1 8] [--size 224] [--models NAME ...] [--device cuda] [--tf32]
+                                [--compiled-kernels] [--quick]
 
 Both input layouts are timed and reported: NCHW (what the originals are fed and what converted
 models feed their layers) and each side's best layout (NCHW or channels_last); the summary gives
@@ -59,6 +60,8 @@ def summary(rows, batches):
 def _options(parser):
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--models", nargs="+", choices=[make.__name__ for make in ARCHITECTURES],
+                        help="time these architectures only (default: all six; the summary covers those timed)")
 
 
 def main(argv=None) -> int:
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     run_time = min_run_time(args, quick=0.05, full=1.0)
     rows = []
     with precision(args):
-        for make in ARCHITECTURES:
+        for make in [make for make in ARCHITECTURES if not args.models or make.__name__ in args.models]:
             for dtype in dtypes(args):
                 torch.manual_seed(0)
                 model = make().eval().to(args.device, dtype)
@@ -94,9 +97,11 @@ def main(argv=None) -> int:
     body = markdown_table(("model", "dtype", "batch", "pass", "original NCHW ms", "converted NCHW ms", "NCHW ratio",
                            "original best ms", "converted best ms", "best ratio",
                            "converted first calls s"), rows)
-    body += ("\n\nOver the six architectures (float32; targets: median <= 1.3, worst <= 1.6):\n\n"
+    body += (f"\n\nOver the {'six architectures' if not args.models else ', '.join(args.models)} "
+             "(float32; targets: median <= 1.3, worst <= 1.6):\n\n"
              + summary(rows, batches))
-    print(write_result(f"models_{args.device}", f"converted models vs originals ({args.device}, {size}x{size})",
+    name = f"models_{args.device}" + (f"_{'-'.join(args.models)}" if args.models else "")
+    print(write_result(name, f"converted models vs originals ({args.device}, {size}x{size})",
                        body).read_text())
     return 0
 
