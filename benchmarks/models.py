@@ -64,6 +64,18 @@ def _options(parser):
                         help="time these architectures only (default: all six; the summary covers those timed)")
 
 
+def write_table(args, rows, batches, size):
+    """The result table of the rows so far, with the median/worst summary over the architectures timed."""
+    body = markdown_table(("model", "dtype", "batch", "pass", "original NCHW ms", "converted NCHW ms", "NCHW ratio",
+                           "original best ms", "converted best ms", "best ratio",
+                           "converted first calls s"), rows)
+    body += (f"\n\nOver the {'six architectures' if not args.models else ', '.join(args.models)} "
+             "(float32; targets: median <= 1.3, worst <= 1.6):\n\n"
+             + summary(rows, batches))
+    name = f"models_{args.device}" + (f"_{'-'.join(args.models)}" if args.models else "")
+    return write_result(name, f"converted models vs originals ({args.device}, {size}x{size})", body)
+
+
 def main(argv=None) -> int:
     args = parse_args(__doc__, "64x64 inputs, batch 1, short timing runs", argv, _options)
     size, batches = (64, (1,)) if args.quick else (args.size, args.batch)
@@ -94,15 +106,8 @@ def main(argv=None) -> int:
                                      f"{conv['nchw'] / ref['nchw']:.2f}", f"{best_ref * 1e3:.1f}",
                                      f"{best_conv * 1e3:.1f}", f"{best_conv / best_ref:.2f}", f"{first:.1f}"))
                         print(rows[-1], flush=True)
-    body = markdown_table(("model", "dtype", "batch", "pass", "original NCHW ms", "converted NCHW ms", "NCHW ratio",
-                           "original best ms", "converted best ms", "best ratio",
-                           "converted first calls s"), rows)
-    body += (f"\n\nOver the {'six architectures' if not args.models else ', '.join(args.models)} "
-             "(float32; targets: median <= 1.3, worst <= 1.6):\n\n"
-             + summary(rows, batches))
-    name = f"models_{args.device}" + (f"_{'-'.join(args.models)}" if args.models else "")
-    print(write_result(name, f"converted models vs originals ({args.device}, {size}x{size})",
-                       body).read_text())
+                path = write_table(args, rows, batches, size)          # after each model: a cut-off run keeps its rows
+    print(path.read_text())
     return 0
 
 
