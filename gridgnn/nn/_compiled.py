@@ -41,7 +41,8 @@ class compiled_kernels:
     is compiled by ``torch.compile`` (inductor: C++ with SIMD on CPU, Triton on CUDA) into one fused
     loop, forward and backward. It applies to depthwise ``GridConv1d/2d/3d`` layers (and
     ``GridConv``\ s with ``groups == in_channels == out_channels``) on complete grids and to the
-    average pools built on them; every other path is unchanged.
+    average pools built on them, on channels-last input (node features with channels innermost);
+    NCHW input and every other path keep the eager kernels, which were faster there.
 
     Costs and limits:
 
@@ -89,35 +90,30 @@ class compiled_kernels:
 
 
 def _depthwise_slices(x: Tensor, weight: Tensor, bias: Optional[Tensor], kernel: Tuple[int, ...],
-                      stride: Tuple[int, ...], dilation: Tuple[int, ...], padding: Tuple[Tuple[int, int], ...],
-                      channels_last: bool) -> Tensor:
-    """Depthwise conv as a sum of shifted strided slices, in plain ops.
+                      stride: Tuple[int, ...], dilation: Tuple[int, ...], padding: Tuple[Tuple[int, int], ...]
+                      ) -> Tensor:
+    """Depthwise conv as a sum of shifted strided slices, in plain ops: ``[B, *S_in, C] -> [B, *S_out, C]``.
 
-    ``x`` is ``[B, *S_in, C]`` when ``channels_last`` else ``[B, C, *S_in]``, whichever is
-    contiguous (inductor vectorises along the innermost axis); the output has the same form.
     ``weight`` is ``[K, C]`` (offsets row-major; each offset's weights contiguous, which inductor loads as
     vectors); the spatial axes are zero-padded by ``padding``.
     """
-    nd = len(kernel)
-    lead = (slice(None),) if channels_last else (slice(None), slice(None))       # batch (and channel) axes
-    pads = ([0, 0] if channels_last else []) + [side for pair in reversed(padding) for side in pair]  # last axis 1st
-    padded = F.pad(x, pads) if any(pads) else x
-    out_size = [(padded.size(len(lead) + d) - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1 for d in range(nd)]
-    per_channel = (-1,) if channels_last else (-1,) + (1,) * nd                 # broadcasts over the nodes
+    pads = [0, 0] + [side for pair in reversed(padding) for side in pair]       # F.pad lists the last axis first
+    padded = F.pad(x, pads) if any(pads) else x                                   # [B, *P, C]
+    out_size = [(padded.size(1 + d) - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1 for d in range(len(kernel))]
     out = None
     for t, index in enumerate(itertools.product(*(range(k) for k in kernel))):
-        view = padded[lead + tuple(slice(k * d, k * d + (n - 1) * s + 1, s)
-                                   for k, d, n, s in zip(index, dilation, out_size, stride))]
-        term = view * weight[t].view(per_channel)
+        view = padded[(slice(None),) + tuple(slice(k * d, k * d + (n - 1) * s + 1, s)
+                                             for k, d, n, s in zip(index, dilation, out_size, stride))]
+        term = view * weight[t]                                                   # [B, *S_out, C] * [C]
         out = term if out is None else out + term
-    return out if bias is None else out + bias.view(per_channel)
+    return out if bias is None else out + bias
 
 
 _kernels: Dict[Hashable, Callable] = {}
 
 
 def _kernel(key: Hashable) -> Callable:
-    """The compiled :func:`_depthwise_slices` for one geometry and input shape and layout.
+    """The compiled :func:`_depthwise_slices` for one geometry, input shape and strides.
 
     Dynamo keeps its compiled variants per code object, at most ``recompile_limit`` (8) of them;
     a model has more depthwise shapes than that, so each key compiles its own copy of the code.
@@ -134,21 +130,20 @@ def _kernel(key: Hashable) -> Callable:
 def compiled_depthwise(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Optional[Tensor]:
     """The depthwise grid conv ``[B, *S_in, C] -> [B, *S_out, C]`` by a compiled kernel, or ``None`` when none applies.
 
-    ``weight`` is ``[C, 1, *kernel]``. The kernel reads the nodes as they lie in memory:
-    channels innermost, or channel-major (the node view of an NCHW image, read as ``[B, C, *S]``),
-    and its output keeps that layout.
+    ``weight`` is ``[C, 1, *kernel]``. Only channels-innermost nodes (a channels-last image) take the
+    compiled kernel: on channel-major nodes (an NCHW image) inductor's loop ran up to 2x slower than
+    the eager kernel, which computes in that layout (``benchmarks/results/layers_cpu_float32_dw*.md``).
     """
-    if not _enabled() or not _eligible(image, weight, bias):
+    if not _enabled() or not _eligible(image, weight, bias) or not (image.size(-1) == 1 or image.stride(-1) == 1):
         return None
     zero_padded = geom.padding_mode == "zeros"
     source = image if zero_padded else pad_nodes(image, geom)                    # [B, *S, C]
     padding = geom.padding if zero_padded else tuple((0, 0) for _ in geom.padding)
-    channels_last = source.size(-1) == 1 or source.stride(-1) == 1
-    x = source if channels_last else source.movedim(-1, 1)                      # [B, *S, C] or [B, C, *S]
-    key = (tuple(x.shape), x.stride(), x.dtype, x.device, geom.kernel_size, geom.stride, geom.dilation, padding)
+    key = (tuple(source.shape), source.stride(), source.dtype, source.device, geom.kernel_size, geom.stride,
+           geom.dilation, padding)
     try:
         w = weight.flatten(1).t().contiguous()                                    # [K, C]
-        out = _kernel(key)(x, w, bias, geom.kernel_size, geom.stride, geom.dilation, padding, channels_last)
+        out = _kernel(key)(source, w, bias, geom.kernel_size, geom.stride, geom.dilation, padding)
     except torch._dynamo.exc.BackendCompilerFailed as error:
         _unavailable.set()
         inner = getattr(error, "inner_exception", None) or error                  # e.g. no C++ compiler found
@@ -156,7 +151,7 @@ def compiled_depthwise(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: 
         warnings.warn(f"gridgnn.nn.compiled_kernels: inductor could not compile the depthwise kernel ({reason}); "
                       f"the eager kernels run instead", RuntimeWarning, stacklevel=2)
         return None
-    return out if channels_last else out.movedim(1, -1)                         # [B, *S_out, C]
+    return out                                                                    # [B, *S_out, C]
 
 
 def _eligible(image: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:

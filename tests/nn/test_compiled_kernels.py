@@ -22,32 +22,47 @@ def _compiles(monkeypatch):
     return made
 
 
-@pytest.mark.parametrize("conv, size, memory_format", [
-    (torch.nn.Conv2d(6, 6, 3, padding=1, groups=6), (7, 9), torch.channels_last),
-    (torch.nn.Conv2d(6, 6, 3, padding=1, groups=6), (7, 9), torch.contiguous_format),        # NCHW: channel-major
-    (torch.nn.Conv1d(4, 4, 3, stride=2, padding=2, dilation=2, groups=4, bias=False, padding_mode="reflect"),
-     (11,), torch.contiguous_format),
-], ids=["2d-channels-last", "2d-nchw", "1d-strided-dilated-reflect"])
-def test_compiled_depthwise_equals_torch_forward_and_backward(conv, size, memory_format, monkeypatch, device):
+@pytest.mark.parametrize("conv, size", [
+    (torch.nn.Conv2d(6, 6, 3, padding=1, groups=6), (7, 9)),
+    (torch.nn.Conv1d(4, 4, 3, stride=2, padding=2, dilation=2, groups=4, bias=False, padding_mode="reflect"), (11,)),
+], ids=["2d", "1d-strided-dilated-reflect"])
+def test_compiled_depthwise_equals_torch_forward_and_backward_on_channels_last_input(conv, size, monkeypatch, device):
     made = _compiles(monkeypatch)
-    layer = (GridConv2d if conv.weight.dim() == 4 else GridConv1d).from_conv(conv)
+    layer = (GridConv2d if conv.weight.dim() == 4 else GridConv1d).from_conv(conv).to(device)
+    conv = conv.to(device)
+    x = torch.randn(2, conv.in_channels, *size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x.transpose(1, 2).contiguous().mT
+    x.requires_grad_()
     with compiled_kernels():
-        assert_conv_equivalent(conv, layer, size, dtype=torch.float32, device=device)
-        x = torch.randn(2, conv.in_channels, *size, device=device).contiguous(memory_format=memory_format)
-        out = layer.to(device)(x)
+        out = layer(x)
     assert made, "the compiled kernel did not run"
-    torch.testing.assert_close(out, conv.to(device)(x))
-    assert out.is_contiguous(memory_format=memory_format)                     # the layout the input came in
+    expected = conv(x)
+    torch.testing.assert_close(out, expected)
+    assert out.stride() == expected.stride()                                      # torch's memory format
+    grad = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, (x, layer.weight), grad),
+                    torch.autograd.grad(expected, (x, conv.weight), grad)):
+        torch.testing.assert_close(a, b)
+
+
+def test_nchw_input_keeps_the_eager_kernel(monkeypatch, device):
+    made = _compiles(monkeypatch)
+    conv = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6)
+    with compiled_kernels():
+        assert_conv_equivalent(conv, input_size=(7, 9), dtype=torch.float32, device=device)
+    assert not made
 
 
 def test_average_pools_run_on_the_compiled_kernel(monkeypatch):
     made = _compiles(monkeypatch)
     pool = torch.nn.AvgPool2d(3, stride=2, padding=1)
+    twin = twin_of(pool)
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
     with compiled_kernels():
-        twin = twin_of(pool)
-        assert_conv_equivalent(pool, twin, (8, 8), dtype=torch.float32)
-    assert isinstance(twin, GridAvgPool2d)
-    assert made
+        out = twin(x)
+    assert made and isinstance(twin, GridAvgPool2d)
+    torch.testing.assert_close(out, pool(x))
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], torch.autograd.grad(pool(x).sum(), x)[0])
 
 
 def test_switch_is_off_by_default_a_call_and_a_context_manager():
@@ -68,7 +83,7 @@ def test_switch_is_off_by_default_a_call_and_a_context_manager():
 def test_eager_kernels_run_when_off_and_under_transforms(monkeypatch):
     made = _compiles(monkeypatch)
     layer = GridConv2d(3, 3, 3, padding=1, groups=3)
-    x = torch.randn(1, 3, 5, 5)
+    x = torch.randn(1, 3, 5, 5).contiguous(memory_format=torch.channels_last)
     expected = layer(x)
     with compiled_kernels():
         params = dict(layer.named_parameters())
@@ -87,7 +102,7 @@ def test_falls_back_to_eager_with_one_warning_when_inductor_cannot_compile(monke
     monkeypatch.setattr(_compiled, "_kernels", {})
     conv = torch.nn.Conv2d(5, 5, 3, padding=1, groups=5)
     layer = GridConv2d.from_conv(conv)
-    x = torch.randn(1, 5, 9, 11)
+    x = torch.randn(1, 5, 9, 11).contiguous(memory_format=torch.channels_last)
     patch = {"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}
     with torch._inductor.config.patch(patch), compiled_kernels(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
