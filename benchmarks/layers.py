@@ -14,6 +14,7 @@ fp32 (and bf16 on CUDA). Usage:
 """
 from __future__ import annotations
 
+import re
 import sys
 
 import matplotlib
@@ -173,7 +174,8 @@ def main(argv=None) -> int:
     with precision(args):
         for dtype in dtypes(args):
             rows = bench_pointwise_and_spatial(batches, args.device, dtype, run_time, args.only)
-            name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}" + "".join(f"_{w}" for w in args.only)
+            words = "".join(f"_{re.sub(r'[^A-Za-z0-9]+', '-', word)}" for word in args.only)     # file-safe
+            name = f"layers_{args.device}_{str(dtype).replace('torch.', '')}{words}"
             body = markdown_table(("layer", "batch", "pass", "torch NCHW ms", "gridgnn NCHW ms", "NCHW ratio",
                                    "torch best ms", "gridgnn best ms", "best ratio"), rows)
             print(write_result(name, f"NodeLinear / GridConv2d vs torch conv ({args.device}, {dtype})", body,
