@@ -6,19 +6,17 @@ and layout.
 """
 from __future__ import annotations
 
-import itertools
 import threading
 import types
 import warnings
-from typing import Callable, Dict, Hashable, Optional, Tuple
+from typing import Callable, Dict, Hashable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import GridTypeError
 from ..geometry import ConvGeometry
-from ._padding import pad_nodes
+from ._padding import shifted_views
 from ._transforms import plain_ops
 
 _state = threading.local()            # the switch, per thread
@@ -89,23 +87,15 @@ class compiled_kernels:
         return _enabled()
 
 
-def _depthwise_slices(x: Tensor, weight: Tensor, bias: Optional[Tensor], kernel: Tuple[int, ...],
-                      stride: Tuple[int, ...], dilation: Tuple[int, ...], padding: Tuple[Tuple[int, int], ...]
-                      ) -> Tensor:
+def _depthwise_slices(x: Tensor, weight: Tensor, bias: Optional[Tensor], geom: ConvGeometry) -> Tensor:
     """Depthwise conv as a sum of shifted strided slices, in plain ops: ``[B, *S_in, C] -> [B, *S_out, C]``.
 
     ``weight`` is ``[K, C]`` (offsets row-major; each offset's weights contiguous, which inductor loads as
-    vectors); the spatial axes are zero-padded by ``padding``.
+    vectors); the padding is ``geom``'s, as :func:`~gridgnn.nn._padding.shifted_views` reads it.
     """
-    pads = [0, 0] + [side for pair in reversed(padding) for side in pair]       # F.pad lists the last axis first
-    padded = F.pad(x, pads) if any(pads) else x                                   # [B, *P, C]
-    out_size = [(padded.size(1 + d) - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1 for d in range(len(kernel))]
     out = None
-    for t, index in enumerate(itertools.product(*(range(k) for k in kernel))):
-        view = padded[(slice(None),) + tuple(slice(k * d, k * d + (n - 1) * s + 1, s)
-                                             for k, d, n, s in zip(index, dilation, out_size, stride))]
-        term = view * weight[t]                                                   # [B, *S_out, C] * [C]
-        out = term if out is None else out + term
+    for view, w in zip(shifted_views(x, geom), weight):                          # [B, *S_out, C] * [C]
+        out = view * w if out is None else out + view * w
     return out if bias is None else out + bias
 
 
@@ -113,7 +103,7 @@ _kernels: Dict[Hashable, Callable] = {}
 
 
 def _kernel(key: Hashable) -> Callable:
-    """The compiled :func:`_depthwise_slices` for one geometry, input shape and strides.
+    """The compiled :func:`_depthwise_slices` for one geometry, input shape and strides (``key``).
 
     Dynamo keeps its compiled variants per code object, at most ``recompile_limit`` (8) of them;
     a model has more depthwise shapes than that, so each key compiles its own copy of the code.
@@ -136,14 +126,10 @@ def compiled_depthwise(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: 
     """
     if not _enabled() or not _eligible(image, weight, bias) or not (image.size(-1) == 1 or image.stride(-1) == 1):
         return None
-    zero_padded = geom.padding_mode == "zeros"
-    source = image if zero_padded else pad_nodes(image, geom)                    # [B, *S, C]
-    padding = geom.padding if zero_padded else tuple((0, 0) for _ in geom.padding)
-    key = (tuple(source.shape), source.stride(), source.dtype, source.device, geom.kernel_size, geom.stride,
-           geom.dilation, padding)
+    key = (tuple(image.shape), image.stride(), image.dtype, image.device, geom)
     try:
         w = weight.flatten(1).t().contiguous()                                    # [K, C]
-        out = _kernel(key)(source, w, bias, geom.kernel_size, geom.stride, geom.dilation, padding)
+        out = _kernel(key)(image, w, bias, geom)
     except torch._dynamo.exc.BackendCompilerFailed as error:
         _unavailable.set()
         inner = getattr(error, "inner_exception", None) or error                  # e.g. no C++ compiler found

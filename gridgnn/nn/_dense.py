@@ -34,7 +34,7 @@ from ..geometry import ConvGeometry
 from ._depthwise import Box, depthwise_grid_conv, tap_boxes
 from ._gemm import add_matmul_, linear, sum_tangents, with_merged_groups
 from ._offset_plan import node_transform
-from ._padding import pad_nodes
+from ._padding import pad_nodes, shifted_views
 from ._transforms import plain_ops
 
 # below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
@@ -153,11 +153,7 @@ def stacked_windows(x: Tensor, geom: ConvGeometry, fill: float = 0.0) -> Tensor:
     The plain-ops counterpart of :func:`gather_windows` (no ``unfold``, whose backward some
     compilers mishandle); padding is filled with ``fill``.
     """
-    padded = pad_nodes(x, geom, fill)                                             # [B, *P, C]
-    views = [padded[(slice(None),) + tuple(slice(k * d, k * d + (n - 1) * s + 1, s) for k, d, n, s in
-                                           zip(index, geom.dilation, geom.out_size, geom.stride))]
-             for index in geom.kernel_indices()]                                  # K x [B, *S_out, C], row-major
-    return torch.stack(views, dim=-2)
+    return torch.stack(shifted_views(x, geom, fill), dim=-2)
 
 
 def plain_window_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
