@@ -29,6 +29,10 @@ ONEDNN_MIN_MACS = 1 << 24
 #: below this inner dimension the separate add of :func:`add_matmul_`'s oneDNN path costs more than it saves
 ADD_ONEDNN_MIN_K = 64
 
+#: whether :func:`add_matmul_` accumulates through oneDNN: on AVX-512 CPUs, where MKL's in-place GEMM took a
+#: generic path (2-2.5x slower, AMD EPYC); on an AVX2 EPYC ``addmm_`` ran 1.1-1.3x faster than oneDNN plus an add
+ADD_BY_ONEDNN = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
 #: groups thinner than this many input channels are merged into block-diagonal ones of at least this width
 MIN_GROUP_CHANNELS = 16
 
@@ -86,13 +90,14 @@ def sum_tangents(terms: List[Optional[Tensor]], shape: Tuple[int, ...], like: Te
 def add_matmul_(acc: Tensor, x: Tensor, matrix: Tensor) -> Tensor:
     """``acc += x @ matrix`` in place (``x`` ``[M, K]``, ``matrix`` ``[K, N]``), on the faster kernel.
 
-    oneDNN's inner product and an add where :func:`uses_onednn` and ``K`` is at least
-    :data:`ADD_ONEDNN_MIN_K` (on AVX-512 AMD hosts it runs
-    2-2.5x faster than MKL's in-place GEMM, which takes a generic path there; measured in
-    ``benchmarks/README.md``), else ``addmm_``. Batched (vmapped) operands take ``addmm_``.
+    oneDNN's inner product and an add on AVX-512 CPUs (:data:`ADD_BY_ONEDNN`) where :func:`uses_onednn`
+    and ``K`` is at least :data:`ADD_ONEDNN_MIN_K` (on AVX-512 AMD hosts it runs 2-2.5x faster than
+    MKL's in-place GEMM, which takes a generic path there; measured in ``benchmarks/README.md``),
+    else ``addmm_``. Batched (vmapped) operands take ``addmm_``.
     """
     weight = matrix.t()                                                          # [N, K], as linear takes it
-    if x.size(-1) >= ADD_ONEDNN_MIN_K and uses_onednn(x, weight) and not plain_ops(acc, x, matrix):
+    if (ADD_BY_ONEDNN and x.size(-1) >= ADD_ONEDNN_MIN_K and uses_onednn(x, weight)
+            and not plain_ops(acc, x, matrix)):
         return acc.add_(_ONEDNN_LINEAR(x, weight.contiguous(), None, "none", [], ""))
     return acc.addmm_(x, matrix)
 

@@ -73,3 +73,25 @@ def test_pointwise_on_nchw_input_reads_it_in_place(nd, c_in, c_out, groups, bias
         return torch.func.functional_call(layer, {**params, "weight": weight}, (x,))
 
     assert torch.autograd.gradcheck(fn, (x, params["weight"].detach().requires_grad_()))
+
+
+@pytest.mark.parametrize("chunk", [1, 7 * 5, 7 * 80])
+@pytest.mark.parametrize("nd, padding, dilation, mode", [(2, 1, 1, "zeros"), (2, 2, 2, "reflect"),
+                                                         (1, 1, 1, "circular"), (3, 1, 1, "zeros")])
+def test_shifted_slices_in_row_chunks_equal_torch(chunk, nd, padding, dilation, mode, monkeypatch):
+    """Row chunks of the shifted-slice GEMMs (forward and the backward's negated offsets) split anywhere.
+
+    A chunk of one row, of a few rows (some offsets then reach only part of a chunk, the backward's first
+    chunks none whole) and of several images: torch's values and gradients, and float64 gradients.
+    """
+    import gridgnn.nn._dense as dense
+    monkeypatch.setattr(dense, "SHIFT_CHUNK_ELEMENTS", chunk)
+    calls = []
+    original = dense.shifted_matmul_
+    monkeypatch.setattr(dense, "shifted_matmul_", lambda *a: calls.append(1) or original(*a))
+    conv = TORCH_CONVS[nd](5, 7, 3, 1, padding, dilation, padding_mode=mode).double()
+    layer = GRID_CONVS[nd].from_conv(conv)
+    assert_conv_equivalent(conv, layer, (6 if nd < 3 else 4,) * nd, dtype=torch.float64)
+    assert calls                                                             # the shifted-slice path ran
+    x = torch.randn(1, 5, *([3 if nd < 3 else 2] * nd), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
