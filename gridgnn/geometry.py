@@ -176,12 +176,16 @@ class ConvGeometry:
     def ndim(self) -> int:
         return len(self.in_size)
 
+    def __post_init__(self) -> None:             # out_size is read several times a layer call: computed once
+        object.__setattr__(self, "_out_size", tuple(
+            (n + left + right - d * (k - 1) - 1) // s + 1
+            for n, (left, right), k, s, d in zip(self.in_size, self.padding, self.kernel_size, self.stride,
+                                                 self.dilation)))
+
     @property
     def out_size(self) -> Tuple[int, ...]:
         """Output spatial shape, ``floor((n + l + r - dil * (k - 1) - 1) / s) + 1`` per dim."""
-        return tuple((n + left + right - d * (k - 1) - 1) // s + 1
-                     for n, (left, right), k, s, d in zip(self.in_size, self.padding, self.kernel_size,
-                                                          self.stride, self.dilation))
+        return self._out_size
 
     @property
     def num_offsets(self) -> int:

@@ -10,6 +10,7 @@ remap it to the pixel that torch's padding would copy.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections import OrderedDict
@@ -453,10 +454,23 @@ def conv_geometry(conv: nn.Module, size: IntOrTuple) -> ConvGeometry:
     """
     ndim = len(conv.kernel_size)
     if getattr(conv, "transposed", False):
-        return transposed_conv_geometry(ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
-                                        conv.output_padding, conv.dilation)
-    return ConvGeometry.create(ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
-                               conv.dilation, conv.padding_mode)
+        args = (transposed_conv_geometry, ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
+                conv.output_padding, conv.dilation)
+    else:
+        args = (ConvGeometry.create, ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
+                conv.dilation, conv.padding_mode)
+    if torch.compiler.is_compiling():                   # traced once into the graph; dynamo cannot call the cache
+        return args[0](*args[1:])
+    try:
+        return _cached_geometry(*args)
+    except TypeError:                      # an unhashable argument (a list): built uncached (or the error raised)
+        return args[0](*args[1:])
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_geometry(make: Callable[..., ConvGeometry], *args) -> ConvGeometry:
+    """``make(*args)``, once per layer configuration and input size (~35 us of validation a layer call)."""
+    return make(*args)
 
 
 def graph_for(conv: nn.Module, size: IntOrTuple) -> GridGraph:

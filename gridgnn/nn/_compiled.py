@@ -39,8 +39,9 @@ class compiled_kernels:
     is compiled by ``torch.compile`` (inductor: C++ with SIMD on CPU, Triton on CUDA) into one fused
     loop, forward and backward. It applies to depthwise ``GridConv1d/2d/3d`` layers (and
     ``GridConv``\ s with ``groups == in_channels == out_channels``) on complete grids and to the
-    average pools built on them, on channels-last input (node features with channels innermost);
-    NCHW input and every other path keep the eager kernels, which were faster there.
+    average pools built on them; the kernel runs with channels innermost (an NCHW input is copied
+    to channels-last first, and the layer's output is then laid out as torch's conv lays it).
+    Every other path keeps the eager kernels.
 
     Costs and limits:
 
@@ -120,12 +121,16 @@ def _kernel(key: Hashable) -> Callable:
 def compiled_depthwise(image: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Optional[Tensor]:
     """The depthwise grid conv ``[B, *S_in, C] -> [B, *S_out, C]`` by a compiled kernel, or ``None`` when none applies.
 
-    ``weight`` is ``[C, 1, *kernel]``. Only channels-innermost nodes (a channels-last image) take the
-    compiled kernel: on channel-major nodes (an NCHW image) inductor's loop ran up to 2x slower than
-    the eager kernel, which computes in that layout (``benchmarks/results/layers_cpu_float32_dw*.md``).
+    ``weight`` is ``[C, 1, *kernel]``. The kernel reads channels-innermost nodes (a channels-last
+    image), where inductor's loop runs along contiguous channels. Channel-major nodes (an NCHW image)
+    are copied to that layout first, and the output is channels-innermost: reading them in place,
+    inductor's loop ran up to 2x slower than the eager kernel, while with the copy it ran 1.3-3x
+    faster (batch 1, ``benchmarks/README.md``).
     """
-    if not _enabled() or not _eligible(image, weight, bias) or not (image.size(-1) == 1 or image.stride(-1) == 1):
+    if not _enabled() or not _eligible(image, weight, bias):
         return None
+    if image.size(-1) > 1 and image.stride(-1) != 1:
+        image = image.contiguous()                                                # [B, *S_in, C], channels innermost
     key = (tuple(image.shape), image.stride(), image.dtype, image.device, geom)
     try:
         w = weight.flatten(1).t().contiguous()                                    # [K, C]

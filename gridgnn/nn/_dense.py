@@ -33,6 +33,7 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._depthwise import Box, depthwise_grid_conv, empty_like_layout, tap_boxes
+from ._function import Function
 from ._gemm import add_matmul_, linear, sum_tangents, with_merged_groups
 from ._offset_plan import node_transform
 from ._padding import pad_nodes, shifted_views
@@ -92,7 +93,7 @@ def shifted_matmul_(out: Tensor, src: Tensor, weight: Tensor, offsets: List[int]
     return out
 
 
-class ShiftedSliceConv(torch.autograd.Function):
+class ShiftedSliceConv(Function):
     """``out[p] = sum_t W_t x[p + off_t]`` over a flattened padded node tensor, forward and backward by slice GEMMs.
 
     ``weight`` is ``[K, C_in, C_out]``: one GEMM per offset, accumulated in place in cache-sized row
@@ -321,7 +322,7 @@ def box_gather(grad: Tensor, src_shape: Tuple[int, ...], taps: List[Tuple[int, B
     return y
 
 
-class BoxScatter(torch.autograd.Function):
+class BoxScatter(Function):
     """:func:`box_scatter` as one autograd node; its adjoint is :class:`BoxGather` (each backward calls the other).
 
     Both are linear, so gradients of every order exist and the ``jvp`` is the op on the tangent.
@@ -345,7 +346,7 @@ class BoxScatter(torch.autograd.Function):
         return box_scatter(y_t, ctx.dst_size, ctx.taps, ctx.tiles)
 
 
-class BoxGather(torch.autograd.Function):
+class BoxGather(Function):
     """:func:`box_gather` as one autograd node, the adjoint of :class:`BoxScatter`."""
 
     @staticmethod

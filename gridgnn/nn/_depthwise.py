@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from ._compiled import compiled_depthwise
+from ._function import Function
 from ._gemm import sum_tangents
 from ._padding import pad_nodes
 
@@ -108,7 +109,7 @@ def _batch_chunks(batch: int, per_item: int):
     return [slice(start, min(batch, start + step)) for start in range(0, batch, step)]
 
 
-class ClippedShiftDepthwise(torch.autograd.Function):
+class ClippedShiftDepthwise(Function):
     """``out[b, box_t] (+)= w_t * x[b, in_box_t]`` over the kernel offsets ``t``; backward by the same boxes.
 
     Bilinear in ``x`` and ``weight``, so the ``jvp`` is the same kernel on the tangents.
@@ -193,7 +194,7 @@ def depthwise_grid_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias:
     return out.reshape(image.size(0), math.prod(geom.out_size), out.size(-1))
 
 
-class ClippedShiftMax(torch.autograd.Function):
+class ClippedShiftMax(Function):
     r"""Max pooling on a complete grid by clipped boxes: ``out[b, box_t] = max(out[b, box_t], x[b, in_box_t])``.
 
     Node-wise :math:`\mathbf{y}_i = \max_{(j \to i)} \mathbf{x}_j` (:math:`-\infty` for a window with no

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._function import Function
 from ._transforms import plain_ops
 
 _ONEDNN_LINEAR = (getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
@@ -43,7 +44,7 @@ def uses_onednn(x: Tensor, weight: Tensor) -> bool:
             and x.dtype == weight.dtype == torch.float32 and x.numel() * weight.size(0) >= ONEDNN_MIN_MACS)
 
 
-class OneDNNLinear(torch.autograd.Function):
+class OneDNNLinear(Function):
     """``x @ weight.T + bias`` by oneDNN's inner product, with a backward and a ``jvp`` made of :func:`linear`."""
 
     @staticmethod

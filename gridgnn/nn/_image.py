@@ -12,6 +12,7 @@ from .._types import SpatialSize
 from ..errors import GridTypeError, GridValueError
 from ..graph import on_batched_nodes, to_image, to_nodes
 from ._autocast import autocast_like_conv
+from ._function import Function
 from ._transforms import plain_ops, under_functorch
 
 _MEMORY_FORMATS = {1: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}
@@ -44,7 +45,11 @@ def in_format(t: Tensor, memory_format: torch.memory_format) -> Tensor:
     strides, step = [0] * t.dim(), 1
     for d in order:
         strides[d], step = step, step * max(t.size(d), 1)
-    return t if t.stride() == tuple(strides) else t.clone(memory_format=memory_format)   # clone: exact strides
+    if t.stride() == tuple(strides):
+        return t
+    if all(t.stride(d) == strides[d] for d in range(t.dim()) if t.size(d) > 1):
+        return t.as_strided(t.shape, strides)          # only size-1 axes differ (a batch of one): a view, no copy
+    return t.clone(memory_format=memory_format)                                  # clone: exact strides
 
 
 def conv_memory_format(x: Tensor, weight: Optional[Tensor], nd: int) -> torch.memory_format:
@@ -53,7 +58,7 @@ def conv_memory_format(x: Tensor, weight: Optional[Tensor], nd: int) -> torch.me
         else torch.contiguous_format
 
 
-class GradInFormat(torch.autograd.Function):
+class GradInFormat(Function):
     """The identity, whose gradient comes back in ``memory_format`` (as the gradients of torch's convs do)."""
 
     @staticmethod

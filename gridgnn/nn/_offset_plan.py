@@ -30,6 +30,7 @@ from torch_geometric.utils import index_sort
 from torch_geometric.utils.sparse import index2ptr, ptr2index
 
 from ..graph import GridGraph, on_batched_nodes
+from ._function import Function
 from ._gemm import linear
 from ._transforms import plain_ops
 
@@ -93,7 +94,7 @@ class Segments:
         return out.view(y.size(0), -1, y.size(-1))
 
 
-class GatherSum(torch.autograd.Function):
+class GatherSum(Function):
     r"""``out = A y`` with ``A`` a 0/1 :class:`Segments` matrix; the backward is ``A^T g``, the same op transposed.
 
     Node-wise, :math:`\mathbf{out}_{b,i} = \sum_{r \in \mathrm{bag}(i)} \mathbf{y}_{b,r}` for

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import cumsum, index_sort
 
+from ._function import Function
 from ._gemm import linear, sum_tangents
 from ._offset_plan import TypedEdges, cached_plan, transposed_message_weight
 from ._transforms import plain_ops
@@ -235,7 +236,7 @@ def weight_grad(x: Tensor, grad: Tensor, graph: Any, weight: Tensor, groups: int
     return torch.stack([zero if w is None else w for w in per_offset], -1).view_as(weight)
 
 
-class TargetBlockConv(torch.autograd.Function):
+class TargetBlockConv(Function):
     r"""Typed message passing by target blocks: :math:`\mathbf{Y} = \sum_t \mathbf{A}_t \mathbf{X} \mathbf{W}_t^{\top}`.
 
     Node-wise, :math:`\mathbf{y}_{b,i} = \sum_{(j \to i,\, t)} \mathbf{W}_t \mathbf{x}_{b,j}` for ``x``
