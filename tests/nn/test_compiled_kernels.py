@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from gridgnn.nn import GridAvgPool2d, GridConv1d, GridConv2d, _compiled, compiled_kernels, twin_of
-from gridgnn.testing import assert_conv_equivalent
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,73 @@
+"""What a layer call costs besides its arithmetic: no signature binding, cached geometries, no batch-of-one copy."""
+import inspect
+
+import pytest
+import torch
+
+from gridgnn.graph import conv_geometry
+from gridgnn.nn import GridConv2d, NodeLinear
+from gridgnn.nn._image import in_format
+
+
+@pytest.mark.parametrize("groups, kernel", [(1, 3), (4, 3), (1, 1)], ids=["shifted", "depthwise", "pointwise"])
+def test_custom_functions_skip_torchs_signature_binding(groups, kernel, monkeypatch):
+    """Forward and backward through the eager Functions, with ``inspect.signature`` made to fail: torch's values."""
+    conv = torch.nn.Conv2d(4, 4, kernel, padding=kernel // 2, groups=groups)
+    layer = GridConv2d.from_conv(conv)
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    expected = conv(x)
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, conv.weight))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("inspect.signature was called")
+
+    monkeypatch.setattr(inspect, "signature", refuse)
+    out = layer(x)
+    assert out.grad_fn is not None
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(torch.autograd.grad(out.square().sum(), (x, layer.weight)), expected_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_functions_still_run_under_torch_func():
+    """Under a transform the Functions take torch's own ``apply`` (no fast path): per-sample gradients agree."""
+    layer = NodeLinear(3, 2)
+    x = torch.randn(4, 5, 3)
+    params = dict(layer.named_parameters())
+    grads = torch.func.vmap(torch.func.grad(lambda p, xi: torch.func.functional_call(layer, p, (xi,)).sum()),
+                            in_dims=(None, 0))(params, x)
+    torch.testing.assert_close(grads["weight"], torch.ones(4, 2, 1) * x.sum(1, keepdim=True))
+
+
+def test_a_batch_of_one_is_restrided_without_a_copy():
+    """Strides that differ only on size-1 axes: the same memory with torch's strides (a view)."""
+    t = torch.randn(1, 8, 16).transpose(1, 2).reshape(1, 4, 4, 8).movedim(-1, 1)     # odd batch stride
+    assert t.stride() == (16, 16, 4, 1)
+    view = in_format(t, torch.contiguous_format)
+    assert view.data_ptr() == t.data_ptr() and view.stride() == torch.empty(1, 8, 4, 4).stride() == (128, 16, 4, 1)
+    torch.testing.assert_close(view, t)
+    copied = in_format(t, torch.channels_last)                                   # a real layout change copies
+    assert copied.data_ptr() != t.data_ptr() and copied.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_batch_one_layer_output_has_torchs_strides():
+    conv = torch.nn.Conv2d(8, 16, 1)
+    x = torch.randn(1, 8, 5, 5, requires_grad=True)
+    out, expected = GridConv2d.from_conv(conv)(x), conv(x)
+    assert out.stride() == expected.stride()
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    assert torch.autograd.grad(out, x, grad)[0].stride() == torch.autograd.grad(expected, x, grad)[0].stride()
+
+
+def test_geometries_are_cached_per_configuration_and_size():
+    layer = GridConv2d(3, 3, 3, padding=1)
+    assert conv_geometry(layer, (5, 6)) is conv_geometry(layer, (5, 6))
+    assert conv_geometry(layer, (5, 7)).out_size == (5, 7)
+    other = GridConv2d(3, 3, 3, padding=1, stride=2)
+    assert conv_geometry(other, (5, 6)).out_size == (3, 3)
+
+    class Listed:                                          # unhashable arguments: built uncached, same geometry
+        kernel_size, stride, padding, dilation, padding_mode = [3, 3], [1, 1], [1, 1], [1, 1], "zeros"
+
+    assert conv_geometry(Listed(), (5, 6)) == conv_geometry(layer, (5, 6))
