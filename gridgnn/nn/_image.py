@@ -48,7 +48,11 @@ def in_format(t: Tensor, memory_format: torch.memory_format) -> Tensor:
     if t.stride() == tuple(strides):
         return t
     if all(t.stride(d) == strides[d] for d in range(t.dim()) if t.size(d) > 1):
-        return t.as_strided(t.shape, strides)          # only size-1 axes differ (a batch of one): a view, no copy
+        # only size-1 axes differ (a batch of one): flattened in memory order and unflattened again, a view
+        # (views whose backward is a view too, where as_strided's backward would zero-fill and scatter)
+        outer_first = list(reversed(order))
+        dense = t.permute(outer_first).view(-1).view([t.size(d) for d in outer_first])
+        return dense.permute([outer_first.index(d) for d in range(t.dim())])
     return t.clone(memory_format=memory_format)                                  # clone: exact strides
 
 

@@ -46,6 +46,10 @@ def test_a_batch_of_one_is_restrided_without_a_copy():
     view = in_format(t, torch.contiguous_format)
     assert view.data_ptr() == t.data_ptr() and view.stride() == torch.empty(1, 8, 4, 4).stride() == (128, 16, 4, 1)
     torch.testing.assert_close(view, t)
+    nhwc = torch.randn(4, 4, 8).as_strided((1, 4, 4, 8), (5, 32, 8, 1)).permute(0, 3, 1, 2)   # channels-last memory
+    view = in_format(nhwc, torch.channels_last)
+    assert view.data_ptr() == nhwc.data_ptr() and view.stride() == (128, 1, 32, 8)
+    torch.testing.assert_close(view, nhwc)
     copied = in_format(t, torch.channels_last)                                   # a real layout change copies
     assert copied.data_ptr() != t.data_ptr() and copied.is_contiguous(memory_format=torch.channels_last)
 
