@@ -459,12 +459,13 @@ def conv_geometry(conv: nn.Module, size: IntOrTuple) -> ConvGeometry:
     else:
         args = (ConvGeometry.create, ntuple(size, ndim, "size"), conv.kernel_size, conv.stride, conv.padding,
                 conv.dilation, conv.padding_mode)
+    try:
+        hash(args)
+    except TypeError:                                                   # an unhashable argument (a list)
+        return args[0](*args[1:])
     if torch.compiler.is_compiling():                   # traced once into the graph; dynamo cannot call the cache
         return args[0](*args[1:])
-    try:
-        return _cached_geometry(*args)
-    except TypeError:                      # an unhashable argument (a list): built uncached (or the error raised)
-        return args[0](*args[1:])
+    return _cached_geometry(*args)
 
 
 @functools.lru_cache(maxsize=1024)

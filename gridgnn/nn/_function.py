@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+from ._transforms import _is_wrapped
 
 
 class Function(torch.autograd.Function):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from gridgnn.graph import conv_geometry
-from gridgnn.nn import GridConv2d, NodeLinear
+from gridgnn.nn import GridConv2d
+from gridgnn.nn._gemm import OneDNNLinear
 from gridgnn.nn._image import in_format
 
 
@@ -29,14 +30,15 @@ def test_custom_functions_skip_torchs_signature_binding(groups, kernel, monkeypa
         torch.testing.assert_close(got, want)
 
 
-def test_functions_still_run_under_torch_func():
-    """Under a transform the Functions take torch's own ``apply`` (no fast path): per-sample gradients agree."""
-    layer = NodeLinear(3, 2)
-    x = torch.randn(4, 5, 3)
-    params = dict(layer.named_parameters())
-    grads = torch.func.vmap(torch.func.grad(lambda p, xi: torch.func.functional_call(layer, p, (xi,)).sum()),
-                            in_dims=(None, 0))(params, x)
-    torch.testing.assert_close(grads["weight"], torch.ones(4, 2, 1) * x.sum(1, keepdim=True))
+def test_functions_take_torchs_apply_under_torch_func():
+    """Inside ``torch.func.grad`` (wrapped tensors) a Function takes torch's own apply: F.linear's grads."""
+    x, weight, bias = torch.randn(5, 3), torch.randn(2, 3), torch.randn(2)
+
+    def loss(layer_call, w):
+        return layer_call(x, w, bias).square().sum()
+
+    got = torch.func.grad(lambda w: loss(OneDNNLinear.apply, w))(weight)
+    torch.testing.assert_close(got, torch.func.grad(lambda w: loss(torch.nn.functional.linear, w))(weight))
 
 
 def test_a_batch_of_one_is_restrided_without_a_copy():
