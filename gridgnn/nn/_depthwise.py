@@ -17,6 +17,11 @@ input once (:func:`~gridgnn.nn._padding.pad_nodes`) and run with no padding.
 Batches are processed in cache-sized chunks, so an output chunk stays in cache
 across the ``K`` offsets. The backward is the same boxes transposed
 (:class:`ClippedShiftDepthwise`).
+
+Where gridgnn's native kernel is built (:mod:`gridgnn.nn._native`), plain eager CPU calls in
+float32/float64 run it instead: the same sum in one pass over the nodes, all ``K`` offsets
+at once. The boxes above stay the kernel of every other call (CUDA, other dtypes,
+``create_graph=True`` backwards, batched gradients) and the fallback where it is not built.
 """
 from __future__ import annotations
 
@@ -29,10 +34,12 @@ import torch
 from torch import Tensor
 
 from ..geometry import ConvGeometry
+from . import _native
 from ._compiled import compiled_depthwise
 from ._function import Function
 from ._gemm import sum_tangents
 from ._padding import pad_nodes
+from ._transforms import plain_ops
 
 #: floats of one output chunk (~2 MiB): big enough to amortise the per-op overhead, small enough for cache
 CHUNK_ELEMENTS = 1 << 19
@@ -112,13 +119,17 @@ def _batch_chunks(batch: int, per_item: int):
 class ClippedShiftDepthwise(Function):
     """``out[b, box_t] (+)= w_t * x[b, in_box_t]`` over the kernel offsets ``t``; backward by the same boxes.
 
-    Bilinear in ``x`` and ``weight``, so the ``jvp`` is the same kernel on the tangents.
+    ``native`` is ``(geometry, zero_padded)`` where the native kernel may run (forward and
+    first-order backward), else ``None``. Bilinear in ``x`` and ``weight``, so the ``jvp`` is the
+    same kernel on the tangents.
     """
 
     @staticmethod
     def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_size: Tuple[int, ...],
-                taps: List[Tuple[int, Box, Box]]) -> Tensor:
-        # x: [B, *S_in, C]; weight: [K, C]; returns [B, *S_out, C], laid out as x
+                taps: List[Tuple[int, Box, Box]], native: Optional[Tuple[ConvGeometry, bool]]) -> Tensor:
+        # x: [B, *S_in, C]; weight: [C, K]; returns [B, *S_out, C], laid out as x
+        if native is not None and _native.applies(x, weight, bias):
+            return _native.depthwise_forward(x, weight, bias, *native)
         out = empty_like_layout(x, (x.size(0), *out_size, x.size(-1)))
         full = tuple(slice(0, n) for n in out_size)
         first = next((tap for tap in taps if tap[1] == full), None)       # an offset every output receives
@@ -126,18 +137,18 @@ class ClippedShiftDepthwise(Function):
         for b in _batch_chunks(x.size(0), math.prod(out.shape[1:])):
             block, source = view_of(out, (), b), view_of(x, (), b)
             if first is not None:
-                torch.mul(view_of(source, first[2]), weight[first[0]], out=block)
+                torch.mul(view_of(source, first[2]), weight[:, first[0]], out=block)
             else:
                 block.zero_()
             for t, out_box, in_box in rest:
-                view_of(block, out_box).addcmul_(view_of(source, in_box), weight[t])
+                view_of(block, out_box).addcmul_(view_of(source, in_box), weight[:, t])
         if bias is not None:
             out.add_(bias)
         return out
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, weight, bias, ctx.out_size, ctx.taps = inputs
+        x, weight, bias, ctx.out_size, ctx.taps, ctx.native = inputs
         ctx.save_for_backward(x, weight)
         ctx.save_for_forward(x, weight)
         ctx.has_bias = bias is not None
@@ -146,34 +157,39 @@ class ClippedShiftDepthwise(Function):
     def backward(ctx, grad_out: Tensor):
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1)))
+        if (ctx.native is not None and not torch.is_grad_enabled() and not plain_ops(grad_out)
+                and grad_out.dtype == x.dtype and _native.applies(x, weight, None)):  # first order, unbatched
+            grad_x, grad_weight = _native.depthwise_backward(x, weight, grad_out, *ctx.native,
+                                                             *ctx.needs_input_grad[:2])
+            return grad_x, grad_weight, grad_bias, None, None, None
         chunks = _batch_chunks(x.size(0), math.prod(grad_out.shape[1:]))
         if ctx.needs_input_grad[0]:
             grad_x = empty_like_layout(grad_out, tuple(x.shape), zero=True)   # batched when grad_out is (vmap)
             for b in chunks:
                 block, target = view_of(grad_out, (), b), view_of(grad_x, (), b)
                 for t, out_box, in_box in ctx.taps:
-                    view_of(target, in_box).addcmul_(view_of(block, out_box), weight[t].conj())
+                    view_of(target, in_box).addcmul_(view_of(block, out_box), weight[:, t].conj())
         if ctx.needs_input_grad[1]:
-            rows = [None] * weight.size(0)
+            rows = [None] * weight.size(1)
             for b in chunks:
                 block, source = view_of(grad_out, (), b), view_of(x, (), b)
                 for t, out_box, in_box in ctx.taps:
                     product = view_of(source, in_box).conj() * view_of(block, out_box)   # [b, *box, C]
                     total = product.sum(tuple(range(product.dim() - 1)))                  # no flatten: vmap-safe
                     rows[t] = total if rows[t] is None else rows[t] + total
-            zero = grad_out.new_zeros(weight.size(-1))
-            grad_weight = torch.stack([zero if row is None else row for row in rows])
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1)))
-        return grad_x, grad_weight, grad_bias, None, None
+            zero = grad_out.new_zeros(weight.size(0))
+            grad_weight = torch.stack([zero if row is None else row for row in rows], 1)
+        return grad_x, grad_weight, grad_bias, None, None, None
 
     @staticmethod
     def jvp(ctx, x_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], *_) -> Tensor:
         x, weight = ctx.saved_tensors
-        terms = [ClippedShiftDepthwise.apply(x_t, weight, None, ctx.out_size, ctx.taps) if x_t is not None
-                 else None,
-                 ClippedShiftDepthwise.apply(x, weight_t, None, ctx.out_size, ctx.taps) if weight_t is not None
-                 else None, bias_t]
+        terms = [ClippedShiftDepthwise.apply(x_t, weight, None, ctx.out_size, ctx.taps, ctx.native)
+                 if x_t is not None else None,
+                 ClippedShiftDepthwise.apply(x, weight_t, None, ctx.out_size, ctx.taps, ctx.native)
+                 if weight_t is not None else None, bias_t]
         return sum_tangents(terms, (x.size(0), *ctx.out_size, x.size(-1)), x)
 
 
@@ -189,8 +205,8 @@ def depthwise_grid_conv(image: Tensor, geom: ConvGeometry, weight: Tensor, bias:
     zero_padded = geom.padding_mode == "zeros"
     source = image if zero_padded else pad_nodes(image, geom)                     # [B, *S, C]
     taps = tap_boxes(geom, tuple(source.shape[1:-1]), zero_padded)
-    w = weight.flatten(1).t().contiguous()                                         # [K, C]
-    out = ClippedShiftDepthwise.apply(source, w, bias, tuple(geom.out_size), taps)  # [B, *S_out, C]
+    out = ClippedShiftDepthwise.apply(source, weight.flatten(1), bias, tuple(geom.out_size), taps,
+                                      (geom, zero_padded))                         # [B, *S_out, C]
     return out.reshape(image.size(0), math.prod(geom.out_size), out.size(-1))
 
 

@@ -1,0 +1,369 @@
+/*
+ * gridgnn's native depthwise grid conv: forward and backward on complete 1-D/2-D/3-D grids (CPU, OpenMP).
+ *
+ * Node-wise, y_i = b + sum_t w_t * x_{j(i, t)} with a per-channel product for every kernel offset t.
+ * The work is cut into units of one image and one block of CB channels. A unit copies its block of the
+ * input, zero-padded, into a private buffer laid out [D'][H'][W'][CB] (channels innermost, whatever the
+ * input layout), so every message is one CB-wide multiply-add between contiguous vectors and no bounds
+ * are tested: a zero in the padding is exactly a missing edge. The output block is accumulated there
+ * too and written back in the caller's layout (channel-major for an NCHW image, channels innermost for
+ * a channels-last one). The backward runs the same units: the input gradient scatters each output
+ * gradient back along the unit's edges into a padded buffer, the weight gradient sums the products of
+ * output gradients and buffered inputs per offset in per-thread accumulators.
+ *
+ * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
+ * package; where it is missing, the pure-torch kernels of gridgnn/nn/_depthwise.py run.
+ */
+#define _POSIX_C_SOURCE 200112L
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+#endif
+
+#define CB 16   /* channels a unit: one AVX-512 float vector */
+#define OB 4    /* output nodes a step: CB-wide accumulators kept in registers */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+/* The geometry of one call, in the order gridgnn/nn/_native.py fills it. Missing axes have size 1. */
+typedef struct {
+    int64_t batch, channels;
+    int64_t in[3], out[3], kernel[3], stride[3], pad[3], dilation[3];
+    int64_t channels_last; /* 1: [B, *S, C] contiguous; 0: [B, C, *S] contiguous */
+    int64_t threads;
+} dw_geometry;
+
+static void *alloc_aligned(size_t bytes) {  /* 64-byte aligned (vector loads), NULL on failure */
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes ? bytes : 64) == 0 ? p : NULL;
+}
+
+static int64_t span(const dw_geometry *g, int a) {  /* the buffered extent of the input along axis a */
+    return (g->out[a] - 1) * g->stride[a] + (g->kernel[a] - 1) * g->dilation[a] + 1;
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define TRANSPOSE_IN_REGISTERS 1   /* GCC's __builtin_shuffle; other compilers copy element by element */
+#endif
+
+#ifdef TRANSPOSE_IN_REGISTERS
+/* Channel-major tiles of CB nodes: CB rows (one a channel) in, CB node vectors out, and back. */
+#define DEFINE_TRANSPOSE(T, SUFFIX, I)                                                                      \
+/* r[i][k] <- r[k][i] for a CB x CB tile: log2(CB) stages of two-vector shuffles swapping (i, k) and        \
+   (i ^ s, k ^ s) where bit s of i is clear and that of k is set. */                                       \
+static inline void transpose_##SUFFIX(vec_##SUFFIX r[CB]) {                                                 \
+    typedef I mask __attribute__((vector_size(CB * sizeof(T))));                                           \
+    static const mask low[4] = {                                                                           \
+        {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},                                           \
+        {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},                                         \
+        {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},                                         \
+        {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};                                       \
+    static const mask high[4] = {                                                                          \
+        {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},                                     \
+        {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},                                       \
+        {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},                                       \
+        {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};                                       \
+    for (int stage = 0, s = CB / 2; s > 0; stage++, s /= 2)                                                \
+        for (int i = 0; i < CB; i++)                                                                        \
+            if (!(i & s)) {                                                                                 \
+                const vec_##SUFFIX a = r[i], b = r[i + s];                                                  \
+                r[i] = __builtin_shuffle(a, b, low[stage]);                                                 \
+                r[i + s] = __builtin_shuffle(a, b, high[stage]);                                            \
+            }                                                                                               \
+}
+#define TRANSPOSING_LOAD(SUFFIX)                                                                            \
+    if (node_stride == 1)                                                                                   \
+        for (; p + CB <= n; p += CB) {                                                                      \
+            vec_##SUFFIX r[CB];                                                                             \
+            for (int64_t j = 0; j < CB; j++)                                                                \
+                r[j] = j < cb ? *(const uvec_##SUFFIX *)(src + p + j * channel_stride) : (vec_##SUFFIX){0}; \
+            transpose_##SUFFIX(r);                                                                          \
+            for (int64_t i = 0; i < CB; i++) ((vec_##SUFFIX *)block)[p + i] = r[i];                         \
+        }
+#define TRANSPOSING_STORE(SUFFIX)                                                                           \
+    if (node_stride == 1)                                                                                   \
+        for (; p + CB <= n; p += CB) {                                                                      \
+            vec_##SUFFIX r[CB];                                                                             \
+            for (int64_t i = 0; i < CB; i++) r[i] = ((const vec_##SUFFIX *)block)[p + i];                   \
+            transpose_##SUFFIX(r);                                                                          \
+            for (int64_t j = 0; j < cb; j++) *(uvec_##SUFFIX *)(dst + p + j * channel_stride) = r[j];       \
+        }
+#else
+#define TRANSPOSING_LOAD(SUFFIX)
+#define TRANSPOSING_STORE(SUFFIX)
+#define DEFINE_TRANSPOSE(T, SUFFIX, I)
+#endif
+
+#define DEFINE_KERNELS(T, SUFFIX, I)                                                                         \
+                                                                                                             \
+typedef T vec_##SUFFIX __attribute__((vector_size(CB * sizeof(T))));                   /* aligned */         \
+typedef T uvec_##SUFFIX __attribute__((vector_size(CB * sizeof(T)), aligned(sizeof(T))));  /* unaligned */   \
+                                                                                                             \
+DEFINE_TRANSPOSE(T, SUFFIX, I)                                                                               \
+                                                                                                             \
+/* block[p][j] = src[p * node_stride + j * channel_stride] for n nodes and cb channels, zeros beyond cb.    \
+   block is CB-aligned; channels innermost (channel_stride 1) copies vectors, channel-major (node_stride    \
+   1) transposes CB x CB tiles. */                                                                          \
+CLONES static void to_block_##SUFFIX(const T *src, int64_t node_stride, int64_t channel_stride, int64_t n,         \
+                              int64_t cb, T *block) {                                                       \
+    int64_t p = 0;                                                                                          \
+    if (channel_stride == 1 && cb == CB)                                                                    \
+        for (; p < n; p++) ((vec_##SUFFIX *)block)[p] = *(const uvec_##SUFFIX *)(src + p * node_stride);   \
+    TRANSPOSING_LOAD(SUFFIX)                                                                              \
+    for (; p < n; p++)                                                                                      \
+        for (int64_t j = 0; j < CB; j++)                                                                    \
+            block[p * CB + j] = j < cb ? src[p * node_stride + j * channel_stride] : 0;                     \
+}                                                                                                            \
+                                                                                                             \
+/* dst[p * node_stride + j * channel_stride] = block[p][j] for n nodes and cb channels (to_block reversed). */ \
+CLONES static void from_block_##SUFFIX(const T *block, int64_t n, int64_t cb, T *dst, int64_t node_stride,          \
+                                int64_t channel_stride) {                                                   \
+    int64_t p = 0;                                                                                          \
+    if (channel_stride == 1 && cb == CB)                                                                    \
+        for (; p < n; p++) *(uvec_##SUFFIX *)(dst + p * node_stride) = ((const vec_##SUFFIX *)block)[p];   \
+    TRANSPOSING_STORE(SUFFIX)                                                                             \
+    for (; p < n; p++)                                                                                      \
+        for (int64_t j = 0; j < cb; j++) dst[p * node_stride + j * channel_stride] = block[p * CB + j];     \
+}                                                                                                            \
+                                                                                                             \
+/* The strides of image b's nodes and channels in t ([B][P][C] or [B][C][P]) and its channel c0. */         \
+static const T *image_##SUFFIX(const dw_geometry *g, const T *t, int64_t pixels, int64_t b, int64_t c0,     \
+                               int64_t *node_stride, int64_t *channel_stride) {                             \
+    *node_stride = g->channels_last ? g->channels : 1;                                                      \
+    *channel_stride = g->channels_last ? 1 : pixels;                                                        \
+    return t + b * pixels * g->channels + c0 * *channel_stride;                                             \
+}                                                                                                            \
+                                                                                                             \
+/* Copy channels [c0, c0 + cb) of image b into buf [D'][H'][W'][CB], zeros in the padding. */              \
+static void load_##SUFFIX(const dw_geometry *g, const T *x, int64_t b, int64_t c0, int64_t cb, T *buf) {    \
+    const int64_t sd = span(g, 0), sh = span(g, 1), sw = span(g, 2);                                        \
+    int64_t node_stride, channel_stride;                                                                    \
+    const T *image = image_##SUFFIX(g, x, g->in[0] * g->in[1] * g->in[2], b, c0, &node_stride,            \
+                                    &channel_stride);                                                       \
+    const int64_t x_lo = g->pad[2] < sw ? g->pad[2] : sw;                                                   \
+    const int64_t x_hi = g->in[2] + g->pad[2] < sw ? g->in[2] + g->pad[2] : sw;                             \
+    for (int64_t z = 0; z < sd; z++)                                                                        \
+        for (int64_t y = 0; y < sh; y++) {                                                                  \
+            const int64_t iz = z - g->pad[0], iy = y - g->pad[1];                                           \
+            T *dst = buf + (z * sh + y) * sw * CB;                                                          \
+            if (iz < 0 || iz >= g->in[0] || iy < 0 || iy >= g->in[1] || x_hi <= x_lo) {                     \
+                memset(dst, 0, sizeof(T) * sw * CB);                                /* a padding row */    \
+                continue;                                                                                   \
+            }                                                                                               \
+            memset(dst, 0, sizeof(T) * x_lo * CB);                                                          \
+            memset(dst + x_hi * CB, 0, sizeof(T) * (sw - x_hi) * CB);                                       \
+            to_block_##SUFFIX(image + (iz * g->in[1] + iy) * g->in[2] * node_stride, node_stride,           \
+                              channel_stride, x_hi - x_lo, cb, dst + x_lo * CB);                            \
+        }                                                                                                   \
+}                                                                                                            \
+                                                                                                             \
+/* Write block [P][CB] (P nodes in grid order) to channels [c0, c0 + cb) of image b of t (P nodes). */      \
+static void store_##SUFFIX(const dw_geometry *g, const T *block, int64_t pixels, int64_t b, int64_t c0,       \
+                           int64_t cb, T *t) {                                                               \
+    int64_t node_stride, channel_stride;                                                                    \
+    T *image = (T *)image_##SUFFIX(g, t, pixels, b, c0, &node_stride, &channel_stride);                     \
+    from_block_##SUFFIX(block, pixels, cb, image, node_stride, channel_stride);                             \
+}                                                                                                            \
+                                                                                                             \
+/* Read channels [c0, c0 + cb) of image b of t (P nodes) into block [P][CB], zeros beyond cb. */            \
+static void gather_##SUFFIX(const dw_geometry *g, const T *t, int64_t pixels, int64_t b, int64_t c0,         \
+                            int64_t cb, T *block) {                                                          \
+    int64_t node_stride, channel_stride;                                                                    \
+    const T *image = image_##SUFFIX(g, t, pixels, b, c0, &node_stride, &channel_stride);                    \
+    to_block_##SUFFIX(image, node_stride, channel_stride, pixels, cb, block);                               \
+}                                                                                                            \
+                                                                                                             \
+/* Offsets into the buffer (in CB vectors) of every kernel offset, row-major; returns their count. */       \
+static int64_t tap_offsets_##SUFFIX(const dw_geometry *g, int64_t *offsets) {                               \
+    const int64_t sh = span(g, 1), sw = span(g, 2);                                                         \
+    int64_t k = 0;                                                                                          \
+    for (int64_t a = 0; a < g->kernel[0]; a++)                                                              \
+        for (int64_t c = 0; c < g->kernel[1]; c++)                                                          \
+            for (int64_t e = 0; e < g->kernel[2]; e++)                                                      \
+                offsets[k++] = ((a * g->dilation[0] * sh) + c * g->dilation[1]) * sw + e * g->dilation[2];  \
+    return k;                                                                                               \
+}                                                                                                            \
+                                                                                                             \
+/* out [P_out][CB] = bias + sum_t w_t * buf[node + offset_t] for every output node (V: CB lanes of T). */  \
+CLONES static void forward_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *w, const T *bias,     \
+                                         const int64_t *offsets, int64_t taps, T *out) {                   \
+    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
+    const V *in = (const V *)buf, *wv = (const V *)w, b = *(const V *)bias;                                 \
+    V *o = (V *)out;                                                                                        \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2];                                    \
+    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
+        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2]) {                                           \
+            const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
+            int64_t x = 0;                                                                                  \
+            for (; x + OB <= g->out[2]; x += OB) {                                                          \
+                V a0 = b, a1 = b, a2 = b, a3 = b;                                                           \
+                const V *base = row + x * step;                                                             \
+                for (int64_t t = 0; t < taps; t++) {                                                        \
+                    const V *src = base + offsets[t], wt = wv[t];                                           \
+                    a0 += wt * src[0];                                                                      \
+                    a1 += wt * src[step];                                                                   \
+                    a2 += wt * src[2 * step];                                                               \
+                    a3 += wt * src[3 * step];                                                               \
+                }                                                                                           \
+                o[x] = a0, o[x + 1] = a1, o[x + 2] = a2, o[x + 3] = a3;                                     \
+            }                                                                                               \
+            for (; x < g->out[2]; x++) {                                                                    \
+                V a = b;                                                                                    \
+                const V *base = row + x * step;                                                             \
+                for (int64_t t = 0; t < taps; t++) a += wv[t] * base[offsets[t]];                          \
+                o[x] = a;                                                                                   \
+            }                                                                                               \
+        }                                                                                                   \
+}                                                                                                            \
+                                                                                                             \
+/* grad_buf[node + offset_t] += w_t * grad[node] and grad_w[t] += grad[node] * buf[node + offset_t]. */    \
+CLONES static void backward_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *grad, const T *w,     \
+                                          const int64_t *offsets, int64_t taps, T *grad_buf, T *grad_w) {   \
+    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
+    const V *in = (const V *)buf, *wv = (const V *)w;                                                       \
+    V *gin = (V *)grad_buf, *gw = (V *)grad_w;                                                              \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2], width = g->out[2];                \
+    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
+        for (int64_t y = 0; y < g->out[1]; y++) {                                                           \
+            const int64_t row = ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
+            const V *go = (const V *)grad + (z * g->out[1] + y) * width;                                    \
+            for (int64_t t = 0; t < taps; t++) {                                                            \
+                const int64_t at = row + offsets[t];                                                        \
+                if (gin) {                                                                                  \
+                    const V wt = wv[t];                                                                     \
+                    V *dst = gin + at;                                                                      \
+                    for (int64_t x = 0; x < width; x++) dst[x * step] += wt * go[x];                        \
+                }                                                                                           \
+                if (gw) {                                                                                   \
+                    const V *src = in + at;                                                                 \
+                    V a0 = gw[t], a1 = {0}, a2 = {0}, a3 = {0};                                             \
+                    int64_t x = 0;                                                                          \
+                    for (; x + 4 <= width; x += 4) {                                                        \
+                        a0 += go[x] * src[x * step];                                                        \
+                        a1 += go[x + 1] * src[(x + 1) * step];                                              \
+                        a2 += go[x + 2] * src[(x + 2) * step];                                              \
+                        a3 += go[x + 3] * src[(x + 3) * step];                                              \
+                    }                                                                                       \
+                    for (; x < width; x++) a0 += go[x] * src[x * step];                                     \
+                    gw[t] = (a0 + a1) + (a2 + a3);                                                          \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+}                                                                                                            \
+                                                                                                             \
+/* Weights [C][K] (and bias [C]) of channels [c0, c0 + cb) as [K][CB] (and [CB]), zeros beyond cb. */          \
+static void weight_block_##SUFFIX(const T *w, const T *bias, int64_t taps, int64_t channels, int64_t c0,    \
+                                  int64_t cb, T *wb, T *bb) {                                              \
+    memset(wb, 0, sizeof(T) * taps * CB);                                                                   \
+    memset(bb, 0, sizeof(T) * CB);                                                                          \
+    for (int64_t t = 0; t < taps; t++)                                                                      \
+        for (int64_t j = 0; j < cb; j++) wb[t * CB + j] = w[(c0 + j) * taps + t];                         \
+    if (bias)                                                                                               \
+        for (int64_t j = 0; j < cb; j++) bb[j] = bias[c0 + j];                                              \
+}                                                                                                            \
+                                                                                                             \
+/* y = depthwise(x, w) + bias. x: input nodes, w [C][K], bias [C] or NULL, y: output nodes. 0 on success. */ \
+int gridgnn_depthwise_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *bias, T *y) { \
+    const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
+    const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
+    const int64_t buffered = span(g, 0) * span(g, 1) * span(g, 2) * CB;                                    \
+    const int64_t out_pixels = g->out[0] * g->out[1] * g->out[2];                                          \
+    int failed = 0;                                                                                         \
+    _Pragma("omp parallel num_threads(g->threads) reduction(|:failed)")                                     \
+    {                                                                                                       \
+        T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + taps * CB + CB));                         \
+        int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
+        if (!buf || !offsets) failed = 1;                                                                   \
+        _Pragma("omp for schedule(static)")                                                                 \
+        for (int64_t u = 0; u < units; u++) {                                                               \
+            if (failed) continue;                                                                           \
+            const int64_t b = u / blocks, c0 = (u % blocks) * CB;                                           \
+            const int64_t cb = g->channels - c0 < CB ? g->channels - c0 : CB;                               \
+            T *out = buf + buffered, *wb = out + out_pixels * CB, *bb = wb + taps * CB;                     \
+            tap_offsets_##SUFFIX(g, offsets);                                                               \
+            weight_block_##SUFFIX(w, bias, taps, g->channels, c0, cb, wb, bb);                             \
+            load_##SUFFIX(g, x, b, c0, cb, buf);                                                            \
+            forward_unit_##SUFFIX(g, buf, wb, bb, offsets, taps, out);                                      \
+            store_##SUFFIX(g, out, out_pixels, b, c0, cb, y);                                               \
+        }                                                                                                   \
+        free(buf);                                                                                          \
+        free(offsets);                                                                                      \
+    }                                                                                                       \
+    return failed;                                                                                          \
+}                                                                                                            \
+                                                                                                             \
+/* grad_x (input nodes, or NULL) and grad_w ([C][K], or NULL) of y = depthwise(x, w), from grad_y. */       \
+int gridgnn_depthwise_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *grad_y,       \
+                                        T *grad_x, T *grad_w) {                                             \
+    const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
+    const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
+    const int64_t sd = span(g, 0), sh = span(g, 1), sw = span(g, 2), buffered = sd * sh * sw * CB;         \
+    const int64_t out_pixels = g->out[0] * g->out[1] * g->out[2];                                          \
+    const int64_t in_pixels = g->in[0] * g->in[1] * g->in[2];                                              \
+    const int64_t weights = taps * blocks * CB;                                                             \
+    const int threads = (int)g->threads;                                                                    \
+    int failed = 0;                                                                                         \
+    T *grad_w_parts = grad_w ? alloc_aligned(sizeof(T) * threads * weights) : NULL;                        \
+    if (grad_w && !grad_w_parts) return 1;                                                                  \
+    if (grad_w_parts) memset(grad_w_parts, 0, sizeof(T) * threads * weights);                                                                  \
+    _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                                        \
+    {                                                                                                       \
+        const int rank = omp_get_thread_num();                                                              \
+        T *buf = alloc_aligned(sizeof(T) * (2 * buffered + out_pixels * CB + in_pixels * CB + 2 * taps * CB + CB)); \
+        int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
+        if (!buf || !offsets) failed = 1;                                                                   \
+        _Pragma("omp for schedule(static)")                                                                 \
+        for (int64_t u = 0; u < units; u++) {                                                               \
+            if (failed) continue;                                                                           \
+            const int64_t b = u / blocks, block = u % blocks, c0 = block * CB;                              \
+            const int64_t cb = g->channels - c0 < CB ? g->channels - c0 : CB;                               \
+            T *grad_buf = buf + buffered, *go = grad_buf + buffered, *gi = go + out_pixels * CB;            \
+            T *wb = gi + in_pixels * CB, *bb = wb + taps * CB;                                              \
+            T *gw = grad_w ? grad_w_parts + rank * weights + block * taps * CB : NULL;                      \
+            tap_offsets_##SUFFIX(g, offsets);                                                               \
+            weight_block_##SUFFIX(w, NULL, taps, g->channels, c0, cb, wb, bb);                             \
+            if (grad_w) load_##SUFFIX(g, x, b, c0, cb, buf);                                                \
+            if (grad_x) memset(grad_buf, 0, sizeof(T) * buffered);                                          \
+            gather_##SUFFIX(g, grad_y, out_pixels, b, c0, cb, go);                                          \
+            backward_unit_##SUFFIX(g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw);            \
+            if (grad_x) {                                                                                   \
+                /* the input nodes' gradient: the buffer's inner box, zeros where no edge reached */        \
+                for (int64_t iz = 0; iz < g->in[0]; iz++)                                                   \
+                    for (int64_t iy = 0; iy < g->in[1]; iy++)                                               \
+                        for (int64_t ix = 0; ix < g->in[2]; ix++) {                                         \
+                            const int64_t z = iz + g->pad[0], yy = iy + g->pad[1], xx = ix + g->pad[2];     \
+                            T *dst = gi + ((iz * g->in[1] + iy) * g->in[2] + ix) * CB;                      \
+                            if (z < sd && yy < sh && xx < sw)                                               \
+                                memcpy(dst, grad_buf + ((z * sh + yy) * sw + xx) * CB, sizeof(T) * CB);     \
+                            else                                                                            \
+                                memset(dst, 0, sizeof(T) * CB);                                             \
+                        }                                                                                   \
+                store_##SUFFIX(g, gi, in_pixels, b, c0, cb, grad_x);                                        \
+            }                                                                                               \
+        }                                                                                                   \
+        free(buf);                                                                                          \
+        free(offsets);                                                                                      \
+    }                                                                                                       \
+    if (grad_w_parts) {                                                                                     \
+        for (int64_t t = 0; t < taps; t++)                                                                  \
+            for (int64_t c = 0; c < g->channels; c++) {                                                     \
+                T total = 0;                                                                                \
+                for (int r = 0; r < threads; r++)                                                           \
+                    total += grad_w_parts[r * weights + ((c / CB) * taps + t) * CB + c % CB];               \
+                grad_w[c * taps + t] = total;                                                        \
+            }                                                                                               \
+        free(grad_w_parts);                                                                                 \
+    }                                                                                                       \
+    return failed;                                                                                          \
+}
+
+DEFINE_KERNELS(float, f32, int32_t)
+DEFINE_KERNELS(double, f64, int64_t)

@@ -1,0 +1,184 @@
+"""The native depthwise kernel (C, built by the install) and its pure-torch fallback: both equal torch's convs."""
+import itertools
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d, _native
+from gridgnn.testing import assert_conv_equivalent, compare, tolerance
+
+from helpers import TORCH_CONVS
+
+GRID_CONVS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
+CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.fixture(params=["native", "pure-torch"])
+def kernel(request):
+    """Each depthwise kernel in turn: the built C library (which the install must have built) and the fallback."""
+    if request.param == "native":
+        assert _native.available(), "the native depthwise kernel was not built by the install"
+        yield request.param
+    else:
+        with _native.disabled():
+            yield request.param
+
+
+@pytest.fixture
+def native_calls(monkeypatch):
+    """Counts the native kernel's forward and backward calls."""
+    calls = []
+    for name in ("depthwise_forward", "depthwise_backward"):
+        original = getattr(_native, name)
+
+        def spy(*args, _original=original, _name=name):
+            calls.append(_name)
+            return _original(*args)
+        monkeypatch.setattr(_native, name, spy)
+    return calls
+
+
+def _assert_close(got, want):
+    """Normwise, with the tolerance table's entry for the dtype."""
+    error = compare(got, want)
+    assert error.within(tolerance(want.dtype)), error
+
+
+def _run(conv, layer, x, grad):
+    """Outputs and gradients (input, weight, bias) of ``conv`` and ``layer`` on copies of ``x``."""
+    results = []
+    for module in (conv, layer):
+        module.zero_grad()
+        xi = x.clone().requires_grad_()
+        y = module(xi)
+        y.backward(grad)
+        results.append((y, xi.grad, module.weight.grad.reshape(conv.weight.shape), module.bias.grad))
+    return results
+
+
+@pytest.mark.parametrize("nd, channels, k, stride, padding, dilation, mode", [
+    cfg for cfg in itertools.product([1, 2, 3], [1, 5, 21], [1, 3, 4], [1, 2], [0, 1, "same"], [1, 2],
+                                     ["zeros", "reflect"])
+    if not (cfg[4] == "same" and cfg[3] > 1) and not (cfg[4] == 0 and cfg[6] != "zeros")])
+def test_native_equals_torch(nd, channels, k, stride, padding, dilation, mode, native_calls):
+    """Every geometry, channel counts below and beyond the kernel's 16-channel blocks, 1-3 grid axes.
+
+    (The pure-torch kernel's sweep is in ``test_dense.py``.)
+    """
+    conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels, padding_mode=mode)
+    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), (9, 8, 7)[:nd], dtype=torch.float64,
+                           batch_size=3)
+    assert native_calls == ["depthwise_forward", "depthwise_backward"]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nd", [2, 3])
+def test_native_reads_every_input_layout(nd, layout, dtype, native_calls):
+    """NCHW and channels-last inputs are read in place, any other strides copied; 2-D outputs laid out as torch's."""
+    conv = TORCH_CONVS[nd](24, 24, 3, 2, 1, groups=24).to(dtype)
+    layer = GRID_CONVS[nd].from_conv(conv)
+    x = torch.randn(2, 24, *(11,) * nd, dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CHANNELS_LAST[nd])
+    elif layout == "strided":
+        x = torch.randn(2, 48, *(11,) * nd, dtype=dtype)[:, ::2]
+    grad = torch.randn_like(conv(x))
+    (y_ref, *grads_ref), (y, *grads) = _run(conv, layer, x, grad)
+    assert native_calls == ["depthwise_forward", "depthwise_backward"]
+    if nd == 2:                           # (torch's 3-D depthwise conv answers channels-last input in NCDHW)
+        assert y.stride() == y_ref.stride()
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        _assert_close(got, want)
+
+
+@given(nd=st.integers(1, 3), channels=st.integers(1, 40), batch=st.integers(1, 3), k=st.integers(1, 5),
+       stride=st.integers(1, 3), dilation=st.integers(1, 2), padding=st.integers(0, 3),
+       extra=st.lists(st.integers(0, 4), min_size=3, max_size=3), last=st.booleans())
+def test_native_random_configurations(nd, channels, batch, k, stride, dilation, padding, extra, last):
+    """Random geometries (padding up to past the kernel, sizes from the smallest that fits)."""
+    span = (k - 1) * dilation + 1
+    size = tuple(max(1, span - 2 * padding) + e for e in extra[:nd])
+    conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels).double()
+    x = torch.randn(batch, channels, *size, dtype=torch.float64)
+    if last and nd > 1:
+        x = x.contiguous(memory_format=CHANNELS_LAST[nd])
+    (y_ref, *grads_ref), (y, *grads) = _run(conv, GRID_CONVS[nd].from_conv(conv), x,
+                                           torch.randn(conv(x).shape, dtype=torch.float64))
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        _assert_close(got, want)
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+def test_native_gradients(nd, kernel):
+    """First order by the native kernel; the double backward (``create_graph``) by the pure-torch kernel."""
+    layer = GRID_CONVS[nd](6, 6, 3, stride=2, padding=1, groups=6).double()
+    x = torch.randn(2, 6, *(6,) * nd, dtype=torch.float64, requires_grad=True)
+    params = dict(layer.named_parameters())
+
+    def fn(x, weight, bias):
+        return torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
+
+    inputs = (x, params["weight"].detach().requires_grad_(), params["bias"].detach().requires_grad_())
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_native_thread_counts_agree():
+    """The per-thread weight-gradient accumulators add up to the one-thread result."""
+    conv = torch.nn.Conv2d(40, 40, 5, padding=2, groups=40).double()
+    layer = GridConv2d.from_conv(conv)
+    x = torch.randn(3, 40, 9, 9, dtype=torch.float64)
+    grad = torch.randn(3, 40, 9, 9, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            results.append(_run(conv, layer, x, grad)[1])
+    finally:
+        torch.set_num_threads(threads)
+    for got, want in zip(*results):
+        _assert_close(got, want)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_inf_and_nan_stay_in_their_channel_as_in_torch(bad, kernel):
+    conv = torch.nn.Conv2d(20, 20, 3, padding=1, groups=20)
+    x = torch.randn(2, 20, 6, 6)
+    x[0, 17, 2, 3] = bad
+    (y_ref, x_grad_ref, *_), (y, x_grad, *_) = _run(conv, GridConv2d.from_conv(conv), x, torch.ones(2, 20, 6, 6))
+    torch.testing.assert_close(y, y_ref, equal_nan=True)
+    torch.testing.assert_close(x_grad, x_grad_ref, equal_nan=True)
+    assert torch.isfinite(y[:, :17]).all() and torch.isfinite(y[:, 18:]).all()
+
+
+def test_missing_library_warns_once_and_falls_back(monkeypatch):
+    """A checkout whose C library was not built runs the pure-torch kernels, with one warning."""
+    monkeypatch.setattr(_native.importlib.util, "find_spec", lambda name: None)
+    _native._library.cache_clear()
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4).double()
+    try:
+        with pytest.warns(RuntimeWarning, match="native depthwise kernel is unavailable"):
+            assert_conv_equivalent(conv, GridConv2d.from_conv(conv), (5, 5), dtype=torch.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert_conv_equivalent(conv, GridConv2d.from_conv(conv), (5, 5), dtype=torch.float64)
+    finally:
+        _native._library.cache_clear()
+
+
+def test_environment_switch_turns_it_off_silently():
+    code = ("import warnings, torch; import gridgnn.nn as gnn; from gridgnn.nn import _native; "
+            "warnings.simplefilter('error', RuntimeWarning); "
+            "gnn.GridConv2d(3, 3, 3, groups=3)(torch.randn(1, 3, 5, 5)); "
+            "print(_native.available())")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "GRIDGNN_NATIVE": "0"},
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
