@@ -20,7 +20,7 @@ class build_c_library(build_ext):
 openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
 setup(
     ext_modules=[Extension(
-        "gridgnn.nn._native_depthwise", sources=["gridgnn/nn/_native_depthwise.c"],
+        "gridgnn.nn._native_grouped", sources=["gridgnn/nn/_native_grouped.c"],
         extra_compile_args=["-O3", "-std=gnu11", *openmp] if sys.platform != "win32" else ["/O2"],
         extra_link_args=openmp, optional=True)],
     cmdclass={"build_ext": build_c_library},

@@ -35,6 +35,7 @@ from ..geometry import ConvGeometry
 from ._depthwise import Box, depthwise_grid_conv, empty_like_layout, tap_boxes
 from ._function import Function
 from ._gemm import add_matmul_, linear, sum_tangents, with_merged_groups
+from ._grouped import native_grouped_applies, native_grouped_conv
 from ._offset_plan import node_transform
 from ._padding import pad_nodes, shifted_views
 from ._transforms import plain_ops
@@ -252,6 +253,10 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
         return plain_window_conv(image, geom, weight, bias, groups)
     if groups == c_in == c_out:
         return depthwise_grid_conv(image, geom, weight, bias)
+    if native_grouped_applies(image, geom, weight, bias, groups):                # thin groups, by the native kernel
+        def reference(x: Tensor, w: Tensor) -> Tensor:                            # [B, *S_out, C], for its backward
+            return _gathered_window_conv(x, geom, w, None, groups).view(b, *geom.out_size, c_out)
+        return native_grouped_conv(image, geom, weight, bias, reference)
     if groups == 1 and c_in < SHIFT_MAX_CHANNELS and all(s == 1 for s in geom.stride):
         return _shifted_slice_conv(image, geom, weight, bias)
     return _gathered_window_conv(image, geom, weight, bias, groups)

@@ -129,7 +129,7 @@ class ClippedShiftDepthwise(Function):
                 taps: List[Tuple[int, Box, Box]], native: Optional[Tuple[ConvGeometry, bool]]) -> Tensor:
         # x: [B, *S_in, C]; weight: [C, K]; returns [B, *S_out, C], laid out as x
         if native is not None and _native.applies(x, weight, bias):
-            return _native.depthwise_forward(x, weight, bias, *native)
+            return _native.grouped_forward(x, weight, bias, *native)
         out = empty_like_layout(x, (x.size(0), *out_size, x.size(-1)))
         full = tuple(slice(0, n) for n in out_size)
         first = next((tap for tap in taps if tap[1] == full), None)       # an offset every output receives
@@ -161,7 +161,7 @@ class ClippedShiftDepthwise(Function):
             grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1)))
         if (ctx.native is not None and not torch.is_grad_enabled() and not plain_ops(grad_out)
                 and grad_out.dtype == x.dtype and _native.applies(x, weight, None)):  # first order, unbatched
-            grad_x, grad_weight = _native.depthwise_backward(x, weight, grad_out, *ctx.native,
+            grad_x, grad_weight = _native.grouped_backward(x, weight, grad_out, *ctx.native,
                                                              *ctx.needs_input_grad[:2])
             return grad_x, grad_weight, grad_bias, None, None, None
         chunks = _batch_chunks(x.size(0), math.prod(grad_out.shape[1:]))

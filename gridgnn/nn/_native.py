@@ -1,4 +1,4 @@
-"""gridgnn's native depthwise kernel (``_native_depthwise.c``), loaded by ctypes, with its pure-torch fallback.
+"""gridgnn's native depthwise kernel (``_native_grouped.c``), loaded by ctypes, with its pure-torch fallback.
 
 ``pip install`` builds the C file with the package (``setup.py``; no torch headers, so it compiles in
 a second). It runs the depthwise grid conv of a complete 1-D/2-D/3-D grid on CPU in float32 and
@@ -26,6 +26,8 @@ from ..geometry import ConvGeometry
 
 _state = threading.local()            # the switch of :func:`disabled`, per thread
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+#: the channels a group the kernel takes (its blocks of 16 channels hold whole groups)
+GROUP_WIDTHS = (1, 2, 4, 8, 16)
 
 
 class _Geometry(ctypes.Structure):
@@ -33,7 +35,7 @@ class _Geometry(ctypes.Structure):
 
     _fields_ = [("batch", ctypes.c_int64), ("channels", ctypes.c_int64)] + [
         (name, ctypes.c_int64 * 3) for name in ("in_", "out", "kernel", "stride", "pad", "dilation")] + [
-        ("channels_last", ctypes.c_int64), ("threads", ctypes.c_int64)]
+        ("channels_last", ctypes.c_int64), ("group_width", ctypes.c_int64), ("threads", ctypes.c_int64)]
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,18 +43,18 @@ def _library() -> Optional[ctypes.CDLL]:
     """The built kernel library, or ``None`` (warned once) where it is missing or will not load."""
     if os.environ.get("GRIDGNN_NATIVE", "1") == "0":
         return None
-    spec = importlib.util.find_spec("gridgnn.nn._native_depthwise")
+    spec = importlib.util.find_spec("gridgnn.nn._native_grouped")
     try:
         if spec is None or spec.origin is None:
             raise OSError("not built; reinstall gridgnn with a C compiler present (pip install -e .)")
         library = ctypes.CDLL(spec.origin)
     except OSError as error:
-        warnings.warn(f"gridgnn: the native depthwise kernel is unavailable ({error}); the slower pure-torch "
-                      f"kernels run instead", RuntimeWarning, stacklevel=4)
+        warnings.warn(f"gridgnn: the native depthwise/grouped conv kernel is unavailable ({error}); the slower "
+                      f"pure-torch kernels run instead", RuntimeWarning, stacklevel=4)
         return None
     for suffix in _DTYPES.values():
         for name, pointers in (("forward", 4), ("backward", 5)):
-            function = getattr(library, f"gridgnn_depthwise_{name}_{suffix}")
+            function = getattr(library, f"gridgnn_grouped_{name}_{suffix}")
             function.argtypes = [ctypes.POINTER(_Geometry)] + [ctypes.c_void_p] * pointers
             function.restype = ctypes.c_int
     return library
@@ -98,28 +100,32 @@ def in_layout(t: Tensor, like: Optional[Tensor] = None) -> Tuple[Tensor, bool]:
 
 @functools.lru_cache(maxsize=512)
 def _geometry(batch: int, channels: int, in_size: Tuple[int, ...], geom: ConvGeometry, zero_padded: bool,
-              major: bool, threads: int) -> _Geometry:
+              major: bool, width: int, threads: int) -> _Geometry:
     missing = 3 - len(in_size)                                                    # leading axes of size 1
     pads = tuple(left if zero_padded else 0 for left, _ in geom.padding)
     axes = [(1,) * missing + tuple(v) for v in (in_size, geom.out_size, geom.kernel_size, geom.stride)]
     axes += [(0,) * missing + pads, (1,) * missing + tuple(geom.dilation)]
-    return _Geometry(batch, channels, *((ctypes.c_int64 * 3)(*v) for v in axes), 0 if major else 1, threads)
+    return _Geometry(batch, channels, *((ctypes.c_int64 * 3)(*v) for v in axes), 0 if major else 1, width, threads)
 
 
 @functools.lru_cache(maxsize=None)
 def _function(name: str, dtype: torch.dtype):
-    return getattr(_library(), f"gridgnn_depthwise_{name}_{_DTYPES[dtype]}")
+    return getattr(_library(), f"gridgnn_grouped_{name}_{_DTYPES[dtype]}")
 
 
-def _call(name: str, x: Tensor, geom: ConvGeometry, zero_padded: bool, major: bool, *tensors: Optional[Tensor]):
-    g = _geometry(x.size(0), x.size(-1), x.shape[1:-1], geom, zero_padded, major, torch.get_num_threads())
+def _call(name: str, x: Tensor, geom: ConvGeometry, zero_padded: bool, major: bool, width: int,
+          *tensors: Optional[Tensor]):
+    g = _geometry(x.size(0), x.size(-1), x.shape[1:-1], geom, zero_padded, major, width, torch.get_num_threads())
     if _function(name, x.dtype)(ctypes.byref(g), *(None if t is None else t.data_ptr() for t in tensors)):
-        raise MemoryError(f"gridgnn's native depthwise {name} could not allocate its buffers")
+        raise MemoryError(f"gridgnn's native grouped-conv {name} could not allocate its buffers")
 
 
-def depthwise_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], geom: ConvGeometry,
-                      zero_padded: bool) -> Tensor:
-    """``depthwise(x, weight) + bias``: ``[B, *S_in, C] -> [B, *S_out, C]`` laid out as ``x``; ``weight`` ``[C, K]``.
+def grouped_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], geom: ConvGeometry,
+                    zero_padded: bool, width: int = 1) -> Tensor:
+    """``conv(x, weight) + bias``: ``[B, *S_in, C] -> [B, *S_out, C]`` laid out as ``x``.
+
+    ``weight`` is torch's conv weight ``[C, width, *kernel]`` (or any tensor with its memory, e.g. ``[C, K]``
+    for depthwise), ``width`` the channels a group (:data:`GROUP_WIDTHS`).
 
     ``x``'s padding is ``geom``'s when ``zero_padded``, else already in ``x``. It is read as it lies
     when contiguous channel-major (an NCHW image) or channels innermost, else copied to the latter.
@@ -127,17 +133,17 @@ def depthwise_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], geom: C
     x, major = in_layout(x)
     b, c = x.size(0), x.size(-1)
     out = x.new_empty((b, c, *geom.out_size)).movedim(1, -1) if major else x.new_empty((b, *geom.out_size, c))
-    _call("forward", x, geom, zero_padded, major, x, weight.contiguous(),
+    _call("forward", x, geom, zero_padded, major, width, x, weight.contiguous(),
           None if bias is None else bias.contiguous(), out)
     return out
 
 
-def depthwise_backward(x: Tensor, weight: Tensor, grad_out: Tensor, geom: ConvGeometry, zero_padded: bool,
-                       need_x: bool, need_weight: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-    """The gradients of :func:`depthwise_forward` with respect to ``x`` and ``weight`` (where asked for)."""
+def grouped_backward(x: Tensor, weight: Tensor, grad_out: Tensor, geom: ConvGeometry, zero_padded: bool,
+                     need_x: bool, need_weight: bool, width: int = 1) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """The gradients of :func:`grouped_forward` with respect to ``x`` and ``weight`` (where asked for)."""
     x, major = in_layout(x)
     grad_out, _ = in_layout(grad_out, x)
     grad_x = torch.empty_like(x) if need_x else None
     grad_w = torch.empty_like(weight) if need_weight else None
-    _call("backward", x, geom, zero_padded, major, x, weight.contiguous(), grad_out, grad_x, grad_w)
+    _call("backward", x, geom, zero_padded, major, width, x, weight.contiguous(), grad_out, grad_x, grad_w)
     return grad_x, grad_w

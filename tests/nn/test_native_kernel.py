@@ -34,7 +34,7 @@ def kernel(request):
 def native_calls(monkeypatch):
     """Counts the native kernel's forward and backward calls."""
     calls = []
-    for name in ("depthwise_forward", "depthwise_backward"):
+    for name in ("grouped_forward", "grouped_backward"):
         original = getattr(_native, name)
 
         def spy(*args, _original=original, _name=name):
@@ -74,7 +74,7 @@ def test_native_equals_torch(nd, channels, k, stride, padding, dilation, mode, n
     conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels, padding_mode=mode)
     assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), (9, 8, 7)[:nd], dtype=torch.float64,
                            batch_size=3)
-    assert native_calls == ["depthwise_forward", "depthwise_backward"]
+    assert native_calls == ["grouped_forward", "grouped_backward"]
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
@@ -91,7 +91,7 @@ def test_native_reads_every_input_layout(nd, layout, dtype, native_calls):
         x = torch.randn(2, 48, *(11,) * nd, dtype=dtype)[:, ::2]
     grad = torch.randn_like(conv(x))
     (y_ref, *grads_ref), (y, *grads) = _run(conv, layer, x, grad)
-    assert native_calls == ["depthwise_forward", "depthwise_backward"]
+    assert native_calls == ["grouped_forward", "grouped_backward"]
     if nd == 2:                           # (torch's 3-D depthwise conv answers channels-last input in NCDHW)
         assert y.stride() == y_ref.stride()
     for got, want in zip((y, *grads), (y_ref, *grads_ref)):
@@ -165,7 +165,7 @@ def test_missing_library_warns_once_and_falls_back(monkeypatch):
     _native._library.cache_clear()
     conv = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4).double()
     try:
-        with pytest.warns(RuntimeWarning, match="native depthwise kernel is unavailable"):
+        with pytest.warns(RuntimeWarning, match="native depthwise/grouped conv kernel is unavailable"):
             assert_conv_equivalent(conv, GridConv2d.from_conv(conv), (5, 5), dtype=torch.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -182,3 +182,55 @@ def test_environment_switch_turns_it_off_silently():
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "GRIDGNN_NATIVE": "0"},
                             capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# grouped convs with thin groups: the same kernel with groups of 2-16 channels
+
+@pytest.mark.parametrize("nd, width, groups, k, stride, padding, dilation", [
+    cfg for cfg in itertools.product([1, 2, 3], [2, 4, 16], [1, 3], [1, 3], [1, 2], [0, 1, "same"], [1, 2])
+    if not (cfg[5] == "same" and cfg[4] > 1)])
+def test_native_grouped_equals_torch(nd, width, groups, k, stride, padding, dilation, native_calls):
+    """Groups of 2-16 channels (1-3 groups; with 3 groups of 16, a block boundary inside nothing)."""
+    channels = width * groups
+    conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=groups)
+    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), (9, 8, 7)[:nd], dtype=torch.float64,
+                           batch_size=2)
+    pointwise = k == 1 and stride == 1 and padding in (0, "same")          # an NCHW 1x1: one GEMM per image
+    assert native_calls == ([] if groups == 1 or pointwise else ["grouped_forward", "grouped_backward"])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("width", [4, 8])
+def test_native_grouped_layouts_float32(layout, width, native_calls):
+    conv = torch.nn.Conv2d(8 * width, 8 * width, 3, 1, 1, groups=8)
+    x = torch.randn(2, 8 * width, 10, 10)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(conv(x))
+    (y_ref, *grads_ref), (y, *grads) = _run(conv, GridConv2d.from_conv(conv), x, grad)
+    assert native_calls == ["grouped_forward", "grouped_backward"]
+    assert y.stride() == y_ref.stride()
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        _assert_close(got, want)
+
+
+@pytest.mark.parametrize("channels, groups, mode", [(12, 4, "zeros"), (64, 2, "zeros"), (8, 4, "reflect")])
+def test_grouped_convs_the_kernel_does_not_take_keep_the_gemm_paths(channels, groups, mode, native_calls):
+    """Groups of 3 or 32 channels and padding modes other than zeros: torch's values, without the kernel."""
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, groups=groups, padding_mode=mode)
+    assert_conv_equivalent(conv, GridConv2d.from_conv(conv), (6, 6), dtype=torch.float64)
+    assert native_calls == []
+
+
+def test_native_grouped_gradients_of_two_orders_and_batched():
+    """First order by the kernel; double backward and batched gradients by recomputing in plain ops."""
+    layer = GridConv2d(8, 8, 3, stride=2, padding=1, groups=2).double()
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64, requires_grad=True)
+    params = dict(layer.named_parameters())
+
+    def fn(x, weight, bias):
+        return torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
+
+    inputs = (x, params["weight"].detach().requires_grad_(), params["bias"].detach().requires_grad_())
+    assert torch.autograd.gradcheck(fn, inputs, check_batched_grad=True, check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(fn, inputs)

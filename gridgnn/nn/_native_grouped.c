@@ -1,18 +1,20 @@
 /*
- * gridgnn's native depthwise grid conv: forward and backward on complete 1-D/2-D/3-D grids (CPU, OpenMP).
+ * gridgnn's native grouped grid conv with thin groups (depthwise included): forward and backward on
+ * complete 1-D/2-D/3-D grids (CPU, OpenMP).
  *
- * Node-wise, y_i = b + sum_t w_t * x_{j(i, t)} with a per-channel product for every kernel offset t.
- * The work is cut into units of one image and one block of CB channels. A unit copies its block of the
+ * Node-wise, y_i = b + sum_t W_t x_{j(i, t)} with W_t block-diagonal: groups of w channels in and w out
+ * (w = 1, 2, 4, 8 or 16; w = 1 is depthwise, a per-channel product for every kernel offset t). The work is cut into units of one image and one block of CB channels. A unit copies its block of the
  * input, zero-padded, into a private buffer laid out [D'][H'][W'][CB] (channels innermost, whatever the
  * input layout), so every message is one CB-wide multiply-add between contiguous vectors and no bounds
  * are tested: a zero in the padding is exactly a missing edge. The output block is accumulated there
  * too and written back in the caller's layout (channel-major for an NCHW image, channels innermost for
  * a channels-last one). The backward runs the same units: the input gradient scatters each output
  * gradient back along the unit's edges into a padded buffer, the weight gradient sums the products of
- * output gradients and buffered inputs per offset in per-thread accumulators.
+ * output gradients and buffered inputs per offset in per-thread accumulators. A block of CB channels
+ * holds CB / w whole groups, so units never read another block.
  *
  * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
- * package; where it is missing, the pure-torch kernels of gridgnn/nn/_depthwise.py run.
+ * package; where it is missing, the pure-torch kernels (gridgnn/nn/_depthwise.py, _dense.py) run.
  */
 #define _POSIX_C_SOURCE 200112L
 #include <stdint.h>
@@ -38,6 +40,7 @@ typedef struct {
     int64_t batch, channels;
     int64_t in[3], out[3], kernel[3], stride[3], pad[3], dilation[3];
     int64_t channels_last; /* 1: [B, *S, C] contiguous; 0: [B, C, *S] contiguous */
+    int64_t group_width;   /* channels a group (in = out); 1 for depthwise; divides CB */
     int64_t threads;
 } dw_geometry;
 
@@ -52,6 +55,12 @@ static int64_t span(const dw_geometry *g, int a) {  /* the buffered extent of th
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define TRANSPOSE_IN_REGISTERS 1   /* GCC's __builtin_shuffle; other compilers copy element by element */
+#endif
+
+#ifdef TRANSPOSE_IN_REGISTERS
+#define PERMUTE(v, m) __builtin_shuffle(v, m)
+#else
+#define PERMUTE(v, m) ({ __typeof__(v) r_; for (int l_ = 0; l_ < CB; l_++) r_[l_] = (v)[(m)[l_]]; r_; })
 #endif
 
 #ifdef TRANSPOSE_IN_REGISTERS
@@ -259,19 +268,95 @@ CLONES static void backward_unit_##SUFFIX(const dw_geometry *g, const T *buf, co
         }                                                                                                   \
 }                                                                                                            \
                                                                                                              \
-/* Weights [C][K] (and bias [C]) of channels [c0, c0 + cb) as [K][CB] (and [CB]), zeros beyond cb. */          \
-static void weight_block_##SUFFIX(const T *w, const T *bias, int64_t taps, int64_t channels, int64_t c0,    \
-                                  int64_t cb, T *wb, T *bb) {                                              \
-    memset(wb, 0, sizeof(T) * taps * CB);                                                                   \
-    memset(bb, 0, sizeof(T) * CB);                                                                          \
-    for (int64_t t = 0; t < taps; t++)                                                                      \
-        for (int64_t j = 0; j < cb; j++) wb[t * CB + j] = w[(c0 + j) * taps + t];                         \
-    if (bias)                                                                                               \
-        for (int64_t j = 0; j < cb; j++) bb[j] = bias[c0 + j];                                              \
+/* Grouped units (group_width w > 1): a block holds CB / w whole groups. Output lane o of group G reads    \
+   the group's input lanes G w + (o + j) mod w, j < w: the input vector permuted by rotation j within each   \
+   group (rot[j]); the weights are stored rotated alike, wb[t][j][o] = W[o][(o + j) mod w][t]. The input   \
+   gradient sends lane o's products back by the inverse rotations (back[j]). */                             \
+static void rotations_##SUFFIX(int64_t w, I rot[CB][CB], I back[CB][CB]) {                                  \
+    for (int64_t j = 0; j < w; j++)                                                                         \
+        for (int64_t o = 0; o < CB; o++) {                                                                  \
+            rot[j][o] = (I)((o / w) * w + (o % w + j) % w);                                                 \
+            back[j][o] = (I)((o / w) * w + (o % w + w - j) % w);                                            \
+        }                                                                                                   \
 }                                                                                                            \
                                                                                                              \
-/* y = depthwise(x, w) + bias. x: input nodes, w [C][K], bias [C] or NULL, y: output nodes. 0 on success. */ \
-int gridgnn_depthwise_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *bias, T *y) { \
+CLONES static void forward_grouped_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *w,            \
+                                                 const T *bias, const int64_t *offsets, int64_t taps,       \
+                                                 T *out) {                                                  \
+    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
+    typedef I M __attribute__((vector_size(CB * sizeof(T))));                                               \
+    I rot[CB][CB], back[CB][CB];                                                                            \
+    const int64_t width = g->group_width;                                                                   \
+    rotations_##SUFFIX(width, rot, back);                                                                   \
+    const V *in = (const V *)buf, *wv = (const V *)w, b = *(const V *)bias;                                 \
+    V *o = (V *)out;                                                                                        \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2];                                    \
+    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
+        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2]) {                                           \
+            const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
+            for (int64_t x = 0; x < g->out[2]; x++) {                                                       \
+                V a = b;                                                                                    \
+                const V *base = row + x * step;                                                             \
+                for (int64_t t = 0; t < taps; t++) {                                                        \
+                    const V source = base[offsets[t]];                                                      \
+                    for (int64_t j = 0; j < width; j++)                                                     \
+                        a += wv[t * width + j] * PERMUTE(source, *(const M *)rot[j]);                       \
+                }                                                                                           \
+                o[x] = a;                                                                                   \
+            }                                                                                               \
+        }                                                                                                   \
+}                                                                                                            \
+                                                                                                             \
+CLONES static void backward_grouped_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *grad,        \
+                                                  const T *w, const int64_t *offsets, int64_t taps,         \
+                                                  T *grad_buf, T *grad_w) {                                 \
+    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
+    typedef I M __attribute__((vector_size(CB * sizeof(T))));                                               \
+    I rot[CB][CB], back[CB][CB];                                                                            \
+    const int64_t width = g->group_width;                                                                   \
+    rotations_##SUFFIX(width, rot, back);                                                                   \
+    const V *in = (const V *)buf, *wv = (const V *)w;                                                       \
+    V *gin = (V *)grad_buf, *gw = (V *)grad_w;                                                              \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2];                                    \
+    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
+        for (int64_t y = 0; y < g->out[1]; y++) {                                                           \
+            const int64_t row = ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
+            const V *go = (const V *)grad + (z * g->out[1] + y) * g->out[2];                                \
+            for (int64_t x = 0; x < g->out[2]; x++)                                                         \
+                for (int64_t t = 0; t < taps; t++) {                                                        \
+                    const int64_t at = row + x * step + offsets[t];                                         \
+                    if (gin) {                                                                              \
+                        V sum = {0};                                                                        \
+                        for (int64_t j = 0; j < width; j++)                                                 \
+                            sum += PERMUTE(wv[t * width + j] * go[x], *(const M *)back[j]);                 \
+                        gin[at] += sum;                                                                     \
+                    }                                                                                       \
+                    if (gw)                                                                                 \
+                        for (int64_t j = 0; j < width; j++)                                                 \
+                            gw[t * width + j] += go[x] * PERMUTE(in[at], *(const M *)rot[j]);               \
+                }                                                                                           \
+        }                                                                                                   \
+}                                                                                                            \
+                                                                                                             \
+/* Weights [C][w][K] (w = group_width; and bias [C]) of channels [c0, c0 + cb) as [K][w][CB], rotated as    \
+   the grouped units read them (plain [K][CB] for depthwise), and [CB]; zeros beyond cb. */                 \
+static void weight_block_##SUFFIX(const T *w, const T *bias, int64_t taps, int64_t width, int64_t c0,       \
+                                  int64_t cb, T *wb, T *bb) {                                              \
+    memset(wb, 0, sizeof(T) * taps * width * CB);                                                           \
+    memset(bb, 0, sizeof(T) * CB);                                                                          \
+    for (int64_t t = 0; t < taps; t++)                                                                      \
+        for (int64_t j = 0; j < width; j++)                                                                 \
+            for (int64_t o = 0; o < cb; o++)                                                                \
+                wb[(t * width + j) * CB + o] = w[((c0 + o) * width + (o % width + j) % width) * taps + t];  \
+    if (bias)                                                                                               \
+        for (int64_t o = 0; o < cb; o++) bb[o] = bias[c0 + o];                                              \
+}                                                                                                            \
+                                                                                                             \
+/* y = conv(x, w) + bias. x: input nodes, w [C][w][K], bias [C] or NULL, y: output nodes. 0 on success,     \
+   1 when out of memory, 2 for a group width that does not divide CB. */                                    \
+int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *bias, T *y) { \
+    const int64_t width = g->group_width;                                                                   \
+    if (width < 1 || CB % width) return 2;                                                                  \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t buffered = span(g, 0) * span(g, 1) * span(g, 2) * CB;                                    \
@@ -279,7 +364,7 @@ int gridgnn_depthwise_forward_##SUFFIX(const dw_geometry *g, const T *x, const T
     int failed = 0;                                                                                         \
     _Pragma("omp parallel num_threads(g->threads) reduction(|:failed)")                                     \
     {                                                                                                       \
-        T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + taps * CB + CB));                         \
+        T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + taps * width * CB + CB));                         \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
         if (!buf || !offsets) failed = 1;                                                                   \
         _Pragma("omp for schedule(static)")                                                                 \
@@ -287,11 +372,12 @@ int gridgnn_depthwise_forward_##SUFFIX(const dw_geometry *g, const T *x, const T
             if (failed) continue;                                                                           \
             const int64_t b = u / blocks, c0 = (u % blocks) * CB;                                           \
             const int64_t cb = g->channels - c0 < CB ? g->channels - c0 : CB;                               \
-            T *out = buf + buffered, *wb = out + out_pixels * CB, *bb = wb + taps * CB;                     \
+            T *out = buf + buffered, *wb = out + out_pixels * CB, *bb = wb + taps * width * CB;             \
             tap_offsets_##SUFFIX(g, offsets);                                                               \
-            weight_block_##SUFFIX(w, bias, taps, g->channels, c0, cb, wb, bb);                             \
+            weight_block_##SUFFIX(w, bias, taps, width, c0, cb, wb, bb);                                   \
             load_##SUFFIX(g, x, b, c0, cb, buf);                                                            \
-            forward_unit_##SUFFIX(g, buf, wb, bb, offsets, taps, out);                                      \
+            (width == 1 ? forward_unit_##SUFFIX : forward_grouped_unit_##SUFFIX)(g, buf, wb, bb, offsets,   \
+                                                                                  taps, out);               \
             store_##SUFFIX(g, out, out_pixels, b, c0, cb, y);                                               \
         }                                                                                                   \
         free(buf);                                                                                          \
@@ -300,15 +386,17 @@ int gridgnn_depthwise_forward_##SUFFIX(const dw_geometry *g, const T *x, const T
     return failed;                                                                                          \
 }                                                                                                            \
                                                                                                              \
-/* grad_x (input nodes, or NULL) and grad_w ([C][K], or NULL) of y = depthwise(x, w), from grad_y. */       \
-int gridgnn_depthwise_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *grad_y,       \
+/* grad_x (input nodes, or NULL) and grad_w ([C][w][K], or NULL) of y = conv(x, w), from grad_y. */             \
+int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *grad_y,       \
                                         T *grad_x, T *grad_w) {                                             \
+    const int64_t width = g->group_width;                                                                   \
+    if (width < 1 || CB % width) return 2;                                                                  \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t sd = span(g, 0), sh = span(g, 1), sw = span(g, 2), buffered = sd * sh * sw * CB;         \
     const int64_t out_pixels = g->out[0] * g->out[1] * g->out[2];                                          \
     const int64_t in_pixels = g->in[0] * g->in[1] * g->in[2];                                              \
-    const int64_t weights = taps * blocks * CB;                                                             \
+    const int64_t weights = taps * width * blocks * CB;                                                             \
     const int threads = (int)g->threads;                                                                    \
     int failed = 0;                                                                                         \
     T *grad_w_parts = grad_w ? alloc_aligned(sizeof(T) * threads * weights) : NULL;                        \
@@ -317,7 +405,7 @@ int gridgnn_depthwise_backward_##SUFFIX(const dw_geometry *g, const T *x, const 
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                                        \
     {                                                                                                       \
         const int rank = omp_get_thread_num();                                                              \
-        T *buf = alloc_aligned(sizeof(T) * (2 * buffered + out_pixels * CB + in_pixels * CB + 2 * taps * CB + CB)); \
+        T *buf = alloc_aligned(sizeof(T) * (2 * buffered + (out_pixels + in_pixels + taps * width + 1) * CB)); \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
         if (!buf || !offsets) failed = 1;                                                                   \
         _Pragma("omp for schedule(static)")                                                                 \
@@ -326,14 +414,15 @@ int gridgnn_depthwise_backward_##SUFFIX(const dw_geometry *g, const T *x, const 
             const int64_t b = u / blocks, block = u % blocks, c0 = block * CB;                              \
             const int64_t cb = g->channels - c0 < CB ? g->channels - c0 : CB;                               \
             T *grad_buf = buf + buffered, *go = grad_buf + buffered, *gi = go + out_pixels * CB;            \
-            T *wb = gi + in_pixels * CB, *bb = wb + taps * CB;                                              \
-            T *gw = grad_w ? grad_w_parts + rank * weights + block * taps * CB : NULL;                      \
+            T *wb = gi + in_pixels * CB, *bb = wb + taps * width * CB;                                      \
+            T *gw = grad_w ? grad_w_parts + rank * weights + block * taps * width * CB : NULL;              \
             tap_offsets_##SUFFIX(g, offsets);                                                               \
-            weight_block_##SUFFIX(w, NULL, taps, g->channels, c0, cb, wb, bb);                             \
+            weight_block_##SUFFIX(w, NULL, taps, width, c0, cb, wb, bb);                                   \
             if (grad_w) load_##SUFFIX(g, x, b, c0, cb, buf);                                                \
             if (grad_x) memset(grad_buf, 0, sizeof(T) * buffered);                                          \
             gather_##SUFFIX(g, grad_y, out_pixels, b, c0, cb, go);                                          \
-            backward_unit_##SUFFIX(g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw);            \
+            (width == 1 ? backward_unit_##SUFFIX : backward_grouped_unit_##SUFFIX)(                         \
+                g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw);                               \
             if (grad_x) {                                                                                   \
                 /* the input nodes' gradient: the buffer's inner box, zeros where no edge reached */        \
                 for (int64_t iz = 0; iz < g->in[0]; iz++)                                                   \
@@ -353,13 +442,15 @@ int gridgnn_depthwise_backward_##SUFFIX(const dw_geometry *g, const T *x, const 
         free(offsets);                                                                                      \
     }                                                                                                       \
     if (grad_w_parts) {                                                                                     \
-        for (int64_t t = 0; t < taps; t++)                                                                  \
-            for (int64_t c = 0; c < g->channels; c++) {                                                     \
-                T total = 0;                                                                                \
-                for (int r = 0; r < threads; r++)                                                           \
-                    total += grad_w_parts[r * weights + ((c / CB) * taps + t) * CB + c % CB];               \
-                grad_w[c * taps + t] = total;                                                        \
-            }                                                                                               \
+        for (int64_t c = 0; c < g->channels; c++)                                                           \
+            for (int64_t i = 0; i < width; i++)                                                             \
+                for (int64_t t = 0; t < taps; t++) {                                                        \
+                    const int64_t j = (i - c % width + width) % width;       /* the rotation of input i */  \
+                    const int64_t at = ((c / CB) * taps * width + t * width + j) * CB + c % CB;             \
+                    T total = 0;                                                                            \
+                    for (int r = 0; r < threads; r++) total += grad_w_parts[r * weights + at];              \
+                    grad_w[(c * width + i) * taps + t] = total;                                             \
+                }                                                                                           \
         free(grad_w_parts);                                                                                 \
     }                                                                                                       \
     return failed;                                                                                          \
