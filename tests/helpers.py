@@ -43,3 +43,17 @@ def dense_typed_conv(x, adjacency, weight, bias, groups):
         full[g * og:(g + 1) * og, g * c_in_g:(g + 1) * c_in_g] = w[g * og:(g + 1) * og]
     out = sum(adjacency[t].to(x) @ x @ full[..., t].T for t in range(w.shape[-1]))
     return out if bias is None else out + bias
+
+
+def assert_gradients_of_two_orders(layer, size, batch=2, **gradcheck_options):
+    """``gradcheck`` and ``gradgradcheck`` of a float64 layer in its input, weight and bias."""
+    layer = layer.double()
+    x = torch.randn(batch, layer.in_channels, *size, dtype=torch.float64, requires_grad=True)
+    params = dict(layer.named_parameters())
+
+    def fn(x, weight, bias):
+        return torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
+
+    inputs = (x, params["weight"].detach().requires_grad_(), params["bias"].detach().requires_grad_())
+    assert torch.autograd.gradcheck(fn, inputs, **gradcheck_options)
+    assert torch.autograd.gradgradcheck(fn, inputs)

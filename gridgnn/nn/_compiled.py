@@ -33,18 +33,22 @@ class compiled_kernels:
     A depthwise grid conv is one per-channel product per kernel offset,
     :math:`\mathbf{y}_i = \mathbf{b} + \sum_{(j \to i, t)} \mathbf{w}_t \odot \mathbf{x}_j`; on a
     complete grid, in matrix form, :math:`\mathbf{Y} = \mathbf{b} + \sum_t (\mathbf{A}_t \mathbf{X})
-    \operatorname{diag}(\mathbf{w}_t)` with :math:`\mathbf{A}_t` the shift of offset :math:`t`. The eager
-    kernel makes one ``addcmul`` pass over the output per offset (nine for a 3x3), torch's depthwise
-    conv makes one. With this switch on, the same sum of shifted slices, written in plain torch ops,
-    is compiled by ``torch.compile`` (inductor: C++ with SIMD on CPU, Triton on CUDA) into one fused
-    loop, forward and backward. It applies to depthwise ``GridConv1d/2d/3d`` layers (and
-    ``GridConv``\ s with ``groups == in_channels == out_channels``) on complete grids and to the
-    average pools built on them; the kernel runs with channels innermost (an NCHW input is copied
-    to channels-last first, and the layer's output is then laid out as torch's conv lays it).
+    \operatorname{diag}(\mathbf{w}_t)` with :math:`\mathbf{A}_t` the shift of offset :math:`t`. On CPU
+    the eager kernel is gridgnn's native one (C, built by ``pip install``: one pass with all offsets)
+    where it is built, and on CUDA, or where it is not built, one ``addcmul`` pass over the output per
+    offset (nine for a 3x3); torch's depthwise conv makes one. With this switch on, the same sum of
+    shifted slices, written in plain torch ops, is compiled by ``torch.compile`` (inductor: C++ with
+    SIMD on CPU, Triton on CUDA) into one fused loop, forward and backward. It applies to depthwise
+    ``GridConv1d/2d/3d`` layers (and ``GridConv``\ s with ``groups == in_channels == out_channels``)
+    on complete grids and to the average pools built on them; the kernel runs with channels
+    innermost (an NCHW input is copied to channels-last first, and the layer's output is then laid
+    out as torch's conv lays it).
     Every other path keeps the eager kernels.
 
     Costs and limits:
 
+    * on CPU with the native kernel built, the compiled kernel is an alternative to measure, not an
+      expected gain (``python benchmarks/layers.py --only dw --compiled-kernels`` beside the default);
     * each new geometry, input shape, layout and grad mode compiles once (seconds each; inductor
       keeps the result in its disk cache for later processes): worth it for repeated calls on a
       few shapes (training, serving), not for one-off calls;

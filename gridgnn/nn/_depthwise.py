@@ -36,7 +36,7 @@ from torch import Tensor
 from ..geometry import ConvGeometry
 from . import _native
 from ._compiled import compiled_depthwise
-from ._function import Function
+from ._function import Function, save_bilinear
 from ._gemm import sum_tangents
 from ._padding import pad_nodes
 from ._transforms import plain_ops
@@ -149,9 +149,7 @@ class ClippedShiftDepthwise(Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         x, weight, bias, ctx.out_size, ctx.taps, ctx.native = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.save_for_forward(x, weight)
-        ctx.has_bias = bias is not None
+        save_bilinear(ctx, x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):

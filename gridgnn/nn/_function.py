@@ -25,3 +25,10 @@ class Function(torch.autograd.Function):
                 or any(isinstance(a, Tensor) and _is_wrapped(a) for a in args)):
             return super().apply(*args)
         return super(torch.autograd.Function, cls).apply(*args)        # the C++ apply of torch's base class
+
+
+def save_bilinear(ctx, x: Tensor, weight: Tensor, bias) -> None:
+    """Save the operands of a map bilinear in ``x`` and ``weight`` (plus ``bias``) for its backward and ``jvp``."""
+    ctx.save_for_backward(x, weight)
+    ctx.save_for_forward(x, weight)
+    ctx.has_bias = bias is not None

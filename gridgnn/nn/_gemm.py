@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._function import Function
+from ._function import Function, save_bilinear
 from ._transforms import plain_ops
 
 _ONEDNN_LINEAR = (getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
@@ -53,10 +53,7 @@ class OneDNNLinear(Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, weight, bias = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.save_for_forward(x, weight)
-        ctx.has_bias = bias is not None
+        save_bilinear(ctx, *inputs)
 
     @staticmethod
     def backward(ctx, grad: Tensor):

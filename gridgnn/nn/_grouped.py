@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from . import _native
-from ._function import Function
+from ._function import Function, save_bilinear
 from ._gemm import sum_tangents
 from ._transforms import plain_ops
 
@@ -43,9 +43,7 @@ class NativeGroupedConv(Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         x, weight, bias, ctx.geom, ctx.width, ctx.reference = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.save_for_forward(x, weight)
-        ctx.has_bias = bias is not None
+        save_bilinear(ctx, x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):

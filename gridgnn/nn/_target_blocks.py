@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import cumsum, index_sort
 
-from ._function import Function
+from ._function import Function, save_bilinear
 from ._gemm import linear, sum_tangents
 from ._offset_plan import TypedEdges, cached_plan, transposed_message_weight
 from ._transforms import plain_ops
@@ -252,8 +252,7 @@ class TargetBlockConv(Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         x, weight, ctx.graph, ctx.groups = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.save_for_forward(x, weight)
+        save_bilinear(ctx, x, weight, None)
 
     @staticmethod
     def backward(ctx, grad: Tensor):

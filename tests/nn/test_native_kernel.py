@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d, _native
 from gridgnn.testing import assert_conv_equivalent, compare, tolerance
 
-from helpers import TORCH_CONVS
+from helpers import TORCH_CONVS, assert_gradients_of_two_orders
 
 GRID_CONVS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
 CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
@@ -118,16 +118,7 @@ def test_native_random_configurations(nd, channels, batch, k, stride, dilation, 
 @pytest.mark.parametrize("nd", [1, 2])
 def test_native_gradients(nd, kernel):
     """First order by the native kernel; the double backward (``create_graph``) by the pure-torch kernel."""
-    layer = GRID_CONVS[nd](6, 6, 3, stride=2, padding=1, groups=6).double()
-    x = torch.randn(2, 6, *(6,) * nd, dtype=torch.float64, requires_grad=True)
-    params = dict(layer.named_parameters())
-
-    def fn(x, weight, bias):
-        return torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
-
-    inputs = (x, params["weight"].detach().requires_grad_(), params["bias"].detach().requires_grad_())
-    assert torch.autograd.gradcheck(fn, inputs)
-    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert_gradients_of_two_orders(GRID_CONVS[nd](6, 6, 3, stride=2, padding=1, groups=6), (6,) * nd)
 
 
 def test_native_thread_counts_agree():
@@ -224,13 +215,5 @@ def test_grouped_convs_the_kernel_does_not_take_keep_the_gemm_paths(channels, gr
 
 def test_native_grouped_gradients_of_two_orders_and_batched():
     """First order by the kernel; double backward and batched gradients by recomputing in plain ops."""
-    layer = GridConv2d(8, 8, 3, stride=2, padding=1, groups=2).double()
-    x = torch.randn(2, 8, 6, 6, dtype=torch.float64, requires_grad=True)
-    params = dict(layer.named_parameters())
-
-    def fn(x, weight, bias):
-        return torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
-
-    inputs = (x, params["weight"].detach().requires_grad_(), params["bias"].detach().requires_grad_())
-    assert torch.autograd.gradcheck(fn, inputs, check_batched_grad=True, check_forward_ad=True)
-    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert_gradients_of_two_orders(GridConv2d(8, 8, 3, stride=2, padding=1, groups=2), (6, 6),
+                                   check_batched_grad=True, check_forward_ad=True)
