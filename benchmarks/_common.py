@@ -73,6 +73,19 @@ def timed(fn, min_run_time: float) -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
+def timed_side_by_side(fns, min_run_time: float, rounds: int = 3) -> list:
+    """Seconds per call of each of ``fns``: :func:`timed` in turn, ``rounds`` times; each one's least median.
+
+    Interleaving puts every function under the same spells of host noise (on shared CPU hosts runs
+    drift by 20-30% from minute to minute); the least of its medians is each one's quietest spell.
+    """
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], timed(fn, min_run_time / rounds))
+    return best
+
+
 def parse_args(description: str, quick_help: str, argv=None, extra=None) -> argparse.Namespace:
     """The scripts' shared options; sets torch's thread count, the results folder and the TF32 mode.
 

@@ -6,9 +6,11 @@ ShuffleNet, ResNeXt-50 32x4d, ConvNeXt-T) at 224x224, batch 1 and 8. Usage:
     python benchmarks/models.py [--batch 1 8] [--size 224] [--models NAME ...] [--device cuda] [--tf32]
                                 [--compiled-kernels] [--quick]
 
-Both input layouts are timed and reported: NCHW (what the originals are fed and what converted
-models feed their layers) and each side's best layout (NCHW or channels_last); the summary gives
-the median and worst ratio over the architectures against the targets (median <= 1.3x, worst <= 1.6x).
+The original and the converted model are timed side by side (interleaved rounds, each one's
+quietest round kept, so a noisy host's spells fall on both). Both input layouts are timed and
+reported: NCHW (what the originals are fed and what converted models feed their layers) and each
+side's best layout (NCHW or channels_last); the summary gives the median and worst ratio over the
+architectures against the targets (median <= 1.3x, worst <= 1.6x).
 The table also gives the seconds of each converted model's first calls (forward and forward+backward,
 both layouts): with ``--compiled-kernels`` that includes compiling its depthwise kernels (inductor's
 disk cache shortens it in later processes).
@@ -23,23 +25,34 @@ import torch
 
 import gridgnn as gg
 
-from _common import dtypes, markdown_table, min_run_time, parse_args, precision, timed, write_result
+from _common import dtypes, markdown_table, min_run_time, parse_args, precision, timed_side_by_side, write_result
 from reference_models import ARCHITECTURES
 
 PASSES = ("fwd", "fwd+bwd")
 
 
-def layout_times(model, x, backward, run_time):
-    """Seconds per call with NCHW input (what a model's layers see after a NCHW stem) and with channels_last."""
-    times = {}
-    for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+LAYOUTS = (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last))
+
+
+def layout_steps(model, x, backward):
+    """One call of ``model`` per input layout: NCHW (what a model's layers see after a NCHW stem) and channels_last."""
+    steps = []
+    for _, fmt in LAYOUTS:
         xf = x.contiguous(memory_format=fmt)
         if backward:
-            times[name] = timed(lambda xf=xf: model(xf).sum().backward(), run_time)
+            steps.append(lambda xf=xf: model(xf).sum().backward())
         else:
-            with torch.no_grad():
-                times[name] = timed(lambda xf=xf: model(xf), run_time)
-    return times
+            def step(xf=xf):
+                with torch.no_grad():
+                    model(xf)
+            steps.append(step)
+    return steps
+
+
+def side_by_side(model, converted, x, backward, run_time):
+    """Seconds per call ``{layout: (original, converted)}``, the four timed interleaved (:func:`timed_side_by_side`)."""
+    seconds = timed_side_by_side(layout_steps(model, x, backward) + layout_steps(converted, x, backward), run_time)
+    return {name: (seconds[i], seconds[i + len(LAYOUTS)]) for i, (name, _) in enumerate(LAYOUTS)}
 
 
 def summary(rows, batches):
@@ -98,8 +111,8 @@ def main(argv=None) -> int:
                     with torch.no_grad():                                      # sanity, any dtype
                         torch.testing.assert_close(converted(x), model(x), rtol=2e-2, atol=2e-2)
                     for pass_ in PASSES:
-                        ref = layout_times(model, x, pass_ != "fwd", run_time)
-                        conv = layout_times(converted, x, pass_ != "fwd", run_time)
+                        times = side_by_side(model, converted, x, pass_ != "fwd", run_time)
+                        ref, conv = ({name: pair[i] for name, pair in times.items()} for i in (0, 1))
                         best_ref, best_conv = min(ref.values()), min(conv.values())
                         rows.append((make.__name__, str(dtype).replace("torch.", ""), batch, pass_,
                                      f"{ref['nchw'] * 1e3:.1f}", f"{conv['nchw'] * 1e3:.1f}",
