@@ -114,12 +114,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """``info``: versions and devices."""
+    """``info``: versions, devices and whether the native kernel is built."""
     import networkx
     import torch_geometric
 
+    from .nn import _native
+
     print(f"gridgnn {__version__}\ntorch {torch.__version__}\ntorch_geometric {torch_geometric.__version__}\n"
-          f"networkx {networkx.__version__}\ndevices {available_devices()}")
+          f"networkx {networkx.__version__}\ndevices {available_devices()}\n"
+          f"native kernel (depthwise and thin-group convs, CPU) {_native.describe()}")
     if torch.cuda.is_available():
         print(f"cuda device {torch.cuda.get_device_name()}")
     return 0

@@ -38,16 +38,34 @@ class _Geometry(ctypes.Structure):
         ("channels_last", ctypes.c_int64), ("group_width", ctypes.c_int64), ("threads", ctypes.c_int64)]
 
 
+def _switched_off() -> bool:
+    return os.environ.get("GRIDGNN_NATIVE", "1") == "0"
+
+
+def _library_path() -> Optional[str]:
+    """Where the built library is, or ``None``."""
+    spec = importlib.util.find_spec("gridgnn.nn._native_grouped")
+    return None if spec is None else spec.origin
+
+
+def describe() -> str:
+    """A line on the kernel's state, for ``python -m gridgnn info``."""
+    if _switched_off():
+        return "switched off (GRIDGNN_NATIVE=0): the pure-torch kernels run"
+    path = _library_path()
+    return f"built ({path})" if path else "not built: the pure-torch kernels run"
+
+
 @functools.lru_cache(maxsize=None)
 def _library() -> Optional[ctypes.CDLL]:
     """The built kernel library, or ``None`` (warned once) where it is missing or will not load."""
-    if os.environ.get("GRIDGNN_NATIVE", "1") == "0":
+    if _switched_off():
         return None
-    spec = importlib.util.find_spec("gridgnn.nn._native_grouped")
+    path = _library_path()
     try:
-        if spec is None or spec.origin is None:
+        if path is None:
             raise OSError("not built; reinstall gridgnn with a C compiler present (pip install -e .)")
-        library = ctypes.CDLL(spec.origin)
+        library = ctypes.CDLL(path)
     except OSError as error:
         warnings.warn(f"gridgnn: the native depthwise/grouped conv kernel is unavailable ({error}); the slower "
                       f"pure-torch kernels run instead", RuntimeWarning, stacklevel=4)

@@ -152,8 +152,9 @@ def test_inf_and_nan_stay_in_their_channel_as_in_torch(bad, kernel):
 
 def test_missing_library_warns_once_and_falls_back(monkeypatch):
     """A checkout whose C library was not built runs the pure-torch kernels, with one warning."""
-    monkeypatch.setattr(_native.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(_native, "_library_path", lambda: None)
     _native._library.cache_clear()
+    assert _native.describe() == "not built: the pure-torch kernels run"
     conv = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4).double()
     try:
         with pytest.warns(RuntimeWarning, match="native depthwise/grouped conv kernel is unavailable"):
