@@ -201,38 +201,6 @@ static int64_t tap_offsets_##SUFFIX(const dw_geometry *g, int64_t *offsets) {   
     return k;                                                                                               \
 }                                                                                                            \
                                                                                                              \
-/* out [P_out][CB] = bias + sum_t w_t * buf[node + offset_t] for every output node (V: CB lanes of T). */  \
-CLONES static void forward_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *w, const T *bias,     \
-                                         const int64_t *offsets, int64_t taps, T *out) {                   \
-    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
-    const V *in = (const V *)buf, *wv = (const V *)w, b = *(const V *)bias;                                 \
-    V *o = (V *)out;                                                                                        \
-    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2];                                    \
-    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
-        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2]) {                                           \
-            const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
-            int64_t x = 0;                                                                                  \
-            for (; x + OB <= g->out[2]; x += OB) {                                                          \
-                V a0 = b, a1 = b, a2 = b, a3 = b;                                                           \
-                const V *base = row + x * step;                                                             \
-                for (int64_t t = 0; t < taps; t++) {                                                        \
-                    const V *src = base + offsets[t], wt = wv[t];                                           \
-                    a0 += wt * src[0];                                                                      \
-                    a1 += wt * src[step];                                                                   \
-                    a2 += wt * src[2 * step];                                                               \
-                    a3 += wt * src[3 * step];                                                               \
-                }                                                                                           \
-                o[x] = a0, o[x + 1] = a1, o[x + 2] = a2, o[x + 3] = a3;                                     \
-            }                                                                                               \
-            for (; x < g->out[2]; x++) {                                                                    \
-                V a = b;                                                                                    \
-                const V *base = row + x * step;                                                             \
-                for (int64_t t = 0; t < taps; t++) a += wv[t] * base[offsets[t]];                          \
-                o[x] = a;                                                                                   \
-            }                                                                                               \
-        }                                                                                                   \
-}                                                                                                            \
-                                                                                                             \
 /* grad_buf[node + offset_t] += w_t * grad[node] and grad_w[t] += grad[node] * buf[node + offset_t]. */    \
 CLONES static void backward_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *grad, const T *w,     \
                                           const int64_t *offsets, int64_t taps, T *grad_buf, T *grad_w) {   \
@@ -271,7 +239,8 @@ CLONES static void backward_unit_##SUFFIX(const dw_geometry *g, const T *buf, co
 /* Grouped units (group_width w > 1): a block holds CB / w whole groups. Output lane o of group G reads    \
    the group's input lanes G w + (o + j) mod w, j < w: the input vector permuted by rotation j within each   \
    group (rot[j]); the weights are stored rotated alike, wb[t][j][o] = W[o][(o + j) mod w][t]. The input   \
-   gradient sends lane o's products back by the inverse rotations (back[j]). */                             \
+   gradient sends lane o's products back by the inverse rotations (back[j]). Each node's w rotations are   \
+   made once into scratch ([w][nodes] vectors) rather than once per kernel offset reading it. */           \
 static void rotations_##SUFFIX(int64_t w, I rot[CB][CB], I back[CB][CB]) {                                  \
     for (int64_t j = 0; j < w; j++)                                                                         \
         for (int64_t o = 0; o < CB; o++) {                                                                  \
@@ -280,61 +249,107 @@ static void rotations_##SUFFIX(int64_t w, I rot[CB][CB], I back[CB][CB]) {      
         }                                                                                                   \
 }                                                                                                            \
                                                                                                              \
-CLONES static void forward_grouped_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *w,            \
-                                                 const T *bias, const int64_t *offsets, int64_t taps,       \
-                                                 T *out) {                                                  \
+/* rotated[j][p] = the vector src[p] permuted by masks[j], for p < n and j < w. */                          \
+CLONES static void rotate_all_##SUFFIX(const T *src, int64_t n, int64_t w, I masks[CB][CB], T *rotated) {   \
     typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
     typedef I M __attribute__((vector_size(CB * sizeof(T))));                                               \
-    I rot[CB][CB], back[CB][CB];                                                                            \
-    const int64_t width = g->group_width;                                                                   \
-    rotations_##SUFFIX(width, rot, back);                                                                   \
-    const V *in = (const V *)buf, *wv = (const V *)w, b = *(const V *)bias;                                 \
+    const V *in = (const V *)src;                                                                           \
+    V *out = (V *)rotated;                                                                                  \
+    for (int64_t j = 0; j < w; j++) {                                                                       \
+        const M mask = *(const M *)masks[j];                                                                \
+        for (int64_t p = 0; p < n; p++) out[j * n + p] = PERMUTE(in[p], mask);                              \
+    }                                                                                                       \
+}                                                                                                            \
+                                                                                                             \
+/* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the    \
+   w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the      \
+   depthwise call (w the constant 1) compiles without the j loop. */                                        \
+static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                   \
+        const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                   \
+        const int64_t *offsets, int64_t taps, T *out) {                                                     \
+    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2], cells = span(g, 0) * sh * sw;     \
+    const V *in = (const V *)buffers, *wv = (const V *)w, b = *(const V *)bias;                             \
     V *o = (V *)out;                                                                                        \
-    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2];                                    \
     for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
         for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2]) {                                           \
             const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
-            for (int64_t x = 0; x < g->out[2]; x++) {                                                       \
+            int64_t x = 0;                                                                                  \
+            for (; x + OB <= g->out[2]; x += OB) {                                                          \
+                V a0 = b, a1 = b, a2 = b, a3 = b;                                                           \
+                for (int64_t t = 0; t < taps; t++)                                                          \
+                    for (int64_t j = 0; j < width; j++) {                                                   \
+                        const V *src = row + j * cells + x * step + offsets[t], wt = wv[t * width + j];     \
+                        a0 += wt * src[0];                                                                  \
+                        a1 += wt * src[step];                                                               \
+                        a2 += wt * src[2 * step];                                                           \
+                        a3 += wt * src[3 * step];                                                           \
+                    }                                                                                       \
+                o[x] = a0, o[x + 1] = a1, o[x + 2] = a2, o[x + 3] = a3;                                     \
+            }                                                                                               \
+            for (; x < g->out[2]; x++) {                                                                    \
                 V a = b;                                                                                    \
-                const V *base = row + x * step;                                                             \
-                for (int64_t t = 0; t < taps; t++) {                                                        \
-                    const V source = base[offsets[t]];                                                      \
+                for (int64_t t = 0; t < taps; t++)                                                          \
                     for (int64_t j = 0; j < width; j++)                                                     \
-                        a += wv[t * width + j] * PERMUTE(source, *(const M *)rot[j]);                       \
-                }                                                                                           \
+                        a += wv[t * width + j] * row[j * cells + x * step + offsets[t]];                    \
                 o[x] = a;                                                                                   \
             }                                                                                               \
         }                                                                                                   \
 }                                                                                                            \
                                                                                                              \
+/* The forward of one unit: depthwise straight from the buffer, groups from its rotations in scratch. */    \
+CLONES static void forward_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *w, const T *bias,     \
+                                         const int64_t *offsets, int64_t taps, T *out, T *scratch) {       \
+    const int64_t width = g->group_width;                                                                   \
+    if (width == 1) {                                                                                       \
+        forward_rows_##SUFFIX(g, buf, 1, w, bias, offsets, taps, out);                                      \
+        return;                                                                                             \
+    }                                                                                                       \
+    I rot[CB][CB], back[CB][CB];                                                                            \
+    rotations_##SUFFIX(width, rot, back);                                                                   \
+    rotate_all_##SUFFIX(buf, span(g, 0) * span(g, 1) * span(g, 2), width, rot, scratch);                    \
+    forward_rows_##SUFFIX(g, scratch, width, w, bias, offsets, taps, out);                                  \
+}                                                                                                            \
+                                                                                                             \
 CLONES static void backward_grouped_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *grad,        \
                                                   const T *w, const int64_t *offsets, int64_t taps,         \
-                                                  T *grad_buf, T *grad_w) {                                 \
+                                                  T *grad_buf, T *grad_w, T *scratch) {                     \
     typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
     typedef I M __attribute__((vector_size(CB * sizeof(T))));                                               \
     I rot[CB][CB], back[CB][CB];                                                                            \
-    const int64_t width = g->group_width;                                                                   \
+    const int64_t width = g->group_width, sh = span(g, 1), sw = span(g, 2), step = g->stride[2];           \
+    const int64_t cells = span(g, 0) * sh * sw, nodes = g->out[0] * g->out[1] * g->out[2];                 \
     rotations_##SUFFIX(width, rot, back);                                                                   \
-    const V *in = (const V *)buf, *wv = (const V *)w;                                                       \
+    V *in = (V *)scratch, *go_back = in + width * cells, *w_back = go_back + width * nodes;                \
+    if (grad_w) rotate_all_##SUFFIX(buf, cells, width, rot, (T *)in);       /* the inputs, as read */      \
+    if (grad_buf) {                                          /* output gradients and weights, sent back */ \
+        rotate_all_##SUFFIX(grad, nodes, width, back, (T *)go_back);                                        \
+        for (int64_t t = 0; t < taps; t++)                                                                  \
+            for (int64_t j = 0; j < width; j++)                                                             \
+                w_back[t * width + j] = PERMUTE(((const V *)w)[t * width + j], *(const M *)back[j]);        \
+    }                                                                                                       \
+    const V *go = (const V *)grad;                                                                          \
     V *gin = (V *)grad_buf, *gw = (V *)grad_w;                                                              \
-    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2];                                    \
     for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
         for (int64_t y = 0; y < g->out[1]; y++) {                                                           \
             const int64_t row = ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
-            const V *go = (const V *)grad + (z * g->out[1] + y) * g->out[2];                                \
-            for (int64_t x = 0; x < g->out[2]; x++)                                                         \
-                for (int64_t t = 0; t < taps; t++) {                                                        \
-                    const int64_t at = row + x * step + offsets[t];                                         \
-                    if (gin) {                                                                              \
-                        V sum = {0};                                                                        \
-                        for (int64_t j = 0; j < width; j++)                                                 \
-                            sum += PERMUTE(wv[t * width + j] * go[x], *(const M *)back[j]);                 \
-                        gin[at] += sum;                                                                     \
+            const int64_t first = (z * g->out[1] + y) * g->out[2];                                          \
+            for (int64_t t = 0; t < taps; t++) {                                                            \
+                if (gin)                                                                                    \
+                    for (int64_t x = 0; x < g->out[2]; x++) {                                               \
+                        V sum = w_back[t * width] * go_back[first + x];                                     \
+                        for (int64_t j = 1; j < width; j++)                                                 \
+                            sum += w_back[t * width + j] * go_back[j * nodes + first + x];                  \
+                        gin[row + x * step + offsets[t]] += sum;                                            \
                     }                                                                                       \
-                    if (gw)                                                                                 \
-                        for (int64_t j = 0; j < width; j++)                                                 \
-                            gw[t * width + j] += go[x] * PERMUTE(in[at], *(const M *)rot[j]);               \
-                }                                                                                           \
+                if (gw)                                                                                     \
+                    for (int64_t j = 0; j < width; j++) {                                                   \
+                        const V *src = in + j * cells + row + offsets[t];                                   \
+                        V acc = gw[t * width + j];                                                          \
+                        for (int64_t x = 0; x < g->out[2]; x++) acc += go[first + x] * src[x * step];       \
+                        gw[t * width + j] = acc;                                                            \
+                    }                                                                                       \
+            }                                                                                               \
         }                                                                                                   \
 }                                                                                                            \
                                                                                                              \
@@ -364,7 +379,8 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
     int failed = 0;                                                                                         \
     _Pragma("omp parallel num_threads(g->threads) reduction(|:failed)")                                     \
     {                                                                                                       \
-        T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + taps * width * CB + CB));                         \
+        const int64_t scratch = width > 1 ? width * buffered : 0;          /* the grouped units' rotations */ \
+        T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + taps * width * CB + CB + scratch)); \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
         if (!buf || !offsets) failed = 1;                                                                   \
         _Pragma("omp for schedule(static)")                                                                 \
@@ -376,8 +392,7 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
             tap_offsets_##SUFFIX(g, offsets);                                                               \
             weight_block_##SUFFIX(w, bias, taps, width, c0, cb, wb, bb);                                   \
             load_##SUFFIX(g, x, b, c0, cb, buf);                                                            \
-            (width == 1 ? forward_unit_##SUFFIX : forward_grouped_unit_##SUFFIX)(g, buf, wb, bb, offsets,   \
-                                                                                  taps, out);               \
+            forward_unit_##SUFFIX(g, buf, wb, bb, offsets, taps, out, bb + CB);                             \
             store_##SUFFIX(g, out, out_pixels, b, c0, cb, y);                                               \
         }                                                                                                   \
         free(buf);                                                                                          \
@@ -405,7 +420,9 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                                        \
     {                                                                                                       \
         const int rank = omp_get_thread_num();                                                              \
-        T *buf = alloc_aligned(sizeof(T) * (2 * buffered + (out_pixels + in_pixels + taps * width + 1) * CB)); \
+        const int64_t scratch = width > 1 ? width * (buffered + (out_pixels + taps) * CB) : 0;              \
+        T *buf = alloc_aligned(sizeof(T) * (2 * buffered + (out_pixels + in_pixels + taps * width + 1) * CB  \
+                                            + scratch));                                                    \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
         if (!buf || !offsets) failed = 1;                                                                   \
         _Pragma("omp for schedule(static)")                                                                 \
@@ -421,8 +438,11 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
             if (grad_w) load_##SUFFIX(g, x, b, c0, cb, buf);                                                \
             if (grad_x) memset(grad_buf, 0, sizeof(T) * buffered);                                          \
             gather_##SUFFIX(g, grad_y, out_pixels, b, c0, cb, go);                                          \
-            (width == 1 ? backward_unit_##SUFFIX : backward_grouped_unit_##SUFFIX)(                         \
-                g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw);                               \
+            if (width == 1)                                                                                 \
+                backward_unit_##SUFFIX(g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw);        \
+            else                                                                                            \
+                backward_grouped_unit_##SUFFIX(g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw, \
+                                               bb + CB);                                                    \
             if (grad_x) {                                                                                   \
                 /* the input nodes' gradient: the buffer's inner box, zeros where no edge reached */        \
                 for (int64_t iz = 0; iz < g->in[0]; iz++)                                                   \
