@@ -1,8 +1,9 @@
-"""gridgnn's native depthwise kernel (``_native_grouped.c``), loaded by ctypes, with its pure-torch fallback.
+"""gridgnn's native kernel for depthwise and thin-group convs (``_native_grouped.c``), loaded by ctypes.
 
 ``pip install`` builds the C file with the package (``setup.py``; no torch headers, so it compiles in
-a second). It runs the depthwise grid conv of a complete 1-D/2-D/3-D grid on CPU in float32 and
-float64, forward and backward, in one pass over the nodes instead of one pass per kernel offset.
+seconds). It runs grid convs with thin groups (``w = C_in / groups = C_out / groups`` of 1, 2, 4, 8
+or 16 channels; ``w = 1`` is depthwise) on a complete 1-D/2-D/3-D grid on CPU in float32 and
+float64, forward and backward, in one pass over the nodes with all kernel offsets at once.
 Where the library is missing (no C compiler at install, a source checkout that was never built)
 the pure-torch kernels run and a one-line warning says so once; ``GRIDGNN_NATIVE=0`` in the
 environment switches it off without a warning, and :func:`disabled` switches it off in a block
