@@ -4,8 +4,9 @@
  *
  * Node-wise, y_i = b + sum_t W_t x_{j(i, t)} with W_t block-diagonal: groups of w channels in and w out
  * (w = 1, 2, 4, 8 or 16; w = 1 is depthwise, a per-channel product for every kernel offset t). The work
- * is cut into units of one image and one block of CB channels. A unit copies its block of the input, zero-padded, into a private buffer laid out [D'][H'][W'][CB] (channels innermost, whatever the
- * input layout), so every message is one CB-wide multiply-add between contiguous vectors and no bounds
+ * is cut into units of one image and one block of CB channels. A unit copies its block of the input,
+ * zero-padded, into a private buffer laid out [D'][H'][W'][CB] (channels innermost, whatever the input
+ * layout), so every message is one CB-wide multiply-add between contiguous vectors and no bounds
  * are tested: a zero in the padding is exactly a missing edge. The output block is accumulated there
  * too and written back in the caller's layout (channel-major for an NCHW image, channels innermost for
  * a channels-last one). The backward runs the same units: the input gradient scatters each output
