@@ -417,7 +417,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     int failed = 0;                                                                                         \
     T *grad_w_parts = grad_w ? alloc_aligned(sizeof(T) * threads * weights) : NULL;                        \
     if (grad_w && !grad_w_parts) return 1;                                                                  \
-    if (grad_w_parts) memset(grad_w_parts, 0, sizeof(T) * threads * weights);                                                                  \
+    if (grad_w_parts) memset(grad_w_parts, 0, sizeof(T) * threads * weights);                               \
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                                        \
     {                                                                                                       \
         const int rank = omp_get_thread_num();                                                              \
