@@ -86,7 +86,7 @@ def available() -> bool:
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Run the pure-torch depthwise kernels inside the block (this thread)."""
+    """Run the pure-torch kernels instead of the native one inside the block (this thread)."""
     previous = getattr(_state, "disabled", False)
     _state.disabled = True
     try:
@@ -97,9 +97,9 @@ def disabled() -> Iterator[None]:
 
 def applies(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
     """Whether the native kernel takes these tensors: plain CPU float32/float64 ones of up to 3 grid axes."""
-    return (not x.is_cuda and x.dtype in _DTYPES and weight.dtype == x.dtype and x.device.type == "cpu"
-            and (bias is None or bias.dtype == x.dtype) and 3 <= x.dim() <= 5 and x.numel() > 0
-            and available())
+    return (x.dtype in _DTYPES and all(t is None or (t.device.type == "cpu" and t.dtype == x.dtype)
+                                       for t in (x, weight, bias))
+            and 3 <= x.dim() <= 5 and x.numel() > 0 and available())      # (it reads raw CPU pointers)
 
 
 def in_layout(t: Tensor, like: Optional[Tensor] = None) -> Tuple[Tensor, bool]:

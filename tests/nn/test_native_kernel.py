@@ -218,3 +218,13 @@ def test_native_grouped_gradients_of_two_orders_and_batched():
     """First order by the kernel; double backward and batched gradients by recomputing in plain ops."""
     assert_gradients_of_two_orders(GridConv2d(8, 8, 3, stride=2, padding=1, groups=2), (6, 6),
                                    check_batched_grad=True, check_forward_ad=True)
+
+
+def test_native_takes_only_cpu_operands_of_the_input_dtype():
+    """The kernel reads raw CPU pointers: a weight or bias elsewhere, or of another dtype, is never handed to it."""
+    x, weight = torch.randn(1, 5, 5, 4), torch.randn(4, 9)
+    assert _native.applies(x, weight, torch.randn(4))
+    assert not _native.applies(x, weight.to("meta"), None)
+    assert not _native.applies(x, weight, torch.randn(4, device="meta"))
+    assert not _native.applies(x, weight.double(), None)
+    assert not _native.applies(x.half(), weight.half(), None)
