@@ -30,9 +30,25 @@ ONEDNN_MIN_MACS = 1 << 24
 #: below this inner dimension the separate add of :func:`add_matmul_`'s oneDNN path costs more than it saves
 ADD_ONEDNN_MIN_K = 64
 
-#: whether :func:`add_matmul_` accumulates through oneDNN: on AVX-512 CPUs, where MKL's in-place GEMM took a
-#: generic path (2-2.5x slower, AMD EPYC); on an AVX2 EPYC ``addmm_`` ran 1.1-1.3x faster than oneDNN plus an add
-ADD_BY_ONEDNN = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+def _cpu_vendor() -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``) on Linux, else ``""``."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+#: whether :func:`add_matmul_` accumulates through oneDNN: on AVX-512 CPUs not made by Intel, where MKL's
+#: in-place GEMM takes a generic path (2-2.5x slower on an AMD EPYC). On an AVX2 EPYC ``addmm_`` ran 1.1-1.3x
+#: faster than oneDNN plus an add, and on an AVX-512 Intel Xeon a dense 3x3 at C=64 56x56 ran 1.5x faster
+#: on ``addmm_`` (side by side).
+ADD_BY_ONEDNN = (torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+                 and _cpu_vendor() != "GenuineIntel")
 
 #: groups thinner than this many input channels are merged into block-diagonal ones of at least this width
 MIN_GROUP_CHANNELS = 16
@@ -88,7 +104,7 @@ def sum_tangents(terms: List[Optional[Tensor]], shape: Tuple[int, ...], like: Te
 def add_matmul_(acc: Tensor, x: Tensor, matrix: Tensor) -> Tensor:
     """``acc += x @ matrix`` in place (``x`` ``[M, K]``, ``matrix`` ``[K, N]``), on the faster kernel.
 
-    oneDNN's inner product and an add on AVX-512 CPUs (:data:`ADD_BY_ONEDNN`) where :func:`uses_onednn`
+    oneDNN's inner product and an add on AVX-512 AMD CPUs (:data:`ADD_BY_ONEDNN`) where :func:`uses_onednn`
     and ``K`` is at least :data:`ADD_ONEDNN_MIN_K` (on AVX-512 AMD hosts it runs 2-2.5x faster than
     MKL's in-place GEMM, which takes a generic path there; measured in ``benchmarks/README.md``),
     else ``addmm_``. Batched (vmapped) operands take ``addmm_``.

@@ -106,7 +106,7 @@ def test_inf_and_nan_stay_in_their_group_as_in_torch(layer, bad):
 def test_shifted_slices_accumulate_through_onednn_as_torch(layout, monkeypatch):
     """``add_matmul_`` (oneDNN product + add, for K >= 64) in the shifted-slice path: torch's values and gradients."""
     monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)
-    monkeypatch.setattr(_gemm, "ADD_BY_ONEDNN", True)                 # as on AVX-512 CPUs
+    monkeypatch.setattr(_gemm, "ADD_BY_ONEDNN", True)                 # as on AVX-512 AMD CPUs
     calls = []
     kernel = _gemm._ONEDNN_LINEAR
     monkeypatch.setattr(_gemm, "_ONEDNN_LINEAR", lambda *a: calls.append(a[0].shape) or kernel(*a))
