@@ -1,8 +1,8 @@
-"""Builds gridgnn's native depthwise kernel with the package; the metadata is in setup.cfg.
+"""Builds gridgnn's native conv kernels with the package; the metadata is in setup.cfg.
 
-The kernel is a plain C file loaded by ctypes (``gridgnn/nn/_native.py``): it needs no torch or
-Python headers at build time, only a C compiler with OpenMP. It is optional: where it does not
-build, the install still succeeds and gridgnn runs its pure-torch kernels (with a warning).
+The kernels are plain C files built into one library and loaded by ctypes (``gridgnn/nn/_native.py``):
+it needs no torch or Python headers at build time, only a C compiler with OpenMP. It is optional: where
+it does not build, the install still succeeds and gridgnn runs its pure-torch kernels (with a warning).
 """
 import sys
 
@@ -20,7 +20,7 @@ class build_c_library(build_ext):
 openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
 setup(
     ext_modules=[Extension(
-        "gridgnn.nn._native_grouped", sources=["gridgnn/nn/_native_grouped.c"],
+        "gridgnn.nn._native_kernels", sources=["gridgnn/nn/_native_grouped.c", "gridgnn/nn/_native_dense.c"],
         extra_compile_args=["-O3", "-std=gnu11", *openmp] if sys.platform != "win32" else ["/O2"],
         extra_link_args=openmp, optional=True)],
     cmdclass={"build_ext": build_c_library},

@@ -114,7 +114,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """``info``: versions, devices and whether the native kernel is built."""
+    """``info``: versions, devices and whether the native kernels are built."""
     import networkx
     import torch_geometric
 
@@ -122,7 +122,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     print(f"gridgnn {__version__}\ntorch {torch.__version__}\ntorch_geometric {torch_geometric.__version__}\n"
           f"networkx {networkx.__version__}\ndevices {available_devices()}\n"
-          f"native kernel (depthwise and thin-group convs, CPU) {_native.describe()}")
+          f"native kernels (depthwise, thin-group and dense convs, CPU) {_native.describe()}")
     if torch.cuda.is_available():
         print(f"cuda device {torch.cuda.get_device_name()}")
     return 0

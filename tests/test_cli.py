@@ -55,7 +55,7 @@ def test_verify_reports_crashes_as_failures(monkeypatch, capsys):
 def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "torch_geometric" in out and "native kernel (depthwise and thin-group convs, CPU) built (" in out
+    assert "torch_geometric" in out and "native kernels (depthwise, thin-group and dense convs, CPU) built (" in out
 
 
 def test_verify_a_users_model(capsys, monkeypatch, tmp_path):

@@ -29,11 +29,13 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from ..geometry import ConvGeometry
+from ..geometry import ConvGeometry, kernel_indices
+from . import _native
 from ._depthwise import Box, depthwise_grid_conv, empty_like_layout, tap_boxes
-from ._function import Function
+from ._function import Function, save_bilinear
 from ._gemm import add_matmul_, linear, sum_tangents, with_merged_groups
 from ._grouped import native_grouped_applies, native_grouped_conv
 from ._offset_plan import node_transform
@@ -145,20 +147,116 @@ class ShiftedSliceConv(Function):
         return sum_tangents(terms, (flat.size(0), weight.size(-1)), flat)
 
 
-def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """Stride-1 grid conv by :class:`ShiftedSliceConv`: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
-    b, c_out = x.size(0), weight.size(0)
-    padded = pad_nodes(x, geom)                                                  # [B, *P, C_in]
-    size = padded.shape[1:-1]
-    strides = [math.prod(size[d + 1:]) for d in range(geom.ndim)]
-    offsets = [sum(k * dil * st for k, dil, st in zip(index, geom.dilation, strides))
-               for index in geom.kernel_indices()]                                # row-major, as edge_type
+class NativeDenseConv(Function):
+    """``[B, *P, C_in] -> [B, *S_out, C_out]``: a stride-1 conv of an already padded input by the native kernel.
+
+    ``weight`` is torch's ``[C_out, C_in, *kernel]``; ``S_out = P - (kernel - 1) dilation``. The backward
+    is made of the same kernel: the input gradient is the conv of the output gradient, padded by
+    ``(kernel - 1) dilation`` on both sides, with the weights flipped and transposed; the weight gradient
+    is one GEMM per offset over the padded grid's rows (:func:`_offset_products`). A backward that must
+    itself be differentiable (``create_graph=True``) or that receives batched gradients recomputes the
+    conv in plain torch ops (:func:`_shifted_conv_of_padded`) and differentiates that. Bilinear in
+    ``padded`` and ``weight``, so the ``jvp`` is the same conv on the tangents.
+    """
+
+    @staticmethod
+    def forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...]) -> Tensor:
+        return _native.dense_forward(padded, weight, bias, dilation)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        padded, weight, bias, ctx.dilation = inputs
+        save_bilinear(ctx, padded, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        padded, weight = ctx.saved_tensors
+        need_x, need_weight = ctx.needs_input_grad[:2]
+        grad_x = grad_weight = None
+        grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1))) if ctx.has_bias and ctx.needs_input_grad[2] \
+            else None
+        if torch.is_grad_enabled() or plain_ops(grad_out):
+            inputs = [t for t, need in ((padded, need_x), (weight, need_weight)) if need]
+            with torch.enable_grad():
+                out = _shifted_conv_of_padded(padded, weight, None, ctx.dilation)
+                grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=torch.is_grad_enabled()))
+            return next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None
+        nd, kernel = padded.dim() - 2, weight.shape[2:]
+        if need_x:                             # the full conv of the gradient with the flipped, transposed weights
+            reach = [(k - 1) * d for k, d in zip(kernel, ctx.dilation)]
+            grad_padded = F.pad(grad_out, [0, 0] + [p for r in reversed(reach) for p in (r, r)])
+            flipped = weight.flip(tuple(range(2, 2 + nd))).transpose(0, 1)               # [C_in, C_out, *kernel]
+            grad_x = _native.dense_forward(grad_padded, flipped, None, ctx.dilation)    # [B, *P, C_in]
+        if need_weight:
+            grad_weight = _offset_products(padded, grad_out, kernel, ctx.dilation)
+        return grad_x, grad_weight, grad_bias, None
+
+    @staticmethod
+    def jvp(ctx, padded_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
+        padded, weight = ctx.saved_tensors
+        terms = [NativeDenseConv.apply(padded_t, weight, None, ctx.dilation) if padded_t is not None else None,
+                 NativeDenseConv.apply(padded, weight_t, None, ctx.dilation) if weight_t is not None else None,
+                 bias_t]
+        out_size = [p - (k - 1) * d for p, k, d in zip(padded.shape[1:-1], weight.shape[2:], ctx.dilation)]
+        return sum_tangents(terms, (padded.size(0), *out_size, weight.size(0)), padded)
+
+
+def _offsets_in_rows(size: Tuple[int, ...], kernel: Tuple[int, ...], dilation: Tuple[int, ...]) -> List[int]:
+    """Per kernel offset (row-major, as ``edge_type``), how many rows further on its source lies in a flat grid."""
+    strides = [math.prod(size[d + 1:]) for d in range(len(size))]
+    return [sum(k * dil * st for k, dil, st in zip(index, dilation, strides))
+            for index in kernel_indices(kernel)]
+
+
+def _offset_products(padded: Tensor, grad: Tensor, kernel: Tuple[int, ...], dilation: Tuple[int, ...]) -> Tensor:
+    """``dW_t = sum_i g_i x_{i + off_t}^T``: the weight gradient ``[C_out, C_in, *kernel]`` of a stride-1 conv.
+
+    The output gradient ``[B, *S_out, C_out]`` is laid on the padded grid ``[B, *P, C_out]`` (zeros at
+    the padding positions), so offset ``t``'s sources are the input rows ``off_t`` further on: one
+    ``[C_out, L] x [L, C_in]`` GEMM per offset on contiguous slices.
+    """
+    size, c_in, c_out = padded.shape[1:-1], padded.size(-1), grad.size(-1)
+    on_grid = grad.new_zeros(padded.size(0), *size, c_out)
+    on_grid[(slice(None),) + tuple(slice(0, n) for n in grad.shape[1:-1])] = grad
+    rows = on_grid.reshape(-1, c_out)                                            # [B*prod(P), C_out]
+    flat = padded.reshape(-1, c_in)                                              # [B*prod(P), C_in]
+    offsets = _offsets_in_rows(tuple(size), tuple(kernel), tuple(dilation))
+    length = flat.size(0) - max(offsets)
+    products = torch.stack([rows[:length].mT @ flat[off:off + length] for off in offsets], -1)  # [C_out, C_in, K]
+    return products.view(c_out, c_in, *kernel)
+
+
+def _shifted_conv_of_padded(padded: Tensor, weight: Tensor, bias: Optional[Tensor],
+                            dilation: Tuple[int, ...]) -> Tensor:
+    """Stride-1 conv of an already padded input by :class:`ShiftedSliceConv`: ``[B, *P, C_in] -> [B, *S_out, C_out]``.
+
+    A cropped view of the padded-grid result (every row of the flattened grid is computed; the
+    padding positions' rows are dropped).
+    """
+    b, size, c_out = padded.size(0), padded.shape[1:-1], weight.size(0)
+    offsets = _offsets_in_rows(tuple(size), tuple(weight.shape[2:]), tuple(dilation))
     w = weight.flatten(2).permute(2, 1, 0)                                       # [K, C_in, C_out]
     flat = padded.reshape(math.prod(padded.shape[:-1]), padded.size(-1))         # [B*prod(P), C_in]
     out = ShiftedSliceConv.apply(flat, w.contiguous(), bias, offsets)            # [B*prod(P), C_out]
-    cropped = out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in geom.out_size)]
+    out_size = [p - (k - 1) * d for p, k, d in zip(size, weight.shape[2:], dilation)]
+    return out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in out_size)]
+
+
+def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """Stride-1 grid conv on the padded grid: ``[B, *S_in, C_in] -> [B, N_out, C_out]``.
+
+    By the native dense kernel where it applies (:class:`NativeDenseConv`), else by shifted slice GEMMs.
+    """
+    b, c_out = x.size(0), weight.size(0)
+    padded = pad_nodes(x, geom)                                                  # [B, *P, C_in]
+    if geom.num_offsets > 1 and _native.dense_applies(padded, weight, bias):    # (1x1: one GEMM either way)
+        out = NativeDenseConv.apply(padded, weight, bias, tuple(geom.dilation))  # [B, *S_out, C_out], contiguous
+    else:
+        out = _shifted_conv_of_padded(padded, weight, bias, tuple(geom.dilation))  # a cropped view
+    if out.is_contiguous() and x.is_contiguous():                                # channels innermost already
+        return out.view(b, math.prod(geom.out_size), c_out)
     # one copy crops and lays the output out as the input (an NCHW image's nodes stay channel-major)
-    result = empty_like_layout(x, tuple(cropped.shape)).copy_(cropped)           # [B, *S_out, C_out]
+    result = empty_like_layout(x, tuple(out.shape)).copy_(out)                   # [B, *S_out, C_out]
     return result.view(b, math.prod(geom.out_size), c_out)                      # a view in either layout
 
 
@@ -257,7 +355,8 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
         def reference(x: Tensor, w: Tensor) -> Tensor:                            # [B, *S_out, C], for its backward
             return _gathered_window_conv(x, geom, w, None, groups).view(b, *geom.out_size, c_out)
         return native_grouped_conv(image, geom, weight, bias, reference)
-    if groups == 1 and c_in < SHIFT_MAX_CHANNELS and all(s == 1 for s in geom.stride):
+    if groups == 1 and all(s == 1 for s in geom.stride) and (
+            c_in < SHIFT_MAX_CHANNELS or (geom.num_offsets > 1 and _native.dense_applies(image, weight, bias))):
         return _shifted_slice_conv(image, geom, weight, bias)
     return _gathered_window_conv(image, geom, weight, bias, groups)
 

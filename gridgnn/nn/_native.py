@@ -1,9 +1,14 @@
-"""gridgnn's native kernel for depthwise and thin-group convs (``_native_grouped.c``), loaded by ctypes.
+"""gridgnn's native kernels (``_native_grouped.c``, ``_native_dense.c``), loaded by ctypes.
 
-``pip install`` builds the C file with the package (``setup.py``; no torch headers, so it compiles in
-seconds). It runs grid convs with thin groups (``w = C_in / groups = C_out / groups`` of 1, 2, 4, 8
-or 16 channels; ``w = 1`` is depthwise) on a complete 1-D/2-D/3-D grid on CPU in float32 and
-float64, forward and backward, in one pass over the nodes with all kernel offsets at once.
+``pip install`` builds the C files with the package into one library (``setup.py``; no torch headers,
+so it compiles in seconds). On a complete 1-D/2-D/3-D grid on CPU it runs
+
+* grid convs with thin groups (``w = C_in / groups = C_out / groups`` of 1, 2, 4, 8 or 16 channels;
+  ``w = 1`` is depthwise) in float32 and float64, forward and backward, in one pass over the nodes
+  with all kernel offsets at once;
+* dense grid convs (``groups = 1``) at stride 1 in float32 on AVX-512 CPUs, on an already padded input
+  (:func:`dense_forward`; their backward is made of the same kernel, :mod:`gridgnn.nn._dense`).
+
 Where the library is missing (no C compiler at install, a source checkout that was never built)
 the pure-torch kernels run and a one-line warning says so once; ``GRIDGNN_NATIVE=0`` in the
 environment switches it off without a warning, and :func:`disabled` switches it off in a block
@@ -31,6 +36,14 @@ _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 GROUP_WIDTHS = (1, 2, 4, 8, 16)
 
 
+#: whether the dense kernel runs on this CPU: it is written for AVX-512 (its sums fill 24 of 32 vector registers)
+DENSE_ISA = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+#: the dense kernel's channel counts are multiples of this (float32 values a vector)
+DENSE_LANES = 16
+#: output channels one dense work item computes (its weights are packed in blocks of this many)
+DENSE_BLOCK = 64
+
+
 class _Geometry(ctypes.Structure):
     """``dw_geometry`` of the C file: sizes per axis padded to three (missing leading axes have size 1)."""
 
@@ -39,22 +52,31 @@ class _Geometry(ctypes.Structure):
         ("channels_last", ctypes.c_int64), ("group_width", ctypes.c_int64), ("threads", ctypes.c_int64)]
 
 
+class _DenseGeometry(ctypes.Structure):
+    """``dense_geometry`` of ``_native_dense.c``: sizes per axis padded to three (missing leading axes size 1)."""
+
+    _fields_ = [("batch", ctypes.c_int64), ("c_in", ctypes.c_int64), ("c_out", ctypes.c_int64)] + [
+        (name, ctypes.c_int64 * 3) for name in ("padded", "out", "kernel", "dilation")] + [("threads", ctypes.c_int64)]
+
+
 def _switched_off() -> bool:
     return os.environ.get("GRIDGNN_NATIVE", "1") == "0"
 
 
 def _library_path() -> Optional[str]:
     """Where the built library is, or ``None``."""
-    spec = importlib.util.find_spec("gridgnn.nn._native_grouped")
+    spec = importlib.util.find_spec("gridgnn.nn._native_kernels")
     return None if spec is None else spec.origin
 
 
 def describe() -> str:
-    """A line on the kernel's state, for ``python -m gridgnn info``."""
+    """A line on the kernels' state, for ``python -m gridgnn info``, the dense one's CPU condition included."""
     if _switched_off():
         return "switched off (GRIDGNN_NATIVE=0): the pure-torch kernels run"
     path = _library_path()
-    return f"built ({path})" if path else "not built: the pure-torch kernels run"
+    if not path:
+        return "not built: the pure-torch kernels run"
+    return f"built ({path}){'' if DENSE_ISA else '; the dense kernel needs AVX-512, not on this CPU'}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,7 +90,7 @@ def _library() -> Optional[ctypes.CDLL]:
             raise OSError("not built; reinstall gridgnn with a C compiler present (pip install -e .)")
         library = ctypes.CDLL(path)
     except OSError as error:
-        warnings.warn(f"gridgnn: the native depthwise/grouped conv kernel is unavailable ({error}); the slower "
+        warnings.warn(f"gridgnn: the native conv kernels are unavailable ({error}); the slower "
                       f"pure-torch kernels run instead", RuntimeWarning, stacklevel=4)
         return None
     for suffix in _DTYPES.values():
@@ -76,6 +98,8 @@ def _library() -> Optional[ctypes.CDLL]:
             function = getattr(library, f"gridgnn_grouped_{name}_{suffix}")
             function.argtypes = [ctypes.POINTER(_Geometry)] + [ctypes.c_void_p] * pointers
             function.restype = ctypes.c_int
+    library.gridgnn_dense_forward_f32.argtypes = [ctypes.POINTER(_DenseGeometry)] + [ctypes.c_void_p] * 4
+    library.gridgnn_dense_forward_f32.restype = ctypes.c_int
     return library
 
 
@@ -166,3 +190,49 @@ def grouped_backward(x: Tensor, weight: Tensor, grad_out: Tensor, geom: ConvGeom
     grad_w = torch.empty_like(weight) if need_weight else None
     _call("backward", x, geom, zero_padded, major, width, x, weight.contiguous(), grad_out, grad_x, grad_w)
     return grad_x, grad_w
+
+
+def dense_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
+    """Whether the dense kernel takes these tensors: plain CPU float32, channel counts multiples of 16, AVX-512."""
+    return (DENSE_ISA and x.dtype == torch.float32 and weight.size(0) % DENSE_LANES == 0
+            and weight.size(1) % DENSE_LANES == 0 and applies(x, weight, bias))
+
+
+@functools.lru_cache(maxsize=512)
+def _dense_geometry(batch: int, c_in: int, c_out: int, padded: Tuple[int, ...], kernel: Tuple[int, ...],
+                    dilation: Tuple[int, ...], threads: int) -> _DenseGeometry:
+    missing = 3 - len(padded)                                                     # leading axes of size 1
+    out = [p - (k - 1) * d for p, k, d in zip(padded, kernel, dilation)]
+    axes = [(1,) * missing + tuple(v) for v in (padded, out, kernel, dilation)]
+    return _DenseGeometry(batch, c_in, c_out, *((ctypes.c_int64 * 3)(*v) for v in axes), threads)
+
+
+def pack_dense_weight(weight: Tensor) -> Tensor:
+    """Torch's conv weight ``[C_out, C_in, *kernel]`` as the dense kernel reads it: ``[C_out / 64, K, C_in, 64]``.
+
+    Blocks of :data:`DENSE_BLOCK` output channels, each offset's ``C_in x 64`` rows in a row; zeros pad the
+    last block.
+    """
+    c_out, c_in = weight.shape[:2]
+    blocks = -(-c_out // DENSE_BLOCK)
+    w = torch.nn.functional.pad(weight.reshape(c_out, c_in, -1), (0, 0, 0, 0, 0, blocks * DENSE_BLOCK - c_out))
+    return w.view(blocks, DENSE_BLOCK, c_in, -1).permute(0, 3, 2, 1).contiguous()      # [blocks, K, C_in, 64]
+
+
+def dense_forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...]) -> Tensor:
+    """``conv(padded, weight) + bias`` at stride 1 with no further padding: ``[B, *P, C_in] -> [B, *S_out, C_out]``.
+
+    ``padded`` holds the padding already (copied to channels innermost if it is not); ``weight`` is torch's
+    ``[C_out, C_in, *kernel]``; the output is contiguous, channels innermost, ``S_out = P - (kernel - 1) dilation``.
+    """
+    padded = padded.contiguous()
+    c_out, kernel = weight.size(0), tuple(weight.shape[2:])
+    g = _dense_geometry(padded.size(0), padded.size(-1), c_out, tuple(padded.shape[1:-1]), kernel, tuple(dilation),
+                        torch.get_num_threads())
+    out = padded.new_empty((padded.size(0), *(v for v in g.out[3 - len(kernel):]), c_out))
+    packed = pack_dense_weight(weight)                                            # (held alive across the call)
+    packed_bias = None if bias is None else torch.nn.functional.pad(bias, (0, -c_out % DENSE_BLOCK)).contiguous()
+    if _library().gridgnn_dense_forward_f32(ctypes.byref(g), padded.data_ptr(), packed.data_ptr(),
+                                            None if packed_bias is None else packed_bias.data_ptr(), out.data_ptr()):
+        raise MemoryError("gridgnn's native dense conv could not allocate its buffers")
+    return out

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gridgnn as gg
-from gridgnn.nn import GridConv2d, NodeLinear, _gemm
+from gridgnn.nn import GridConv2d, NodeLinear, _gemm, _native
 from gridgnn.nn._gemm import linear, uses_onednn
 from gridgnn.testing import assert_conv_equivalent, tolerance
 
@@ -107,6 +107,7 @@ def test_shifted_slices_accumulate_through_onednn_as_torch(layout, monkeypatch):
     """``add_matmul_`` (oneDNN product + add, for K >= 64) in the shifted-slice path: torch's values and gradients."""
     monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)
     monkeypatch.setattr(_gemm, "ADD_BY_ONEDNN", True)                 # as on AVX-512 AMD CPUs
+    monkeypatch.setattr(_native, "DENSE_ISA", False)                  # the GEMM path, not the native dense kernel
     calls = []
     kernel = _gemm._ONEDNN_LINEAR
     monkeypatch.setattr(_gemm, "_ONEDNN_LINEAR", lambda *a: calls.append(a[0].shape) or kernel(*a))

@@ -1,0 +1,106 @@
+/*
+ * gridgnn's native dense grid conv (groups = 1, stride 1): y = conv(x, W) + b on complete 1-D/2-D/3-D
+ * grids (CPU, float32, OpenMP). gridgnn/nn/_native.py calls it only where torch reports AVX-512.
+ *
+ * Node-wise, y_i = b + sum_t W_t x_{i + off_t}. The input comes padded, [B][P0][P1][P2][C_in] (channels
+ * innermost, the padding already in place), so the source of output node i's message of offset t is
+ * the padded node off_t further on and no bound is ever tested. A work item is one block of 64 output
+ * channels and one output row (b, z, y); it runs along the row in tiles of RB nodes, holding the
+ * tile's RB x 64 sums in registers (24 AVX-512 vectors) while every offset t and input channel c adds
+ * x_{i + off_t}[c] (one broadcast) times row c of W_t (4 vectors): RB x 4 FMAs per 4 + RB loads.
+ * Weights come packed [C_out / 64][K][C_in][64] (zeros beyond C_out), the bias as [C_out / 64 * 64]
+ * (or NULL); the output is [B][S0][S1][S2][C_out], C_out a multiple of 16. The backward is made of
+ * this same forward (gridgnn/nn/_dense.py).
+ *
+ * Loaded by ctypes (gridgnn/nn/_native.py), beside the kernel of _native_grouped.c.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+#define LANES 16  /* floats a vector */
+#define NV 4      /* vectors of output channels a tile: a block of 64 channels */
+#define RB 6      /* output nodes a tile */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define CLONES
+#endif
+
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+
+/* The geometry of one call, in the order gridgnn/nn/_native.py fills it. Missing axes have size 1. */
+typedef struct {
+    int64_t batch, c_in, c_out;
+    int64_t padded[3], out[3], kernel[3], dilation[3];
+    int64_t threads;
+} dense_geometry;
+
+/* Output nodes [0, N) of a row: out[r][0 : 16 vectors) = bias + sum_t sum_c src[off_t + r C_in + c] w_t[c].
+   N is a constant in each expansion, so the sums stay in registers. */
+#define TILE(N)                                                                                             \
+    {                                                                                                       \
+        vec acc[N][NV];                                                                                     \
+        _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                                 \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[r][j] = bias[j];                       \
+        for (int64_t t = 0; t < taps; t++) {                                                                \
+            const float *s = src + offsets[t];                                                              \
+            const vec *wt = w + t * c_in * NV;                                                              \
+            for (int64_t c = 0; c < c_in; c++) {                                                            \
+                vec wc[NV];                                                                                 \
+                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) wc[j] = wt[c * NV + j];                \
+                _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) {                                       \
+                    const float xv = s[r * c_in + c];                                                       \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[r][j] += xv * wc[j];           \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+        _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                                 \
+            for (int64_t j = 0; j < vectors; j++)                                                           \
+                __builtin_memcpy(out + r * c_out + j * LANES, &acc[r][j], sizeof(vec));                     \
+    }
+
+static inline __attribute__((always_inline)) void tile(const float *src, int64_t c_in, const int64_t *offsets,
+                                                       int64_t taps, const vec *w, const vec *bias, float *out,
+                                                       int64_t c_out, int64_t vectors, int64_t n) {
+    switch (n) {
+    case 6: TILE(6) break;
+    case 5: TILE(5) break;
+    case 4: TILE(4) break;
+    case 3: TILE(3) break;
+    case 2: TILE(2) break;
+    default: TILE(1)
+    }
+}
+
+/* y = conv(x, w) + bias, as the header says. 0 on success, 1 when out of memory. */
+CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, const float *w, const float *bias,
+                                     float *y) {
+    const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2], c_in = g->c_in, c_out = g->c_out;
+    const int64_t blocks = (c_out + NV * LANES - 1) / (NV * LANES), rows = g->batch * g->out[0] * g->out[1];
+    int64_t *offsets = malloc(sizeof(int64_t) * taps);  /* of every kernel offset's source, row-major */
+    if (!offsets) return 1;
+    int64_t k = 0;
+    for (int64_t a = 0; a < g->kernel[0]; a++)
+        for (int64_t b = 0; b < g->kernel[1]; b++)
+            for (int64_t e = 0; e < g->kernel[2]; e++)
+                offsets[k++] = ((a * g->dilation[0] * g->padded[1] + b * g->dilation[1]) * g->padded[2]
+                                + e * g->dilation[2]) * c_in;
+    const vec zeros[NV] = {{0}};
+    _Pragma("omp parallel for collapse(2) schedule(static) num_threads(g->threads)")
+    for (int64_t block = 0; block < blocks; block++)
+        for (int64_t row = 0; row < rows; row++) {
+            const int64_t b = row / (g->out[0] * g->out[1]), z = row / g->out[1] % g->out[0], yy = row % g->out[1];
+            const float *src = x + ((b * g->padded[0] + z) * g->padded[1] + yy) * g->padded[2] * c_in;
+            float *out = y + row * g->out[2] * c_out + block * NV * LANES;
+            const vec *wb = (const vec *)w + block * taps * c_in * NV;
+            const vec *bb = bias ? (const vec *)bias + block * NV : zeros;
+            const int64_t left = c_out / LANES - block * NV, vectors = left < NV ? left : NV;
+            for (int64_t i = 0; i < g->out[2]; i += RB) {
+                const int64_t n = g->out[2] - i < RB ? g->out[2] - i : RB;
+                tile(src + i * c_in, c_in, offsets, taps, wb, bb, out + i * c_out, c_out, vectors, n);
+            }
+        }
+    free(offsets);
+    return 0;
+}

@@ -1,0 +1,213 @@
+"""The native dense kernel (stride-1 convs with ``groups = 1``): torch's values and gradients, and where it runs.
+
+It runs only on AVX-512 CPUs (:data:`gridgnn.nn._native.DENSE_ISA`); the library's generic build computes the
+same sums anywhere, so these tests switch it on on every x86 host to check it.
+"""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gridgnn.nn import GridConv, GridConv1d, GridConv2d, GridConv3d, _native
+from gridgnn.testing import compare, tolerance
+
+from helpers import TORCH_CONVS
+
+GRID_CONVS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
+CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.fixture
+def dense_calls(monkeypatch):
+    """The native dense kernel switched on (as on AVX-512 CPUs), its calls counted."""
+    assert _native.available(), "the native kernels were not built by the install"
+    monkeypatch.setattr(_native, "DENSE_ISA", True)
+    calls = []
+    original = _native.dense_forward
+
+    def spy(padded, weight, bias, dilation):
+        calls.append(tuple(weight.shape[:2]))
+        return original(padded, weight, bias, dilation)
+    monkeypatch.setattr(_native, "dense_forward", spy)
+    return calls
+
+
+def _assert_close(got, want):
+    error = compare(got, want)
+    assert error.within(tolerance(want.dtype)), error
+
+
+def _run(module, x, grad, create_graph=False):
+    """Output and first-order gradients (input, weight, bias) of ``module`` on a copy of ``x``."""
+    x = x.clone().requires_grad_()
+    y = module(x)
+    grads = torch.autograd.grad(y, (x, module.weight, module.bias), grad, create_graph=create_graph)
+    return y, grads
+
+
+def _assert_twin_equals_torch(conv, x):
+    """Forward, input/weight/bias gradients and the output's strides of the twin equal torch's.
+
+    (Not the strides with circular padding: torch pads a channels-last input circularly into an NCHW copy.)
+    """
+    layer = GRID_CONVS[x.dim() - 2].from_conv(conv)
+    grad = torch.randn_like(conv(x))
+    (y_ref, grads_ref), (y, grads) = _run(conv, x, grad), _run(layer, x, grad)
+    assert y.stride() == y_ref.stride() or conv.padding_mode == "circular"
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        _assert_close(got, want)
+
+
+@pytest.mark.parametrize("nd, c_in, c_out, k, padding, dilation, mode, layout", [
+    cfg for cfg in itertools.product([1, 2, 3], [16, 48], [16, 80], [2, 3, 5], [0, "same"], [1, 2],
+                                     ["zeros", "reflect", "circular"], ["nchw", "channels_last"])
+    if not (cfg[0] == 1 and cfg[-1] == "channels_last") and not (cfg[4] == 0 and cfg[6] != "zeros")
+    and not (cfg[0] == 3 and cfg[3] == 5)])
+def test_dense_kernel_equals_torch(nd, c_in, c_out, k, padding, dilation, mode, layout, dense_calls):
+    """Stride-1 convs on 1-3 grid axes, every padding mode, both layouts, one or two 64-channel output blocks.
+
+    Forward and backward run the kernel: the output, then the input gradient (the flipped, transposed conv).
+    """
+    conv = TORCH_CONVS[nd](c_in, c_out, k, 1, padding, dilation, padding_mode=mode)
+    x = torch.randn(2, c_in, *(12, 11, 9)[:nd])
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CHANNELS_LAST[nd])
+    _assert_twin_equals_torch(conv, x)
+    assert dense_calls == [(c_out, c_in), (c_in, c_out)]
+
+
+@given(nd=st.integers(1, 3), c_in=st.sampled_from([16, 32, 64]), c_out=st.sampled_from([16, 32, 96, 144]),
+       batch=st.integers(1, 3), k=st.integers(1, 4), dilation=st.integers(1, 2), padding=st.integers(0, 3),
+       extra=st.lists(st.integers(0, 9), min_size=3, max_size=3), last=st.booleans())
+def test_dense_kernel_random_configurations(nd, c_in, c_out, batch, k, dilation, padding, extra, last):
+    """Random geometries: output rows shorter and longer than the kernel's 6-node tiles, any output block count."""
+    _native.DENSE_ISA, was = True, _native.DENSE_ISA           # (hypothesis runs no function-scoped fixture)
+    try:
+        span = (k - 1) * dilation + 1
+        size = tuple(max(1, span - 2 * padding) + e for e in extra[:nd])
+        conv = TORCH_CONVS[nd](c_in, c_out, k, 1, padding, dilation)
+        x = torch.randn(batch, c_in, *size)
+        if last and nd > 1:
+            x = x.contiguous(memory_format=CHANNELS_LAST[nd])
+        _assert_twin_equals_torch(conv, x)
+    finally:
+        _native.DENSE_ISA = was
+
+
+def test_message_passing_layer_on_the_grid_graph_runs_it(dense_calls):
+    """``GridConv`` on a complete grid's graph takes the same dense path."""
+    import gridgnn as gg
+
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    graph = gg.graph_for(conv, (10, 10))
+    x = torch.randn(2, 32, 10, 10)
+    y = gg.to_image(GridConv.from_conv(conv)(gg.to_nodes(x), graph), graph.out_size)
+    _assert_close(y, conv(x))
+    assert dense_calls == [(32, 32)]
+
+
+@pytest.mark.parametrize("c_in, c_out, stride, groups, dtype", [
+    (20, 32, 1, 1, torch.float32), (32, 40, 1, 1, torch.float32), (32, 32, 2, 1, torch.float32),
+    (32, 32, 1, 2, torch.float32), (32, 32, 1, 1, torch.float64)])
+def test_other_convs_keep_the_torch_paths(c_in, c_out, stride, groups, dtype, dense_calls):
+    """Channel counts not multiples of 16, strides, groups and float64 run the GEMM paths, exactly as before."""
+    conv = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, groups=groups).to(dtype)
+    _assert_twin_equals_torch(conv, torch.randn(2, c_in, 9, 9, dtype=dtype))
+    assert dense_calls == []
+
+
+def test_off_avx512_or_switched_off_the_gemm_path_runs(monkeypatch):
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    x = torch.randn(2, 32, 9, 9)
+    calls = []
+    monkeypatch.setattr(_native, "dense_forward", lambda *args: calls.append(1))
+    monkeypatch.setattr(_native, "DENSE_ISA", False)
+    _assert_twin_equals_torch(conv, x)
+    monkeypatch.setattr(_native, "DENSE_ISA", True)
+    with _native.disabled():
+        _assert_twin_equals_torch(conv, x)
+    assert calls == []
+
+
+def test_double_backward_and_batched_gradients_recompute_in_torch_ops(dense_calls):
+    """``create_graph=True`` and ``is_grads_batched`` differentiate the plain-ops conv: torch's second order."""
+    conv = torch.nn.Conv2d(16, 32, 3, padding=1, padding_mode="reflect")
+    layer = GridConv2d.from_conv(conv)
+    x = torch.randn(2, 16, 7, 7)
+    grad = torch.randn(2, 32, 7, 7)
+    results = []
+    for module in (conv, layer):
+        xi = x.clone().requires_grad_()
+        _, grads = _run(module, xi, grad, create_graph=True)
+        second = torch.autograd.grad(sum((g * g).sum() for g in grads), (xi, module.weight))
+        batched = torch.autograd.grad(module(xi), xi, torch.stack([grad, -2 * grad]), is_grads_batched=True)[0]
+        results.append((*grads, *second, batched))
+    for got, want in zip(results[1], results[0]):
+        _assert_close(got, want)
+    assert dense_calls                                         # the forwards ran the kernel
+
+
+def test_forward_mode_gradient_equals_torch(dense_calls):
+    """The ``jvp`` (forward-mode AD, dual tensors): the kernel on the tangents, as torch's conv."""
+    import torch.autograd.forward_ad as fwAD
+
+    conv = torch.nn.Conv2d(32, 16, 3, padding=1)
+    layer = GridConv2d.from_conv(conv)
+    x, x_t = torch.randn(2, 32, 6, 6), torch.randn(2, 32, 6, 6)
+    tangents = []
+    for module in (conv, layer):
+        with fwAD.dual_level():
+            tangents.append(fwAD.unpack_dual(module(fwAD.make_dual(x, x_t))).tangent)
+    _assert_close(tangents[1], tangents[0])
+    assert (16, 32) in dense_calls
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_inf_and_nan_reach_what_torch_reaches(bad, dense_calls):
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    x = torch.randn(2, 16, 8, 8)
+    x[0, 3, 2, 5] = bad
+    y = GridConv2d.from_conv(conv)(x)
+    torch.testing.assert_close(y, conv(x), equal_nan=True)
+    assert torch.isfinite(y[1]).all()                          # the other image stays finite
+    assert dense_calls
+
+
+def test_thread_counts_agree(dense_calls):
+    conv = torch.nn.Conv2d(32, 64, 3, padding=1)
+    layer = GridConv2d.from_conv(conv)
+    x = torch.randn(3, 32, 11, 13)
+    threads = torch.get_num_threads()
+    try:
+        outputs = []
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            outputs.append(layer(x))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(outputs[0], outputs[1])
+    _assert_close(outputs[0], conv(x))
+
+
+def test_weight_packing_blocks_of_64_output_channels():
+    """``[C_out, C_in, *k] -> [C_out / 64, K, C_in, 64]``, zeros beyond ``C_out``: read back by indexing."""
+    weight = torch.randn(80, 16, 3, 2)
+    packed = _native.pack_dense_weight(weight)
+    assert packed.shape == (2, 6, 16, 64) and packed.is_contiguous()
+    flat = weight.flatten(2)                                                      # [C_out, C_in, K]
+    for o, c, t in [(0, 0, 0), (63, 15, 5), (64, 3, 2), (79, 7, 4)]:
+        assert packed[o // 64, t, c, o % 64] == flat[o, c, t]
+    assert not packed[1, :, :, 16:].any()
+
+
+def test_kernel_reads_a_padded_input_of_any_strides():
+    """:func:`dense_forward` copies a non-contiguous padded input (channels innermost) before reading it."""
+    x = torch.randn(2, 16, 9, 10)
+    weight = torch.randn(32, 16, 3, 3)
+    padded = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)                          # [B, H+2, W+2, C], strided
+    out = _native.dense_forward(padded, weight, None, (1, 1))
+    assert out.shape == (2, 9, 10, 32) and out.is_contiguous()
+    _assert_close(out.permute(0, 3, 1, 2), F.conv2d(x, weight, padding=1))
