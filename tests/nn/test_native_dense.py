@@ -72,7 +72,7 @@ def test_dense_kernel_equals_torch(nd, c_in, c_out, k, padding, dilation, mode, 
     Forward and backward run the kernel: the output, then the input gradient (the flipped, transposed conv).
     """
     conv = TORCH_CONVS[nd](c_in, c_out, k, 1, padding, dilation, padding_mode=mode)
-    x = torch.randn(2, c_in, *(12, 11, 9)[:nd])
+    x = torch.randn(2, c_in, *{1: (25,), 2: (9, 25), 3: (6, 6, 22)}[nd])         # output rows of 16 nodes or more
     if layout == "channels_last":
         x = x.contiguous(memory_format=CHANNELS_LAST[nd])
     _assert_twin_equals_torch(conv, x)
@@ -80,14 +80,17 @@ def test_dense_kernel_equals_torch(nd, c_in, c_out, k, padding, dilation, mode, 
 
 
 @given(nd=st.integers(1, 3), c_in=st.sampled_from([16, 32, 64]), c_out=st.sampled_from([16, 32, 96, 144]),
-       batch=st.integers(1, 3), k=st.integers(1, 4), dilation=st.integers(1, 2), padding=st.integers(0, 3),
+       batch=st.integers(2, 3), k=st.integers(1, 4), dilation=st.integers(1, 2), padding=st.integers(0, 3),
        extra=st.lists(st.integers(0, 9), min_size=3, max_size=3), last=st.booleans())
 def test_dense_kernel_random_configurations(nd, c_in, c_out, batch, k, dilation, padding, extra, last):
-    """Random geometries: output rows shorter and longer than the kernel's 6-node tiles, any output block count."""
+    """Random geometries: rows of 16 nodes or more, any count of 6-node tiles and 64-channel output blocks.
+
+    (Batches of 2 or more: for one image of 1x1xN nodes torch's 3-D conv answers channels-last input in NCDHW.)
+    """
     _native.DENSE_ISA, was = True, _native.DENSE_ISA           # (hypothesis runs no function-scoped fixture)
     try:
         span = (k - 1) * dilation + 1
-        size = tuple(max(1, span - 2 * padding) + e for e in extra[:nd])
+        size = tuple(max(1, span - 2 * padding) + e for e in extra[:nd - 1]) + (span - 2 * padding + 15 + extra[-1],)
         conv = TORCH_CONVS[nd](c_in, c_out, k, 1, padding, dilation)
         x = torch.randn(batch, c_in, *size)
         if last and nd > 1:
@@ -102,8 +105,8 @@ def test_message_passing_layer_on_the_grid_graph_runs_it(dense_calls):
     import gridgnn as gg
 
     conv = torch.nn.Conv2d(32, 32, 3, padding=1)
-    graph = gg.graph_for(conv, (10, 10))
-    x = torch.randn(2, 32, 10, 10)
+    graph = gg.graph_for(conv, (6, 20))
+    x = torch.randn(2, 32, 6, 20)
     y = gg.to_image(GridConv.from_conv(conv)(gg.to_nodes(x), graph), graph.out_size)
     _assert_close(y, conv(x))
     assert dense_calls == [(32, 32)]
@@ -115,13 +118,20 @@ def test_message_passing_layer_on_the_grid_graph_runs_it(dense_calls):
 def test_other_convs_keep_the_torch_paths(c_in, c_out, stride, groups, dtype, dense_calls):
     """Channel counts not multiples of 16, strides, groups and float64 run the GEMM paths, exactly as before."""
     conv = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, groups=groups).to(dtype)
-    _assert_twin_equals_torch(conv, torch.randn(2, c_in, 9, 9, dtype=dtype))
+    _assert_twin_equals_torch(conv, torch.randn(2, c_in, 6, 20, dtype=dtype))
+    assert dense_calls == []
+
+
+def test_short_rows_keep_the_gemm_paths(dense_calls):
+    """Output rows under ``NATIVE_DENSE_MIN_ROW`` nodes (e.g. 14x14, 7x7 stages) run the GEMM paths."""
+    for c in (64, 256):                                            # shifted slices, gathered windows
+        _assert_twin_equals_torch(torch.nn.Conv2d(c, c, 3, padding=1), torch.randn(2, c, 20, 15))
     assert dense_calls == []
 
 
 def test_off_avx512_or_switched_off_the_gemm_path_runs(monkeypatch):
     conv = torch.nn.Conv2d(32, 32, 3, padding=1)
-    x = torch.randn(2, 32, 9, 9)
+    x = torch.randn(2, 32, 5, 20)
     calls = []
     monkeypatch.setattr(_native, "dense_forward", lambda *args: calls.append(1))
     monkeypatch.setattr(_native, "DENSE_ISA", False)
@@ -136,8 +146,8 @@ def test_double_backward_and_batched_gradients_recompute_in_torch_ops(dense_call
     """``create_graph=True`` and ``is_grads_batched`` differentiate the plain-ops conv: torch's second order."""
     conv = torch.nn.Conv2d(16, 32, 3, padding=1, padding_mode="reflect")
     layer = GridConv2d.from_conv(conv)
-    x = torch.randn(2, 16, 7, 7)
-    grad = torch.randn(2, 32, 7, 7)
+    x = torch.randn(2, 16, 5, 18)
+    grad = torch.randn(2, 32, 5, 18)
     results = []
     for module in (conv, layer):
         xi = x.clone().requires_grad_()
@@ -156,7 +166,7 @@ def test_forward_mode_gradient_equals_torch(dense_calls):
 
     conv = torch.nn.Conv2d(32, 16, 3, padding=1)
     layer = GridConv2d.from_conv(conv)
-    x, x_t = torch.randn(2, 32, 6, 6), torch.randn(2, 32, 6, 6)
+    x, x_t = torch.randn(2, 32, 4, 18), torch.randn(2, 32, 4, 18)
     tangents = []
     for module in (conv, layer):
         with fwAD.dual_level():
@@ -168,7 +178,7 @@ def test_forward_mode_gradient_equals_torch(dense_calls):
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")])
 def test_inf_and_nan_reach_what_torch_reaches(bad, dense_calls):
     conv = torch.nn.Conv2d(16, 16, 3, padding=1)
-    x = torch.randn(2, 16, 8, 8)
+    x = torch.randn(2, 16, 5, 17)
     x[0, 3, 2, 5] = bad
     y = GridConv2d.from_conv(conv)(x)
     torch.testing.assert_close(y, conv(x), equal_nan=True)
@@ -179,7 +189,7 @@ def test_inf_and_nan_reach_what_torch_reaches(bad, dense_calls):
 def test_thread_counts_agree(dense_calls):
     conv = torch.nn.Conv2d(32, 64, 3, padding=1)
     layer = GridConv2d.from_conv(conv)
-    x = torch.randn(3, 32, 11, 13)
+    x = torch.randn(3, 32, 5, 21)
     threads = torch.get_num_threads()
     try:
         outputs = []
