@@ -29,7 +29,16 @@ from tqdm import tqdm  # noqa: E402
 import gridgnn as gg  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
 
-from _common import dtypes, markdown_table, min_run_time, parse_args, precision, timed, write_result  # noqa: E402
+from _common import (  # noqa: E402
+    dtypes,
+    markdown_table,
+    min_run_time,
+    parse_args,
+    precision,
+    timed,
+    timed_side_by_side,
+    write_result,
+)
 
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
@@ -39,9 +48,9 @@ SPATIAL = [(64, 1, 56, 3, 1), (128, 1, 28, 3, 1), (256, 1, 14, 3, 1), (512, 1, 7
            (576, 576, 14, 3, 1), (240, 240, 28, 5, 2), (96, 96, 56, 7, 1), (384, 384, 14, 7, 1), (128, 32, 56, 3, 1)]
 
 
-def layout_times(module, layouts, backward, run_time):
-    """Median seconds of ``module`` on each input ``layouts()`` gives, forward or forward+backward."""
-    times = []
+def layout_steps(module, layouts, backward):
+    """One warmed-up call of ``module`` per input ``layouts()`` gives, forward or forward+backward."""
+    steps = []
     for x in layouts():
         if backward:
             x.requires_grad_(True)
@@ -53,20 +62,19 @@ def layout_times(module, layouts, backward, run_time):
                 with torch.no_grad():
                     module(x)
         step()                                                     # warm-up (compiles, with --compiled-kernels)
-        times.append(timed(step, run_time))
-    return times
+        steps.append(step)
+    return steps
 
 
-def run_pair(reference, candidate, make_inputs, backward, run_time):
-    """Median seconds of reference and candidate, forward or forward+backward: ``[(best, first), ...]``.
+def run_sides(sides, backward, run_time):
+    """Seconds per call of each ``(module, layouts)`` side on each of its layouts: ``[[t_0, t_1, ...], ...]``.
 
-    ``best`` over each side's input layouts, ``first`` with its first layout (NCHW for images).
+    All sides' calls are timed side by side (interleaved rounds, :func:`timed_side_by_side`), so the
+    ratios between them do not carry this host's drift from minute to minute.
     """
-    results = []
-    for module, layouts in ((reference, make_inputs[0]), (candidate, make_inputs[1])):
-        times = layout_times(module, layouts, backward, run_time)
-        results.append((min(times), times[0]))
-    return results
+    steps = [layout_steps(module, layouts, backward) for module, layouts in sides]
+    times = iter(timed_side_by_side([step for side in steps for step in side], run_time))
+    return [[next(times) for _ in side] for side in steps]
 
 
 def image_layouts(shape, device, dtype):
@@ -98,17 +106,19 @@ def bench_pointwise_and_spatial(batches, device, dtype, run_time, only=()):
             x = torch.randn(batch, cin, size, size, device=device, dtype=dtype)
             def nodes(x=x):
                 return [gg.to_nodes(x.contiguous(memory_format=torch.channels_last)).clone()]
-            (ref, ref_nchw), (cand, _) = run_pair(conv, graph, (image_layouts(x.shape, device, dtype), nodes),
-                                                  backward, run_time)
-            # the NCHW row: the drop-in a converted model holds, fed the NCHW image
+            # and the NCHW row: the drop-in a converted model holds, fed the NCHW image
             nchw = image_layouts(x.shape, device, dtype)
-            cand_nchw = layout_times(GridConv2d.from_conv(conv), lambda: nchw()[:1], backward, run_time)[0]
+            refs, (cand,), (cand_nchw,) = run_sides(
+                [(conv, image_layouts(x.shape, device, dtype)), (graph, nodes),
+                 (GridConv2d.from_conv(conv), lambda: nchw()[:1])], backward, run_time)
         else:
             c, groups, size, k, stride = spec
             conv = torch.nn.Conv2d(c, c, k, stride, k // 2, groups=groups, bias=False).to(device, dtype)
             graph = GridConv2d.from_conv(conv)
             layouts = image_layouts((batch, c, size, size), device, dtype)
-            (ref, ref_nchw), (cand, cand_nchw) = run_pair(conv, graph, (layouts, layouts), backward, run_time)
+            refs, cands = run_sides([(conv, layouts), (graph, layouts)], backward, run_time)
+            cand, cand_nchw = min(cands), cands[0]
+        ref, ref_nchw = min(refs), refs[0]                               # each side's best layout, and NCHW
         rows.append((_label(kind, spec), batch, "fwd+bwd" if backward else "fwd", f"{ref_nchw * 1e3:.2f}",
                      f"{cand_nchw * 1e3:.2f}", f"{cand_nchw / ref_nchw:.2f}", f"{ref * 1e3:.2f}",
                      f"{cand * 1e3:.2f}", f"{cand / ref:.2f}"))
