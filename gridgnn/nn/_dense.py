@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry, kernel_indices
 from . import _native
-from ._depthwise import Box, depthwise_grid_conv, empty_like_layout, tap_boxes
+from ._depthwise import Box, depthwise_grid_conv, empty_like_layout, is_channel_major, tap_boxes
 from ._function import Function, save_bilinear
 from ._gemm import add_matmul_, linear, sum_tangents, with_merged_groups
 from ._grouped import native_grouped_applies, native_grouped_conv
@@ -166,12 +166,13 @@ class NativeDenseConv(Function):
     """
 
     @staticmethod
-    def forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...]) -> Tensor:
-        return _native.dense_forward(padded, weight, bias, dilation)
+    def forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...],
+                major: bool) -> Tensor:
+        return _native.dense_forward(padded, weight, bias, dilation, major)     # channel-major if major
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        padded, weight, bias, ctx.dilation = inputs
+        padded, weight, bias, ctx.dilation, ctx.major = inputs
         save_bilinear(ctx, padded, weight, bias)
 
     @staticmethod
@@ -186,7 +187,7 @@ class NativeDenseConv(Function):
             with torch.enable_grad():
                 out = _shifted_conv_of_padded(padded, weight, None, ctx.dilation)
                 grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=torch.is_grad_enabled()))
-            return next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None
+            return next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None, None
         nd, kernel = padded.dim() - 2, weight.shape[2:]
         if need_x:                             # the full conv of the gradient with the flipped, transposed weights
             reach = [(k - 1) * d for k, d in zip(kernel, ctx.dilation)]
@@ -195,14 +196,14 @@ class NativeDenseConv(Function):
             grad_x = _native.dense_forward(grad_padded, flipped, None, ctx.dilation)    # [B, *P, C_in]
         if need_weight:
             grad_weight = _offset_products(padded, grad_out, kernel, ctx.dilation)
-        return grad_x, grad_weight, grad_bias, None
+        return grad_x, grad_weight, grad_bias, None, None
 
     @staticmethod
-    def jvp(ctx, padded_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
+    def jvp(ctx, padded_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], *_) -> Tensor:
         padded, weight = ctx.saved_tensors
-        terms = [NativeDenseConv.apply(padded_t, weight, None, ctx.dilation) if padded_t is not None else None,
-                 NativeDenseConv.apply(padded, weight_t, None, ctx.dilation) if weight_t is not None else None,
-                 bias_t]
+        args = (ctx.dilation, ctx.major)
+        terms = [NativeDenseConv.apply(padded_t, weight, None, *args) if padded_t is not None else None,
+                 NativeDenseConv.apply(padded, weight_t, None, *args) if weight_t is not None else None, bias_t]
         out_size = [p - (k - 1) * d for p, k, d in zip(padded.shape[1:-1], weight.shape[2:], ctx.dilation)]
         return sum_tangents(terms, (padded.size(0), *out_size, weight.size(0)), padded)
 
@@ -254,17 +255,15 @@ def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Opt
 
     By the native dense kernel if ``native`` (:class:`NativeDenseConv`), else by shifted slice GEMMs.
     """
-    b, c_out = x.size(0), weight.size(0)
+    b, c_out, n_out = x.size(0), weight.size(0), math.prod(geom.out_size)
     padded = pad_nodes(x, geom)                                                  # [B, *P, C_in]
-    if native:
-        out = NativeDenseConv.apply(padded, weight, bias, tuple(geom.dilation))  # [B, *S_out, C_out], contiguous
-    else:
-        out = _shifted_conv_of_padded(padded, weight, bias, tuple(geom.dilation))  # a cropped view
-    if out.is_contiguous() and x.is_contiguous():                                # channels innermost already
-        return out.view(b, math.prod(geom.out_size), c_out)
+    if native:                                        # [B, *S_out, C_out], written in x's layout by the kernel
+        out = NativeDenseConv.apply(padded, weight, bias, tuple(geom.dilation), is_channel_major(x))
+        return out.reshape(b, n_out, c_out)                                      # a view in either layout
+    out = _shifted_conv_of_padded(padded, weight, bias, tuple(geom.dilation))    # a cropped view
     # one copy crops and lays the output out as the input (an NCHW image's nodes stay channel-major)
     result = empty_like_layout(x, tuple(out.shape)).copy_(out)                   # [B, *S_out, C_out]
-    return result.view(b, math.prod(geom.out_size), c_out)                      # a view in either layout
+    return result.view(b, n_out, c_out)                                          # a view in either layout
 
 
 def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:

@@ -98,14 +98,18 @@ def view_of(t: Tensor, box: Box, batch: slice = slice(None)) -> Tensor:
     return t[index]
 
 
+def is_channel_major(x: Tensor) -> bool:
+    """Whether the nodes ``[B, *S, C]`` lie channel-major in memory, as the node view of an NCHW image does."""
+    return x.dim() > 2 and x.size(-1) > 1 and x.stride(-1) != 1 and x.stride(-2) == 1
+
+
 def empty_like_layout(x: Tensor, shape: Tuple[int, ...], zero: bool = False) -> Tensor:
     """A ``[B, *S, C]`` tensor laid out in memory as ``x`` is.
 
     Channels innermost, or, for the node view of an NCHW image, channels before the spatial
     axes: every shifted product then runs along contiguous rows of both operands.
     """
-    channels_first = x.dim() > 2 and x.size(-1) > 1 and x.stride(-1) != 1 and x.stride(-2) == 1
-    if not channels_first:
+    if not is_channel_major(x):
         return x.new_zeros(shape) if zero else x.new_empty(shape)
     moved = (shape[0], shape[-1], *shape[1:-1])                                   # [B, C, *S]
     return (x.new_zeros(moved) if zero else x.new_empty(moved)).movedim(1, -1)

@@ -56,7 +56,8 @@ class _DenseGeometry(ctypes.Structure):
     """``dense_geometry`` of ``_native_dense.c``: sizes per axis padded to three (missing leading axes size 1)."""
 
     _fields_ = [("batch", ctypes.c_int64), ("c_in", ctypes.c_int64), ("c_out", ctypes.c_int64)] + [
-        (name, ctypes.c_int64 * 3) for name in ("padded", "out", "kernel", "dilation")] + [("threads", ctypes.c_int64)]
+        (name, ctypes.c_int64 * 3) for name in ("padded", "out", "kernel", "dilation")] + [
+        ("channels_last", ctypes.c_int64), ("threads", ctypes.c_int64)]
 
 
 def _switched_off() -> bool:
@@ -200,11 +201,11 @@ def dense_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
 
 @functools.lru_cache(maxsize=512)
 def _dense_geometry(batch: int, c_in: int, c_out: int, padded: Tuple[int, ...], kernel: Tuple[int, ...],
-                    dilation: Tuple[int, ...], threads: int) -> _DenseGeometry:
+                    dilation: Tuple[int, ...], major: bool, threads: int) -> _DenseGeometry:
     missing = 3 - len(padded)                                                     # leading axes of size 1
     out = [p - (k - 1) * d for p, k, d in zip(padded, kernel, dilation)]
     axes = [(1,) * missing + tuple(v) for v in (padded, out, kernel, dilation)]
-    return _DenseGeometry(batch, c_in, c_out, *((ctypes.c_int64 * 3)(*v) for v in axes), threads)
+    return _DenseGeometry(batch, c_in, c_out, *((ctypes.c_int64 * 3)(*v) for v in axes), 0 if major else 1, threads)
 
 
 def pack_dense_weight(weight: Tensor) -> Tensor:
@@ -219,17 +220,20 @@ def pack_dense_weight(weight: Tensor) -> Tensor:
     return w.view(blocks, DENSE_BLOCK, c_in, -1).permute(0, 3, 2, 1).contiguous()      # [blocks, K, C_in, 64]
 
 
-def dense_forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...]) -> Tensor:
+def dense_forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...],
+                  major: bool = False) -> Tensor:
     """``conv(padded, weight) + bias`` at stride 1 with no further padding: ``[B, *P, C_in] -> [B, *S_out, C_out]``.
 
     ``padded`` holds the padding already (copied to channels innermost if it is not); ``weight`` is torch's
-    ``[C_out, C_in, *kernel]``; the output is contiguous, channels innermost, ``S_out = P - (kernel - 1) dilation``.
+    ``[C_out, C_in, *kernel]``; ``S_out = P - (kernel - 1) dilation``. The output is contiguous channels
+    innermost, or channel-major with ``major`` (the node view of an NCHW image, written so by the kernel).
     """
     padded = padded.contiguous()
-    c_out, kernel = weight.size(0), tuple(weight.shape[2:])
-    g = _dense_geometry(padded.size(0), padded.size(-1), c_out, tuple(padded.shape[1:-1]), kernel, tuple(dilation),
+    b, c_out, kernel = padded.size(0), weight.size(0), tuple(weight.shape[2:])
+    g = _dense_geometry(b, padded.size(-1), c_out, tuple(padded.shape[1:-1]), kernel, tuple(dilation), major,
                         torch.get_num_threads())
-    out = padded.new_empty((padded.size(0), *(v for v in g.out[3 - len(kernel):]), c_out))
+    out_size = tuple(g.out[3 - len(kernel):])
+    out = padded.new_empty((b, c_out, *out_size)).movedim(1, -1) if major else padded.new_empty((b, *out_size, c_out))
     packed = pack_dense_weight(weight)                                            # (held alive across the call)
     packed_bias = None if bias is None else torch.nn.functional.pad(bias, (0, -c_out % DENSE_BLOCK)).contiguous()
     if _library().gridgnn_dense_forward_f32(ctypes.byref(g), padded.data_ptr(), packed.data_ptr(),

@@ -11,7 +11,8 @@
  * RB x 4 FMAs per 4 + RB loads. The threads run the tiles of one block at a time, sharing its weights
  * in cache.
  * Weights come packed [C_out / 64][K][C_in][64] (zeros beyond C_out), the bias as [C_out / 64 * 64]
- * (or NULL); the output is [B][S0][S1][S2][C_out], C_out a multiple of 16. The backward is made of
+ * (or NULL); the output is [B][S0][S1][S2][C_out] or, for an NCHW image's nodes, [B][C_out][S0][S1][S2]
+ * (each tile's sums stored to their channel planes), C_out a multiple of 16. The backward is made of
  * this same forward (gridgnn/nn/_dense.py).
  *
  * Loaded by ctypes (gridgnn/nn/_native.py), beside the kernel of _native_grouped.c.
@@ -35,6 +36,7 @@ typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 typedef struct {
     int64_t batch, c_in, c_out;
     int64_t padded[3], out[3], kernel[3], dilation[3];
+    int64_t channels_last; /* the output: 1: [B, *S, C_out] contiguous; 0: [B, C_out, *S] contiguous */
     int64_t threads;
 } dense_geometry;
 
@@ -58,15 +60,20 @@ typedef struct {
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
-        _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                                 \
-            for (int64_t j = 0; j < vectors; j++)                                                           \
-                __builtin_memcpy(out + r * c_out + j * LANES, &acc[r][j], sizeof(vec));                     \
+        if (channel_stride == 1)                                                                            \
+            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                             \
+                for (int64_t j = 0; j < vectors; j++)                                                       \
+                    __builtin_memcpy(dst[r] + j * LANES, &acc[r][j], sizeof(vec));                          \
+        else                                          /* channel-major output: each value to its plane */   \
+            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                             \
+                for (int64_t j = 0; j < vectors; j++)                                                       \
+                    for (int l = 0; l < LANES; l++) dst[r][(j * LANES + l) * channel_stride] = acc[r][j][l];\
     }
 
 static inline __attribute__((always_inline)) void tile(const float *const *src, int64_t c_in,
                                                        const int64_t *offsets, int64_t taps, const vec *w,
-                                                       const vec *bias, float *out, int64_t c_out,
-                                                       int64_t vectors, int64_t n) {
+                                                       const vec *bias, float *const *dst,
+                                                       int64_t channel_stride, int64_t vectors, int64_t n) {
     switch (n) {
     case 6: TILE(6) break;
     case 5: TILE(5) break;
@@ -102,12 +109,15 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
         for (int64_t i = 0; i < tiles; i++) {                /* RB consecutive output nodes, across rows too */
             const int64_t first = i * RB, n = nodes - first < RB ? nodes - first : RB;
             const float *src[RB];
+            float *dst[RB];                                  /* where node r's channel block * 64 goes */
             for (int64_t r = 0; r < n; r++) {
                 const int64_t p = first + r, b = p / pixels, q = p % pixels;
                 const int64_t z = q / (g->out[1] * g->out[2]), yy = q / g->out[2] % g->out[1], xx = q % g->out[2];
                 src[r] = x + (((b * g->padded[0] + z) * g->padded[1] + yy) * g->padded[2] + xx) * c_in;
+                dst[r] = g->channels_last ? y + p * c_out + block * NV * LANES
+                                          : y + (b * c_out + block * NV * LANES) * pixels + q;
             }
-            tile(src, c_in, offsets, taps, wb, bb, y + first * c_out + block * NV * LANES, c_out, vectors, n);
+            tile(src, c_in, offsets, taps, wb, bb, dst, g->channels_last ? 1 : pixels, vectors, n);
         }
     }
     free(offsets);

@@ -28,9 +28,9 @@ def dense_calls(monkeypatch):
     calls = []
     original = _native.dense_forward
 
-    def spy(padded, weight, bias, dilation):
+    def spy(padded, weight, *args):
         calls.append(tuple(weight.shape[:2]))
-        return original(padded, weight, bias, dilation)
+        return original(padded, weight, *args)
     monkeypatch.setattr(_native, "dense_forward", spy)
     return calls
 
@@ -213,11 +213,17 @@ def test_weight_packing_blocks_of_64_output_channels():
     assert not packed[1, :, :, 16:].any()
 
 
-def test_kernel_reads_a_padded_input_of_any_strides():
-    """:func:`dense_forward` copies a non-contiguous padded input (channels innermost) before reading it."""
+@pytest.mark.parametrize("major", [False, True])
+def test_kernel_reads_any_padded_input_and_writes_either_layout(major):
+    """:func:`dense_forward` reads any padded input and writes its output in either layout.
+
+    A non-contiguous input is copied (channels innermost) first; the output is channels innermost or, with
+    ``major``, channel-major (an NCHW image's nodes).
+    """
     x = torch.randn(2, 16, 9, 10)
-    weight = torch.randn(32, 16, 3, 3)
+    weight, bias = torch.randn(80, 16, 3, 3), torch.randn(80)
     padded = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)                          # [B, H+2, W+2, C], strided
-    out = _native.dense_forward(padded, weight, None, (1, 1))
-    assert out.shape == (2, 9, 10, 32) and out.is_contiguous()
-    _assert_close(out.permute(0, 3, 1, 2), F.conv2d(x, weight, padding=1))
+    out = _native.dense_forward(padded, weight, bias, (1, 1), major)              # [B, H, W, C_out]
+    assert out.shape == (2, 9, 10, 80)
+    assert out.movedim(-1, 1).is_contiguous() if major else out.is_contiguous()
+    _assert_close(out.permute(0, 3, 1, 2), F.conv2d(x, weight, bias, padding=1))
