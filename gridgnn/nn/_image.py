@@ -110,7 +110,9 @@ class ImageLayer:
     None); the mixin validates the input with messages that name the layer and the fix, turns
     the image into node features (:func:`~gridgnn.to_nodes`, a view), and returns an image in
     torch's memory format: channels-last if the input or the weight is, else contiguous, the
-    input and weight gradients in that format too (:func:`conv_memory_format`).
+    input and weight gradients in that format too (:func:`conv_memory_format`). With another padding
+    mode than zeros, as torch's padded copy makes them: the input gradient in the input's format, and
+    with circular padding the input counting as contiguous and its gradient contiguous.
     """
 
     _ndim: int = 0
@@ -153,9 +155,14 @@ class ImageLayer:
             self._check_dtype_device(x, weight)
             transformed = under_functorch(x, weight)  # vmap cannot query layouts: plain contiguous tensors there
             if not transformed:
-                fmt = conv_memory_format(x, weight, nd)
+                # other padding modes pad first, so torch's conv sees the padded copy: in the input's format, but
+                # contiguous for circular padding; the pad's backward returns the input gradient in that format
+                mode = getattr(self, "padding_mode", "zeros")
+                seen = None if mode == "circular" else x
+                fmt = conv_memory_format(seen, weight, nd)
                 if not plain_ops():                   # compile: its own autograd decides the gradients' strides
-                    x, weight = grad_in_format(x, fmt), grad_in_format(weight, fmt)
+                    x = grad_in_format(x, fmt if mode == "zeros" else conv_memory_format(seen, None, nd))
+                    weight = grad_in_format(weight, fmt)
             if x.size(0) == 0:
                 out, out_size = self._empty_batch(x, weight, bias, **options)
             else:                                                              # [B, N_out, C_out]

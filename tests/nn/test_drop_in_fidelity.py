@@ -43,6 +43,32 @@ def test_output_and_gradients_in_torchs_memory_format(layer, groups, kernel, x_c
     assert strides[1] == strides[0]
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("x_channels_last, w_channels_last", itertools.product((False, True), repeat=2))
+@pytest.mark.parametrize("nd", [2, 3])
+def test_padding_modes_keep_torchs_memory_format(nd, mode, x_channels_last, w_channels_last):
+    """The twins give the strides torch gives, with every padding mode.
+
+    Torch pads circularly into a contiguous copy: its output follows the weight's format and the input
+    gradient comes back contiguous. The other modes keep the input's format.
+    """
+    strides = []
+    for make_twin in (False, True):
+        torch.manual_seed(0)
+        module = (nn.Conv2d, nn.Conv3d)[nd - 2](8, 8, 3, padding=1, padding_mode=mode)
+        module = twin_of(module) if make_twin else module
+        if w_channels_last:
+            module = module.to(memory_format=CHANNELS_LAST[nd])
+        x = torch.randn(2, 8, *(5,) * nd)
+        if x_channels_last:
+            x = x.contiguous(memory_format=CHANNELS_LAST[nd])
+        x.requires_grad_()
+        out = module(x)
+        grad_x, grad_w = torch.autograd.grad(out.sum(), (x, module.weight))
+        strides.append((out.stride(), grad_x.stride(), grad_w.stride()))
+    assert strides[1] == strides[0]
+
+
 @pytest.mark.parametrize("make, path", [
     (lambda: nn.Conv2d(3, 6, 3), "auto"), (lambda: nn.Conv2d(3, 6, 3, stride=2), "auto"),
     (lambda: nn.Conv2d(3, 3, 3, padding=1, groups=3), "auto"), (lambda: nn.Conv2d(3, 6, 3, groups=3), "auto"),
