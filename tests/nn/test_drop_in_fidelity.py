@@ -26,21 +26,29 @@ def test_output_and_gradients_in_torchs_memory_format(layer, groups, kernel, x_c
     1x1 kernels and 1x1 images, whose strides fit both formats, included.
     """
     torch_cls, nd = LAYERS[layer]
+    torch_strides, twin_strides = _strides_of_torch_and_twin(
+        lambda: torch_cls(8, 8, kernel, padding=kernel // 2, groups=groups), (2, 8, *([spatial] * nd)),
+        nd > 1 and x_channels_last, nd > 1 and w_channels_last)
+    assert twin_strides == torch_strides
+
+
+def _strides_of_torch_and_twin(make, shape, x_channels_last, w_channels_last):
+    """Strides of the output, input gradient and weight gradient of ``make()`` and of its twin."""
     strides = []
     for make_twin in (False, True):
         torch.manual_seed(0)
-        module = torch_cls(8, 8, kernel, padding=kernel // 2, groups=groups)
-        module = twin_of(module) if make_twin else module
-        x = torch.randn(2, 8, *([spatial] * nd))
-        if nd > 1 and w_channels_last:
-            module = module.to(memory_format=CHANNELS_LAST[nd])
-        if nd > 1 and x_channels_last:
-            x = x.contiguous(memory_format=CHANNELS_LAST[nd])
+        module = twin_of(make()) if make_twin else make()
+        memory_format = CHANNELS_LAST[len(shape) - 2] if len(shape) > 3 else None
+        if w_channels_last:
+            module = module.to(memory_format=memory_format)
+        x = torch.randn(shape)
+        if x_channels_last:
+            x = x.contiguous(memory_format=memory_format)
         x.requires_grad_()
         out = module(x)
         grad_x, grad_w = torch.autograd.grad(out.sum(), (x, module.weight))
         strides.append((out.stride(), grad_x.stride(), grad_w.stride()))
-    assert strides[1] == strides[0]
+    return strides
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
@@ -52,21 +60,10 @@ def test_padding_modes_keep_torchs_memory_format(nd, mode, x_channels_last, w_ch
     Torch pads circularly into a contiguous copy: its output follows the weight's format and the input
     gradient comes back contiguous. The other modes keep the input's format.
     """
-    strides = []
-    for make_twin in (False, True):
-        torch.manual_seed(0)
-        module = (nn.Conv2d, nn.Conv3d)[nd - 2](8, 8, 3, padding=1, padding_mode=mode)
-        module = twin_of(module) if make_twin else module
-        if w_channels_last:
-            module = module.to(memory_format=CHANNELS_LAST[nd])
-        x = torch.randn(2, 8, *(5,) * nd)
-        if x_channels_last:
-            x = x.contiguous(memory_format=CHANNELS_LAST[nd])
-        x.requires_grad_()
-        out = module(x)
-        grad_x, grad_w = torch.autograd.grad(out.sum(), (x, module.weight))
-        strides.append((out.stride(), grad_x.stride(), grad_w.stride()))
-    assert strides[1] == strides[0]
+    torch_strides, twin_strides = _strides_of_torch_and_twin(
+        lambda: (nn.Conv2d, nn.Conv3d)[nd - 2](8, 8, 3, padding=1, padding_mode=mode), (2, 8, *(5,) * nd),
+        x_channels_last, w_channels_last)
+    assert twin_strides == torch_strides
 
 
 @pytest.mark.parametrize("make, path", [
