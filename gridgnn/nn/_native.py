@@ -111,7 +111,7 @@ def available() -> bool:
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Run the pure-torch kernels instead of the native one inside the block (this thread)."""
+    """Run the pure-torch kernels instead of the native ones inside the block (this thread)."""
     previous = getattr(_state, "disabled", False)
     _state.disabled = True
     try:
@@ -164,6 +164,13 @@ def _call(name: str, x: Tensor, geom: ConvGeometry, zero_padded: bool, major: bo
         raise MemoryError(f"gridgnn's native grouped-conv {name} could not allocate its buffers")
 
 
+def _empty_nodes(like: Tensor, batch: int, size: Tuple[int, ...], channels: int, major: bool) -> Tensor:
+    """Output nodes ``[B, *S, C]`` for a kernel to write: channel-major (an NCHW image's) or channels innermost."""
+    if major:
+        return like.new_empty((batch, channels, *size)).movedim(1, -1)
+    return like.new_empty((batch, *size, channels))
+
+
 def grouped_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], geom: ConvGeometry,
                     zero_padded: bool, width: int = 1) -> Tensor:
     """``conv(x, weight) + bias``: ``[B, *S_in, C] -> [B, *S_out, C]`` laid out as ``x``.
@@ -176,7 +183,7 @@ def grouped_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], geom: Con
     """
     x, major = in_layout(x)
     b, c = x.size(0), x.size(-1)
-    out = x.new_empty((b, c, *geom.out_size)).movedim(1, -1) if major else x.new_empty((b, *geom.out_size, c))
+    out = _empty_nodes(x, b, tuple(geom.out_size), c, major)
     _call("forward", x, geom, zero_padded, major, width, x, weight.contiguous(),
           None if bias is None else bias.contiguous(), out)
     return out
@@ -233,7 +240,7 @@ def dense_forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilati
     g = _dense_geometry(b, padded.size(-1), c_out, tuple(padded.shape[1:-1]), kernel, tuple(dilation), major,
                         torch.get_num_threads())
     out_size = tuple(g.out[3 - len(kernel):])
-    out = padded.new_empty((b, c_out, *out_size)).movedim(1, -1) if major else padded.new_empty((b, *out_size, c_out))
+    out = _empty_nodes(padded, b, out_size, c_out, major)
     packed = pack_dense_weight(weight)                                            # (held alive across the call)
     packed_bias = None if bias is None else torch.nn.functional.pad(bias, (0, -c_out % DENSE_BLOCK)).contiguous()
     if _library().gridgnn_dense_forward_f32(ctypes.byref(g), padded.data_ptr(), packed.data_ptr(),
