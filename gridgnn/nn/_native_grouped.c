@@ -12,7 +12,9 @@
  * a channels-last one). The backward runs the same units: the input gradient scatters each output
  * gradient back along the unit's edges into a padded buffer, the weight gradient sums the products of
  * output gradients and buffered inputs per offset in per-thread accumulators. A block of CB channels
- * holds CB / w whole groups, so units never read another block.
+ * holds CB / w whole groups, so units never read another block. Depthwise convs on channels-last input
+ * skip the buffer and sweep each node's channels in place (DEFINE_DIRECT): there a unit's copy would read
+ * 16 channels a node at a stride of C values, which costs more than the sums.
  *
  * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
  * package; where it is missing, the pure-torch kernels (gridgnn/nn/_depthwise.py, _dense.py) run.
@@ -53,6 +55,55 @@ static void *alloc_aligned(size_t bytes) {  /* 64-byte aligned (vector loads), N
 static int64_t span(const dw_geometry *g, int a) {  /* the buffered extent of the input along axis a */
     return (g->out[a] - 1) * g->stride[a] + (g->kernel[a] - 1) * g->dilation[a] + 1;
 }
+
+/* Along axis a, the kernel positions k of the edges at coordinate `at` and the coordinates across them:
+   reading (the forward's gather), the input coordinate i = at * stride - pad + k * dilation an output
+   coordinate reads, where it lies in the input; else (the input gradient's gather), the output coordinates
+   o with o * stride - pad + k * dilation = at that read input coordinate `at`. Returns their count. */
+static int64_t edges_along(const dw_geometry *g, int a, int64_t at, int reading, int64_t *k, int64_t *across) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < g->kernel[a]; t++) {
+        if (reading) {
+            const int64_t i = at * g->stride[a] - g->pad[a] + t * g->dilation[a];
+            if (i >= 0 && i < g->in[a]) k[n] = t, across[n++] = i;
+        } else {
+            const int64_t s = at + g->pad[a] - t * g->dilation[a];
+            if (s >= 0 && s % g->stride[a] == 0 && s / g->stride[a] < g->out[a]) k[n] = t, across[n++] = s / g->stride[a];
+        }
+    }
+    return n;
+}
+
+/* The edges of a row (z, y) along the two leading axes: taps kz * K_y + ky and planes z' * S_y + y' across
+   them (S: the input's sizes when reading, the output's otherwise). Returns their count. */
+static int64_t plane_edges(const dw_geometry *g, int64_t z, int64_t y, int reading, int64_t *tap, int64_t *plane) {
+    int64_t kz[g->kernel[0]], iz[g->kernel[0]], ky[g->kernel[1]], iy[g->kernel[1]], n = 0;
+    const int64_t nz = edges_along(g, 0, z, reading, kz, iz), ny = edges_along(g, 1, y, reading, ky, iy);
+    const int64_t rows = reading ? g->in[1] : g->out[1];
+    for (int64_t i = 0; i < nz; i++)
+        for (int64_t j = 0; j < ny; j++) tap[n] = kz[i] * g->kernel[1] + ky[j], plane[n++] = iz[i] * rows + iy[j];
+    return n;
+}
+
+/* The edges of node x of a row from its row's plane edges: taps (row-major kernel offsets) and the nodes
+   across them (indices in their image). Returns their count. */
+static int64_t node_edges(const dw_geometry *g, int64_t x, int reading, const int64_t *plane_tap,
+                          const int64_t *plane, int64_t planes, int64_t *tap, int64_t *node) {
+    int64_t kx[g->kernel[2]], ix[g->kernel[2]], n = 0;
+    const int64_t nx = edges_along(g, 2, x, reading, kx, ix), width = reading ? g->in[2] : g->out[2];
+    for (int64_t i = 0; i < planes; i++)
+        for (int64_t j = 0; j < nx; j++) tap[n] = plane_tap[i] * g->kernel[2] + kx[j], node[n++] = plane[i] * width + ix[j];
+    return n;
+}
+
+/* How many nodes x, x + 1, ... (below `end`) of a row have all their edges along the last axis: then
+   each one's edges are the first one's, moved by a stride (reading) or one node. At least 1. */
+static int64_t full_run(const dw_geometry *g, int64_t x, int reading, int64_t end) {
+    int64_t k[g->kernel[2]], across[g->kernel[2]], n = 0;
+    while (x + n < end && edges_along(g, 2, x + n, reading, k, across) == g->kernel[2]) n++;
+    return n ? n : 1;
+}
+
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define TRANSPOSE_IN_REGISTERS 1   /* GCC's __builtin_shuffle; other compilers copy element by element */
@@ -111,6 +162,196 @@ static inline void transpose_##SUFFIX(vec_##SUFFIX r[CB]) {                     
 #define TRANSPOSING_STORE(SUFFIX)
 #define DEFINE_TRANSPOSE(T, SUFFIX, I)
 #endif
+
+#define DEFINE_DIRECT(T, SUFFIX)                                                                              \
+/* Depthwise convs on channels-last input (group width 1, [B, *S, C] contiguous) read and write the nodes     \
+   in place: no buffer, since a node's C channels lie together and a sweep over them streams memory           \
+   (a unit's buffer would read every node's 16-channel slice at a stride of C values). For each node the      \
+   kernel lists the (offset, node) pairs of its edges that exist, so padding and borders cost nothing in      \
+   the channel loop: the forward's pairs are the nodes an output node reads, the input gradient's the         \
+   output nodes an input node was read by (the same sum over the transposed edges, gathered, so no two        \
+   threads write one node). Interior nodes of a row share one list, moved along the row. */                   \
+static T *direct_pack_##SUFFIX(const T *w, const T *bias, int64_t channels, int64_t padded, int64_t taps) {   \
+    /* [K][C'] weights and [C'] bias (zeros where NULL and beyond C; C' = C rounded up to CB), or NULL. */    \
+    T *packed = alloc_aligned(sizeof(T) * (taps + 1) * padded);                                               \
+    if (!packed) return NULL;                                                                                 \
+    memset(packed, 0, sizeof(T) * (taps + 1) * padded);                                                       \
+    for (int64_t c = 0; c < channels; c++) {                                                                  \
+        for (int64_t t = 0; t < taps; t++) packed[t * padded + c] = w ? w[c * taps + t] : 0;                  \
+        packed[taps * padded + c] = bias ? bias[c] : 0;                                                       \
+    }                                                                                                         \
+    return packed;                                                                                            \
+}                                                                                                             \
+                                                                                                              \
+/* NB channel vectors from channel c of NN nodes n (nodes + n * step): out + n * C gets first + sum_p         \
+   w[tap[p]] * nodes[node[p] + n * step]. NB x NN independent sums hide the multiply-add latency and          \
+   share each weight vector; always inlined with constant NB and NN, so they stay in registers. */            \
+static inline __attribute__((always_inline)) void direct_vectors_##SUFFIX(                                    \
+        int nb, int nn, int64_t c, const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels, \
+        const int64_t *tap, const int64_t *node, int64_t pairs, int64_t step, T *out) {                       \
+    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                                 \
+    typedef T U __attribute__((vector_size(CB * sizeof(T)), aligned(sizeof(T))));                             \
+    V a[4][4];                                                                                                \
+    for (int n = 0; n < nn; n++)                                                                              \
+        for (int j = 0; j < nb; j++) a[n][j] = ((const V *)(first + c))[j];                                   \
+    for (int64_t p = 0; p < pairs; p++) {                                                                     \
+        const V *wt = (const V *)(w + tap[p] * padded + c);                                                   \
+        const T *src = nodes + node[p] * channels + c;                                                        \
+        for (int j = 0; j < nb; j++)                                                                          \
+            for (int n = 0; n < nn; n++) a[n][j] += wt[j] * ((const U *)(src + n * step))[j];                 \
+    }                                                                                                         \
+    for (int n = 0; n < nn; n++)                                                                              \
+        for (int j = 0; j < nb; j++) ((U *)(out + n * channels + c))[j] = a[n][j];                            \
+}                                                                                                             \
+                                                                                                              \
+/* The above over all C channels of NN nodes (the last C mod CB one by one). */                               \
+static inline __attribute__((always_inline)) void direct_nodes_##SUFFIX(                                      \
+        int nn, const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels,                 \
+        const int64_t *tap, const int64_t *node, int64_t pairs, int64_t step, T *out) {                       \
+    int64_t c = 0;                                                                                            \
+    for (; c + 4 * CB <= channels; c += 4 * CB)                                                               \
+        direct_vectors_##SUFFIX(4, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out);    \
+    switch ((channels - c) / CB) {                                                                            \
+        case 3: direct_vectors_##SUFFIX(3, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
+        case 2: direct_vectors_##SUFFIX(2, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
+        case 1: direct_vectors_##SUFFIX(1, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
+    }                                                                                                         \
+    for (c += (channels - c) / CB * CB; c < channels; c++)                                                    \
+        for (int n = 0; n < nn; n++) {                                                                        \
+            T a = first[c];                                                                                   \
+            for (int64_t p = 0; p < pairs; p++) a += w[tap[p] * padded + c] * nodes[node[p] * channels + n * step + c]; \
+            out[n * channels + c] = a;                                                                        \
+        }                                                                                                     \
+}                                                                                                             \
+                                                                                                              \
+/* out[n][c] = first[c] + sum_p w[tap[p]][c] * nodes[node[p] + n * step][c] for `count` nodes n, c < C        \
+   (w [K][C'] aligned, nodes [*][C], out [count][C]): two nodes a pass where the edges are shared. */         \
+CLONES static void direct_sum_##SUFFIX(const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels, \
+                                       const int64_t *tap, const int64_t *node, int64_t pairs, int64_t count, \
+                                       int64_t step, T *out) {                                                \
+    int64_t n = 0;                                                                                            \
+    for (; n + 2 <= count; n += 2)                                                                            \
+        direct_nodes_##SUFFIX(2, w, padded, first, nodes + n * step, channels, tap, node, pairs, step, out + n * channels); \
+    if (n < count) direct_nodes_##SUFFIX(1, w, padded, first, nodes + n * step, channels, tap, node, pairs, step, out + n * channels); \
+}                                                                                                             \
+                                                                                                              \
+/* acc[tap[p]][c] += sum_n grad[n][c] * nodes[node[p] + n * step][c] over `count` nodes n, every pair p,      \
+   c < C (acc [K][C'] aligned). */                                                                            \
+CLONES static void direct_weight_grad_##SUFFIX(const T *grad, const T *nodes, int64_t channels, const int64_t *tap, \
+                                               const int64_t *node, int64_t pairs, int64_t count, int64_t step, \
+                                               T *acc, int64_t padded) {                                      \
+    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                                 \
+    typedef T U __attribute__((vector_size(CB * sizeof(T)), aligned(sizeof(T))));                             \
+    for (int64_t n = 0; n < count; n += 4) {                                                                  \
+        const int64_t nn = count - n < 4 ? count - n : 4;                                                     \
+        const T *go = grad + n * channels, *from = nodes + n * step;                                          \
+        int64_t c = 0;                                                                                        \
+        for (; c + CB <= channels; c += CB) {                                                                 \
+            V g[4];                                                                                           \
+            for (int64_t i = 0; i < nn; i++) g[i] = *(const U *)(go + i * channels + c);                      \
+            for (int64_t p = 0; p < pairs; p++) {                                                             \
+                const T *src = from + node[p] * channels + c;                                                 \
+                V sum = g[0] * *(const U *)src;                                                               \
+                for (int64_t i = 1; i < nn; i++) sum += g[i] * *(const U *)(src + i * step);                  \
+                *(V *)(acc + tap[p] * padded + c) += sum;                                                     \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (; c < channels; c++)                                                                             \
+            for (int64_t i = 0; i < nn; i++)                                                                  \
+                for (int64_t p = 0; p < pairs; p++)                                                           \
+                    acc[tap[p] * padded + c] += go[i * channels + c] * from[node[p] * channels + i * step + c]; \
+    }                                                                                                         \
+}                                                                                                             \
+                                                                                                              \
+/* One row of nodes (b, z, y), flat index r: reading, an output row whose nodes read `from` (the input);      \
+   else an input row, whose nodes gather from the output nodes that read them (`from`: output gradients).     \
+   Writes row [X][C] = first + the sums of w times `from` over each node's edges; or, with acc, adds          \
+   row[x] (output gradients) times `from` to acc's offsets. scratch: 2 (K + K_z K_y) indices. */              \
+static void direct_row_##SUFFIX(const dw_geometry *g, int64_t r, int reading, const T *w, int64_t padded,     \
+                                const T *first, const T *from, T *row, T *acc, int64_t *scratch) {            \
+    const int64_t *rows = reading ? g->out : g->in, *across = reading ? g->in : g->out;                       \
+    const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2], channels = g->channels;                  \
+    const int64_t b = r / (rows[0] * rows[1]), z = r / rows[1] % rows[0], y = r % rows[1];                    \
+    const int64_t step = (reading ? g->stride[2] : 1) * channels;                                             \
+    int64_t *tap = scratch, *node = tap + taps, *plane_tap = node + taps, *plane = plane_tap + g->kernel[0] * g->kernel[1]; \
+    const int64_t planes = plane_edges(g, z, y, reading, plane_tap, plane);                                   \
+    const T *image = from + b * across[0] * across[1] * across[2] * channels;                                 \
+    row += r * rows[2] * channels;                                                                            \
+    for (int64_t x = 0, count; x < rows[2]; x += count) {                                                     \
+        count = full_run(g, x, reading, rows[2]);                                                             \
+        const int64_t pairs = node_edges(g, x, reading, plane_tap, plane, planes, tap, node);                 \
+        if (acc)                                                                                              \
+            direct_weight_grad_##SUFFIX(row + x * channels, image, channels, tap, node, pairs, count, step, acc, padded); \
+        else                                                                                                  \
+            direct_sum_##SUFFIX(w, padded, first, image, channels, tap, node, pairs, count, step, row + x * channels); \
+    }                                                                                                         \
+}                                                                                                             \
+                                                                                                              \
+/* The forward of a depthwise conv on channels-last nodes (see above). */                                     \
+static int direct_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *bias, T *y) {       \
+    const int64_t padded = (g->channels + CB - 1) / CB * CB, taps = g->kernel[0] * g->kernel[1] * g->kernel[2]; \
+    const int64_t rows = g->batch * g->out[0] * g->out[1];                                                    \
+    T *packed = direct_pack_##SUFFIX(w, bias, g->channels, padded, taps);                                     \
+    if (!packed) return 1;                                                                                    \
+    int failed = 0;                                                                                           \
+    _Pragma("omp parallel num_threads(g->threads) reduction(|:failed)")                                       \
+    {                                                                                                         \
+        int64_t *scratch = malloc(sizeof(int64_t) * 2 * (taps + g->kernel[0] * g->kernel[1]));                \
+        if (!scratch) failed = 1;                                                                             \
+        _Pragma("omp for schedule(static)")                                                                   \
+        for (int64_t r = 0; r < rows; r++)                                                                    \
+            if (!failed) direct_row_##SUFFIX(g, r, 1, packed, padded, packed + taps * padded, x, y, NULL, scratch); \
+        free(scratch);                                                                                        \
+    }                                                                                                         \
+    free(packed);                                                                                             \
+    return failed;                                                                                            \
+}                                                                                                             \
+                                                                                                              \
+/* The input and weight gradients of direct_forward (either may be NULL). */                                  \
+static int direct_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *grad_y, T *grad_x, \
+                                    T *grad_w) {                                                              \
+    const int64_t channels = g->channels, padded = (channels + CB - 1) / CB * CB;                             \
+    const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2], weights = taps * padded;                 \
+    const int threads = (int)g->threads;                                                                      \
+    T *packed = direct_pack_##SUFFIX(w, NULL, channels, padded, taps);                                        \
+    T *parts = grad_w ? alloc_aligned(sizeof(T) * threads * weights) : NULL;                                  \
+    if (!packed || (grad_w && !parts)) {                                                                      \
+        free(packed);                                                                                         \
+        free(parts);                                                                                          \
+        return 1;                                                                                             \
+    }                                                                                                         \
+    if (parts) memset(parts, 0, sizeof(T) * threads * weights);                                               \
+    int failed = 0;                                                                                           \
+    _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                                          \
+    {                                                                                                         \
+        int64_t *scratch = malloc(sizeof(int64_t) * 2 * (taps + g->kernel[0] * g->kernel[1]));                \
+        if (!scratch) failed = 1;                                                                             \
+        if (grad_x) {                                                 /* gathered into each input node */     \
+            const int64_t rows = g->batch * g->in[0] * g->in[1];                                              \
+            _Pragma("omp for schedule(static)")                                                               \
+            for (int64_t r = 0; r < rows; r++)                                                                \
+                if (!failed) direct_row_##SUFFIX(g, r, 0, packed, padded, packed + weights, grad_y, grad_x, NULL, scratch); \
+        }                                                                                                     \
+        if (grad_w) {                                                 /* per-thread sums over the output nodes */ \
+            const int64_t rows = g->batch * g->out[0] * g->out[1];                                            \
+            T *acc = parts + omp_get_thread_num() * weights;                                                  \
+            _Pragma("omp for schedule(static)")                                                               \
+            for (int64_t r = 0; r < rows; r++)                                                                \
+                if (!failed) direct_row_##SUFFIX(g, r, 1, NULL, padded, NULL, x, (T *)grad_y, acc, scratch);  \
+        }                                                                                                     \
+        free(scratch);                                                                                        \
+    }                                                                                                         \
+    if (grad_w && !failed)                                                                                    \
+        for (int64_t c = 0; c < channels; c++)                                                                \
+            for (int64_t t = 0; t < taps; t++) {                                                              \
+                T total = 0;                                                                                  \
+                for (int r = 0; r < threads; r++) total += parts[r * weights + t * padded + c];               \
+                grad_w[c * taps + t] = total;                                                                 \
+            }                                                                                                 \
+    free(parts);                                                                                              \
+    free(packed);                                                                                             \
+    return failed;                                                                                            \
+}
 
 #define DEFINE_KERNELS(T, SUFFIX, I)                                                                         \
                                                                                                              \
@@ -373,6 +614,7 @@ static void weight_block_##SUFFIX(const T *w, const T *bias, int64_t taps, int64
 int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *w, const T *bias, T *y) { \
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
+    if (width == 1 && g->channels_last) return direct_forward_##SUFFIX(g, x, w, bias, y);                   \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t buffered = span(g, 0) * span(g, 1) * span(g, 2) * CB;                                    \
@@ -407,6 +649,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
                                         T *grad_x, T *grad_w) {                                             \
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
+    if (width == 1 && g->channels_last) return direct_backward_##SUFFIX(g, x, w, grad_y, grad_x, grad_w);   \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t sd = span(g, 0), sh = span(g, 1), sw = span(g, 2), buffered = sd * sh * sw * CB;         \
@@ -477,5 +720,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     return failed;                                                                                          \
 }
 
+DEFINE_DIRECT(float, f32)
 DEFINE_KERNELS(float, f32, int32_t)
+DEFINE_DIRECT(double, f64)
 DEFINE_KERNELS(double, f64, int64_t)

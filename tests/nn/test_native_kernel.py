@@ -66,15 +66,23 @@ def _run(conv, layer, x, grad):
     cfg for cfg in itertools.product([1, 2, 3], [1, 5, 21], [1, 3, 4], [1, 2], [0, 1, "same"], [1, 2],
                                      ["zeros", "reflect"])
     if not (cfg[4] == "same" and cfg[3] > 1) and not (cfg[4] == 0 and cfg[6] != "zeros")])
-def test_native_equals_torch(nd, channels, k, stride, padding, dilation, mode, native_calls):
-    """Every geometry, channel counts below and beyond the kernel's 16-channel blocks, 1-3 grid axes.
+@pytest.mark.parametrize("innermost", [False, True], ids=["channel-major", "channels-innermost"])
+def test_native_equals_torch(nd, channels, k, stride, padding, dilation, mode, innermost, native_calls):
+    """Every geometry, channel counts below and beyond the kernel's 16-channel blocks, 1-3 grid axes, both
+    input layouts (the kernel computes an NCHW image per channel plane, a channels-last one per node).
 
     (The pure-torch kernel's sweep is in ``test_dense.py``.)
     """
-    conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels, padding_mode=mode)
-    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), (9, 8, 7)[:nd], dtype=torch.float64,
-                           batch_size=3)
+    conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels,
+                           padding_mode=mode).double()
+    x = torch.randn(3, channels, *(9, 8, 7)[:nd], dtype=torch.float64)
+    if innermost:
+        x = x.movedim(1, -1).contiguous().movedim(-1, 1)
+    (y_ref, *grads_ref), (y, *grads) = _run(conv, GRID_CONVS[nd].from_conv(conv), x,
+                                           torch.randn(conv(x).shape, dtype=torch.float64))
     assert native_calls == ["grouped_forward", "grouped_backward"]
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        _assert_close(got, want)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
