@@ -85,6 +85,21 @@ def test_native_equals_torch(nd, channels, k, stride, padding, dilation, mode, i
         _assert_close(got, want)
 
 
+@pytest.mark.parametrize("nd, channels, k, padding", [
+    cfg for cfg in itertools.product([1, 2, 3], [16, 48], [3, 5, 7], ["valid", "same", "full"])])
+def test_native_channels_last_runs_of_interior_nodes(nd, channels, k, padding, native_calls):
+    """Channels-last input, whole 16-channel blocks, 3/5/7 taps along rows of 4 or more interior nodes:
+    the kernel loads each node once for four neighbours (forward and input gradient)."""
+    pad = {"valid": 0, "same": k // 2, "full": k - 1}[padding]
+    conv = TORCH_CONVS[nd](channels, channels, k, 1, pad, groups=channels).double()
+    x = torch.randn(2, channels, *(7, 8, 13)[3 - nd:], dtype=torch.float64).movedim(1, -1).contiguous().movedim(-1, 1)
+    (y_ref, *grads_ref), (y, *grads) = _run(conv, GRID_CONVS[nd].from_conv(conv), x,
+                                           torch.randn(conv(x).shape, dtype=torch.float64))
+    assert native_calls == ["grouped_forward", "grouped_backward"]
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        _assert_close(got, want)
+
+
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("nd", [2, 3])
