@@ -68,10 +68,10 @@ def _run(conv, layer, x, grad):
     if not (cfg[4] == "same" and cfg[3] > 1) and not (cfg[4] == 0 and cfg[6] != "zeros")])
 @pytest.mark.parametrize("innermost", [False, True], ids=["channel-major", "channels-innermost"])
 def test_native_equals_torch(nd, channels, k, stride, padding, dilation, mode, innermost, native_calls):
-    """Every geometry, channel counts below and beyond the kernel's 16-channel blocks, 1-3 grid axes, both
-    input layouts (the kernel computes an NCHW image per channel plane, a channels-last one per node).
+    """Every geometry, channel counts below and beyond the kernel's 16-channel blocks, 1-3 grid axes.
 
-    (The pure-torch kernel's sweep is in ``test_dense.py``.)
+    Both input layouts: the kernel buffers an NCHW image's blocks of 16 channels and sums a channels-last
+    one in place. (The pure-torch kernel's sweep is in ``test_dense.py``.)
     """
     conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels,
                            padding_mode=mode).double()
@@ -88,8 +88,10 @@ def test_native_equals_torch(nd, channels, k, stride, padding, dilation, mode, i
 @pytest.mark.parametrize("nd, channels, k, padding", [
     cfg for cfg in itertools.product([1, 2, 3], [16, 48], [3, 5, 7], ["valid", "same", "full"])])
 def test_native_channels_last_runs_of_interior_nodes(nd, channels, k, padding, native_calls):
-    """Channels-last input, whole 16-channel blocks, 3/5/7 taps along rows of 4 or more interior nodes:
-    the kernel loads each node once for four neighbours (forward and input gradient)."""
+    """Channels-last input, whole 16-channel blocks, 3/5/7 taps along rows of 4 or more interior nodes.
+
+    There the kernel loads each node once for four neighbours (forward and input gradient).
+    """
     pad = {"valid": 0, "same": k // 2, "full": k - 1}[padding]
     conv = TORCH_CONVS[nd](channels, channels, k, 1, pad, groups=channels).double()
     x = torch.randn(2, channels, *(7, 8, 13)[3 - nd:], dtype=torch.float64).movedim(1, -1).contiguous().movedim(-1, 1)
