@@ -3,10 +3,10 @@
 On CPU float32, torch's own convs and ``torch.compile``'s CPU code run their GEMMs
 through oneDNN (``torch.ops.mkldnn._linear_pointwise``), which on some CPUs is
 10-40% faster than the BLAS behind ``torch.matmul`` (measured in
-``benchmarks/results``). :func:`linear` uses the same kernel there, so a graph
-layer and the conv it mirrors race on equal terms; everywhere else (CUDA, other
-dtypes, torch builds without oneDNN, ``torch.backends.mkldnn.enabled = False``)
-it is ``F.linear``. The oneDNN kernel has no autograd formula, so it runs inside
+``benchmarks/results``). :func:`linear` uses the same kernel there (CPUs not made
+by Intel: on Intel's, MKL behind ``F.linear`` is the faster one); everywhere else
+(CUDA, other dtypes, torch builds without oneDNN, ``torch.backends.mkldnn.enabled
+= False``) it is ``F.linear``. The oneDNN kernel has no autograd formula, so it runs inside
 :class:`OneDNNLinear`, whose backward is written with :func:`linear` again and is
 therefore differentiable to every order.
 """
@@ -50,13 +50,18 @@ def _cpu_vendor() -> str:
 ADD_BY_ONEDNN = (torch.backends.cpu.get_cpu_capability().startswith("AVX512")
                  and _cpu_vendor() != "GenuineIntel")
 
+#: whether :func:`linear` may run through oneDNN: not on Intel CPUs, where MKL's GEMM behind ``F.linear`` ran
+#: the layers' node-wise GEMMs 1.2-1.75x faster than oneDNN's inner product (an AVX-512 Xeon, side by side;
+#: on AMD EPYC hosts oneDNN was the faster one)
+LINEAR_BY_ONEDNN = _cpu_vendor() != "GenuineIntel"
+
 #: groups thinner than this many input channels are merged into block-diagonal ones of at least this width
 MIN_GROUP_CHANNELS = 16
 
 
 def uses_onednn(x: Tensor, weight: Tensor) -> bool:
     """Whether :func:`linear` runs ``x`` and ``weight`` through oneDNN."""
-    return (_ONEDNN_LINEAR is not None and torch.backends.mkldnn.enabled and x.device.type == "cpu"
+    return (LINEAR_BY_ONEDNN and _ONEDNN_LINEAR is not None and torch.backends.mkldnn.enabled and x.device.type == "cpu"
             and x.dtype == weight.dtype == torch.float32 and x.numel() * weight.size(0) >= ONEDNN_MIN_MACS)
 
 

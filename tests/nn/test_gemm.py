@@ -18,6 +18,7 @@ needs_onednn = pytest.mark.skipif(_gemm._ONEDNN_LINEAR is None, reason="this tor
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_onednn_linear_equals_f_linear_with_grads_of_two_orders(shape, with_bias, layout, monkeypatch):
     monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)                    # small shapes through oneDNN too
+    monkeypatch.setattr(_gemm, "LINEAR_BY_ONEDNN", True)                # as on CPUs not made by Intel
     tol = tolerance(torch.float32)
     x = torch.randn(*shape[:-1], 2 * shape[-1])[..., ::2] if layout == "strided" else torch.randn(shape)
     x.requires_grad_()
@@ -44,6 +45,9 @@ def test_falls_back_to_f_linear_off_cpu_float32(monkeypatch):
     assert not uses_onednn(torch.randn(0, 2), w.float())
     assert not uses_onednn(torch.randn(4, 2), w.float())                # too small to pay oneDNN's set-up
     monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(_gemm, "LINEAR_BY_ONEDNN", False)               # as on Intel CPUs: MKL's GEMM
+    assert not uses_onednn(torch.randn(4, 2), w.float())
+    monkeypatch.setattr(_gemm, "LINEAR_BY_ONEDNN", True)
     assert uses_onednn(torch.randn(4, 2), w.float()) == (_gemm._ONEDNN_LINEAR is not None)
     with torch.backends.mkldnn.flags(enabled=False):      # the flags' own switch (global setters may be frozen)
         assert not uses_onednn(torch.randn(4, 2), w.float())
@@ -107,6 +111,7 @@ def test_shifted_slices_accumulate_through_onednn_as_torch(layout, monkeypatch):
     """``add_matmul_`` (oneDNN product + add, for K >= 64) in the shifted-slice path: torch's values and gradients."""
     monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)
     monkeypatch.setattr(_gemm, "ADD_BY_ONEDNN", True)                 # as on AVX-512 AMD CPUs
+    monkeypatch.setattr(_gemm, "LINEAR_BY_ONEDNN", True)
     monkeypatch.setattr(_native, "DENSE_ISA", False)                  # the GEMM path, not the native dense kernel
     calls = []
     kernel = _gemm._ONEDNN_LINEAR
