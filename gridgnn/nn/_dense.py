@@ -349,9 +349,11 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     b, c_in = x.size(0), x.size(-1)
     c_out = weight.size(0)
     plain = plain_ops(x, weight, bias)
-    if not plain and _is_pointwise(geom) and x.transpose(1, 2).is_contiguous() and weight.size(1) > 1:
-        return _channel_major_pointwise(x, weight, bias, groups)   # an NCHW image's nodes (not 1-channel groups:
-    #                                                                their elementwise products stay below)
+    if not plain and _is_pointwise(geom) and weight.size(1) > 1:      # (not 1-channel groups: their elementwise
+        if x.transpose(1, 2).is_contiguous():                          # products stay below)
+            return _channel_major_pointwise(x, weight, bias, groups)   # an NCHW image's nodes
+        if groups == 1 and x.is_contiguous():                          # channels innermost: one GEMM in place
+            return linear(x, weight.flatten(1), bias)
     image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
     if plain:
         return plain_window_conv(image, geom, weight, bias, groups)
