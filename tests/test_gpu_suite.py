@@ -20,7 +20,7 @@ def test_gpu_suite_smoke_run_on_cpu_split_over_two_calls_makes_one_summary(tmp_p
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stdout.strip().splitlines()[-1] == "2 passed, 0 failed"
     assert "| layers |" not in (tmp_path / "gpu_suite_cpu.md").read_text()
-    second = _suite(*common, "--only", "layers", "models", "sparse", "decoder")
+    second = _suite(*common, "--only", "layers", "models", "sparse", "decoder", "--min-run-time", "0.01")
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.strip().splitlines()[-1] == "4 passed, 0 failed"
     summary = (tmp_path / "gpu_suite_cpu.md").read_text()
