@@ -36,7 +36,7 @@ from ..geometry import ConvGeometry, kernel_indices
 from . import _native
 from ._depthwise import Box, depthwise_grid_conv, empty_like_layout, is_channel_major, tap_boxes
 from ._function import Function, save_bilinear
-from ._gemm import add_matmul_, linear, sum_tangents, with_merged_groups
+from ._gemm import add_matmul_, grouped_linear, linear, sum_tangents, with_merged_groups
 from ._grouped import native_grouped_applies, native_grouped_conv
 from ._offset_plan import node_transform
 from ._padding import pad_nodes, shifted_views
@@ -352,8 +352,8 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     if not plain and _is_pointwise(geom) and weight.size(1) > 1:      # (not 1-channel groups: their elementwise
         if x.transpose(1, 2).is_contiguous():                          # products stay below)
             return _channel_major_pointwise(x, weight, bias, groups)   # an NCHW image's nodes
-        if groups == 1 and x.is_contiguous():                          # channels innermost: one GEMM in place
-            return linear(x, weight.flatten(1), bias)
+        if x.is_contiguous():                                          # channels innermost: GEMMs in place
+            return grouped_linear(x, weight.flatten(1), bias, groups)
     image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
     if plain:
         return plain_window_conv(image, geom, weight, bias, groups)

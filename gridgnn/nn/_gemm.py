@@ -143,11 +143,91 @@ def grouped_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: in
     def per_group(weight: Tensor, groups: int) -> Tensor:
         if groups == 1:
             return linear(x, weight, bias)
+        if x.device.type == "cpu" and x.is_contiguous() and x.numel() and not plain_ops(x, weight, bias):
+            return SlicedGroupedLinear.apply(x, weight, bias, groups)
         wg = weight.view(groups, -1, weight.size(-1))                            # [G, C_out/G, C_in/G]
         y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
         return y if bias is None else y + bias
 
     return with_merged_groups(per_group, weight, groups, x)
+
+
+#: rows a pass of :func:`sliced_group_matmul`: its groups' GEMMs then share rows of the operands in cache
+SLICED_ROWS = 1024
+
+
+def sliced_group_matmul(a: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``out[:, g] = a[:, g] @ weight[g].T (+ bias[g])`` for every group ``g``: ``[M, G k] -> [M, G n]``.
+
+    ``weight`` is ``[G, n, k]``. Each group's GEMM reads its column block of ``a`` and writes its column
+    block of the output where they lie (strided views: no concatenation, no copies), in passes of
+    :data:`SLICED_ROWS` rows. Plain ``out=`` calls, so not differentiable: :class:`SlicedGroupedLinear`
+    holds them.
+    """
+    groups, n, k = weight.shape
+    out = a.new_empty(a.size(0), groups * n)
+    for start in range(0, a.size(0), SLICED_ROWS):
+        rows = slice(start, start + SLICED_ROWS)
+        for g in range(groups):
+            source, target = a[rows, g * k:(g + 1) * k], out[rows, g * n:(g + 1) * n]
+            if bias is None:
+                torch.mm(source, weight[g].t(), out=target)
+            else:
+                torch.addmm(bias[g * n:(g + 1) * n], source, weight[g].t(), out=target)
+    return out
+
+
+class SlicedGroupedLinear(Function):
+    """``x @ W.T + b`` with a block-diagonal ``W`` of ``G`` groups, by :func:`sliced_group_matmul`.
+
+    Node-wise ``y_i[g] = W_g x_i[g] + b_g``; ``x`` is ``[..., C_in]`` contiguous, ``weight`` ``[C_out, C_in / G]``.
+    The backward is the same sliced GEMMs (input gradient: the transposed blocks; weight gradient: one
+    ``grad_g^T x_g`` a group) at first order, and :func:`grouped_linear` ops where it must itself be
+    differentiable (``create_graph``).
+    """
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) -> Tensor:
+        blocks = weight.reshape(groups, -1, weight.size(-1))                    # [G, C_out/G, C_in/G]
+        out = sliced_group_matmul(x.reshape(-1, x.size(-1)), blocks, bias)       # [M, C_out]
+        return out.view(*x.shape[:-1], weight.size(0))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        save_bilinear(ctx, *inputs[:3])
+        ctx.groups = inputs[3]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        groups, grad_x, grad_weight, grad_bias = ctx.groups, None, None, None
+        rows = grad.reshape(-1, grad.size(-1))                                   # [M, C_out]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = rows.sum(0)
+        if torch.is_grad_enabled() or plain_ops(grad):              # double backward, batched grads: plain ops
+            x_rows, blocks = x.reshape(-1, x.size(-1)), weight.reshape(groups, -1, weight.size(-1))
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.cat([g @ w for g, w in zip(rows.chunk(groups, -1), blocks)], -1).view_as(x)
+            if ctx.needs_input_grad[1]:
+                grad_weight = torch.cat([g.t() @ xg for g, xg in zip(rows.chunk(groups, -1), x_rows.chunk(groups, -1))])
+            return grad_x, grad_weight, grad_bias, None
+        if ctx.needs_input_grad[0]:                                              # blocks W_g^T: [G, C_in/G, C_out/G]
+            blocks_t = weight.reshape(groups, -1, weight.size(-1)).transpose(1, 2)
+            grad_x = sliced_group_matmul(rows.contiguous(), blocks_t, None).view_as(x)
+        if ctx.needs_input_grad[1]:
+            x_rows, n, k = x.reshape(-1, x.size(-1)), weight.size(0) // groups, weight.size(-1)
+            grad_weight = weight.new_empty(weight.shape)                         # [C_out, C_in/G]
+            for g in range(groups):
+                torch.mm(rows[:, g * n:(g + 1) * n].t(), x_rows[:, g * k:(g + 1) * k],
+                         out=grad_weight[g * n:(g + 1) * n])
+        return grad_x, grad_weight, grad_bias, None
+
+    @staticmethod
+    def jvp(ctx, x_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
+        x, weight = ctx.saved_tensors                                            # bilinear, as the ungrouped map
+        terms = [grouped_linear(x_t, weight, None, ctx.groups) if x_t is not None else None,
+                 grouped_linear(x, weight_t, None, ctx.groups) if weight_t is not None else None, bias_t]
+        return sum_tangents(terms, (*x.shape[:-1], weight.size(0)), x)
 
 
 def with_merged_groups(compute: Callable[[Tensor, int], Tensor], weight: Tensor, groups: int,
