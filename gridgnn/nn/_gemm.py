@@ -143,7 +143,8 @@ def grouped_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: in
     def per_group(weight: Tensor, groups: int) -> Tensor:
         if groups == 1:
             return linear(x, weight, bias)
-        if x.device.type == "cpu" and x.is_contiguous() and x.numel() and not plain_ops(x, weight, bias):
+        if (x.device.type == "cpu" and x.is_contiguous() and x.numel() and not x.is_complex()
+                and not plain_ops(x, weight, bias)):                            # (real: no conjugates below)
             return SlicedGroupedLinear.apply(x, weight, bias, groups)
         wg = weight.view(groups, -1, weight.size(-1))                            # [G, C_out/G, C_in/G]
         y = torch.cat([linear(xg, w) for xg, w in zip(x.chunk(groups, -1), wg)], -1)  # [..., C_out]
@@ -182,8 +183,8 @@ class SlicedGroupedLinear(Function):
 
     Node-wise ``y_i[g] = W_g x_i[g] + b_g``; ``x`` is ``[..., C_in]`` contiguous, ``weight`` ``[C_out, C_in / G]``.
     The backward is the same sliced GEMMs (input gradient: the transposed blocks; weight gradient: one
-    ``grad_g^T x_g`` a group) at first order, and :func:`grouped_linear` ops where it must itself be
-    differentiable (``create_graph``).
+    ``grad_g^T x_g`` a group) at first order, and plain per-group products, concatenated, where it must
+    itself be differentiable (``create_graph``) or runs on batched gradients. Real dtypes only.
     """
 
     @staticmethod

@@ -158,3 +158,10 @@ def test_sliced_grouped_linear_equals_per_group_products_to_two_orders(shape, wi
     assert calls
     assert torch.autograd.gradcheck(grouped, inputs, check_batched_grad=True, check_forward_ad=True)
     assert torch.autograd.gradgradcheck(grouped, inputs)
+
+
+def test_complex_grouped_products_keep_their_conjugate_gradients():
+    """Complex groups of 16 channels: the gradients of the per-group products (conjugated weights and inputs)."""
+    x = torch.randn(2, 5, 48, dtype=torch.complex128, requires_grad=True)
+    weight = torch.randn(9, 16, dtype=torch.complex128, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: _gemm.grouped_linear(x, w, None, 3), (x, weight))
