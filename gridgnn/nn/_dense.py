@@ -17,6 +17,11 @@ a torch conv op:
 * **clipped shifted views** (depthwise, any stride/padding/dilation): one
   in-place per-channel product per offset (:mod:`gridgnn.nn._depthwise`).
 
+On AVX-512 CPUs, float32 convs with ``groups = 1`` (any stride, dilation and
+padding) run gridgnn's native dense kernel instead (:class:`NativeDenseConv`,
+:mod:`gridgnn.nn._native`): register tiles of output nodes that read every
+message's source in place, zero padding and NCHW layout included.
+
 :func:`dense_grid_conv` picks the fastest for the shape. On the reversed graph
 of a complete grid (a transposed conv), :func:`dense_conv_transpose` transforms
 every source by every :math:`\mathbf{W}_t` in one GEMM and scatters each
@@ -24,12 +29,12 @@ offset's messages onto a strided box of the targets.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..geometry import ConvGeometry, kernel_indices
@@ -44,12 +49,6 @@ from ._transforms import plain_ops
 
 # below this many input channels per GEMM the in-place slice GEMMs beat the gathered copy (measured on CPU)
 SHIFT_MAX_CHANNELS = 128
-
-#: the native dense kernel runs grids whose rows (the last axis) have at least this many output nodes. Side by
-#: side on an AVX-512 Xeon it ran 3x3 convs at 56x56 (C=64) and 28x28 (C=128) 1.2-1.6x faster than the GEMM
-#: paths; at 14x14 (C=256) the two were within 15% either way, and at 7x7 (C=512), where each 6-node tile
-#: streams all of C_in x 9 x 64 weights for few nodes, the gathered-window GEMM ran 1.4-1.6x faster forward
-NATIVE_DENSE_MIN_ROW = 16
 
 #: output elements a row chunk of :func:`shifted_matmul_` accumulates (1 MiB of float32: stays in a core's L2)
 SHIFT_CHUNK_ELEMENTS = 1 << 18
@@ -154,58 +153,68 @@ class ShiftedSliceConv(Function):
 
 
 class NativeDenseConv(Function):
-    """``[B, *P, C_in] -> [B, *S_out, C_out]``: a stride-1 conv of an already padded input by the native kernel.
+    """``[B, *S_in, C_in] -> [B, *S_out, C_out]``: a zero-padded grid conv (``groups = 1``) by the native kernel.
 
-    ``weight`` is torch's ``[C_out, C_in, *kernel]``; ``S_out = P - (kernel - 1) dilation``. The backward
-    is made of the same kernel: the input gradient is the conv of the output gradient, padded by
-    ``(kernel - 1) dilation`` on both sides, with the weights flipped and transposed; the weight gradient
-    is one GEMM per offset over the padded grid's rows (:func:`_offset_products`). A backward that must
-    itself be differentiable (``create_graph=True``) or that receives batched gradients recomputes the
-    conv in plain torch ops (:func:`_shifted_conv_of_padded`) and differentiates that. Bilinear in
-    ``padded`` and ``weight``, so the ``jvp`` is the same conv on the tangents.
+    ``image`` is read where it lies, channels innermost or channel-major (an NCHW image's nodes), and the
+    output is written in the same layout; ``weight`` is torch's ``[C_out, C_in, *kernel]``. The backward
+    is made of the same kernel at stride 1: the input gradient is the conv of the output gradient with
+    the flipped, transposed weights, padded by ``(kernel - 1) dilation - padding``; the weight gradient is
+    one GEMM per offset over the padded grid's rows (:func:`_offset_products`). Strided convs send the
+    output gradient back over the reversed grid graph (:func:`dense_conv_transpose`) and contract it with
+    the gathered windows for the weight gradient. A backward that must itself be differentiable
+    (``create_graph=True``) or that receives batched gradients recomputes the conv in plain torch ops
+    (:func:`plain_window_conv`) and differentiates that. Bilinear in ``image`` and ``weight``, so the
+    ``jvp`` is the same conv on the tangents.
     """
 
     @staticmethod
-    def forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...],
-                major: bool) -> Tensor:
-        return _native.dense_forward(padded, weight, bias, dilation, major)     # channel-major if major
+    def forward(image: Tensor, weight: Tensor, bias: Optional[Tensor], geom: ConvGeometry) -> Tensor:
+        return _native.dense_forward(image, weight, bias, geom.out_size, geom.stride,
+                                     tuple(left for left, _ in geom.padding), geom.dilation)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        padded, weight, bias, ctx.dilation, ctx.major = inputs
-        save_bilinear(ctx, padded, weight, bias)
+        image, weight, bias, ctx.geom = inputs
+        save_bilinear(ctx, image, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        padded, weight = ctx.saved_tensors
+        image, weight = ctx.saved_tensors
+        geom = ctx.geom
         need_x, need_weight = ctx.needs_input_grad[:2]
         grad_x = grad_weight = None
         grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1))) if ctx.has_bias and ctx.needs_input_grad[2] \
             else None
         if torch.is_grad_enabled() or plain_ops(grad_out):
-            inputs = [t for t, need in ((padded, need_x), (weight, need_weight)) if need]
+            inputs = [t for t, need in ((image, need_x), (weight, need_weight)) if need]
             with torch.enable_grad():
-                out = _shifted_conv_of_padded(padded, weight, None, ctx.dilation)
+                out = plain_window_conv(image, geom, weight, None, 1).view(grad_out.shape)
                 grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=torch.is_grad_enabled()))
-            return next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None, None
-        nd, kernel = padded.dim() - 2, weight.shape[2:]
-        if need_x:                             # the full conv of the gradient with the flipped, transposed weights
-            reach = [(k - 1) * d for k, d in zip(kernel, ctx.dilation)]
-            grad_padded = F.pad(grad_out, [0, 0] + [p for r in reversed(reach) for p in (r, r)])
-            flipped = weight.flip(tuple(range(2, 2 + nd))).transpose(0, 1)               # [C_in, C_out, *kernel]
-            grad_x = _native.dense_forward(grad_padded, flipped, None, ctx.dilation)    # [B, *P, C_in]
-        if need_weight:
-            grad_weight = _offset_products(padded, grad_out, kernel, ctx.dilation)
-        return grad_x, grad_weight, grad_bias, None, None
+            return next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None
+        b, c_in, c_out = image.size(0), image.size(-1), weight.size(0)
+        strided = any(s > 1 for s in geom.stride)
+        if need_x and strided:                            # messages back along the reversed grid graph
+            grad_x = dense_conv_transpose(grad_out.reshape(b, -1, c_out), geom, weight.transpose(0, 1), None, 1)
+            grad_x = grad_x.view(image.shape)
+        elif need_x:                          # the full conv of the gradient with the flipped, transposed weights
+            pad = [(k - 1) * d - left for k, d, (left, _) in zip(geom.kernel_size, geom.dilation, geom.padding)]
+            grad_x = _native.dense_forward(grad_out, weight, None, geom.in_size, (1,) * geom.ndim, pad,
+                                           geom.dilation, transposed=True, major=is_channel_major(image))
+        if need_weight and strided:                       # dW = g^T [windows]: [C_out, K, C_in]
+            windows = gather_windows(image, geom).reshape(grad_out.numel() // c_out, -1)
+            grad_weight = (grad_out.reshape(-1, c_out).mT @ windows).view(c_out, -1, c_in)
+            grad_weight = grad_weight.transpose(1, 2).reshape(weight.shape)
+        elif need_weight:
+            grad_weight = _offset_products(pad_nodes(image, geom).contiguous(), grad_out, geom.kernel_size,
+                                           geom.dilation)
+        return grad_x, grad_weight, grad_bias, None
 
     @staticmethod
-    def jvp(ctx, padded_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], *_) -> Tensor:
-        padded, weight = ctx.saved_tensors
-        args = (ctx.dilation, ctx.major)
-        terms = [NativeDenseConv.apply(padded_t, weight, None, *args) if padded_t is not None else None,
-                 NativeDenseConv.apply(padded, weight_t, None, *args) if weight_t is not None else None, bias_t]
-        out_size = [p - (k - 1) * d for p, k, d in zip(padded.shape[1:-1], weight.shape[2:], ctx.dilation)]
-        return sum_tangents(terms, (padded.size(0), *out_size, weight.size(0)), padded)
+    def jvp(ctx, image_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
+        image, weight = ctx.saved_tensors
+        terms = [NativeDenseConv.apply(image_t, weight, None, ctx.geom) if image_t is not None else None,
+                 NativeDenseConv.apply(image, weight_t, None, ctx.geom) if weight_t is not None else None, bias_t]
+        return sum_tangents(terms, (image.size(0), *ctx.geom.out_size, weight.size(0)), image)
 
 
 def _offsets_in_rows(size: Tuple[int, ...], kernel: Tuple[int, ...], dilation: Tuple[int, ...]) -> List[int]:
@@ -249,21 +258,26 @@ def _shifted_conv_of_padded(padded: Tensor, weight: Tensor, bias: Optional[Tenso
     return out.view(b, *size, c_out)[(slice(None),) + tuple(slice(0, n) for n in out_size)]
 
 
-def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
-                        native: bool) -> Tensor:
-    """Stride-1 grid conv on the padded grid: ``[B, *S_in, C_in] -> [B, N_out, C_out]``.
-
-    By the native dense kernel if ``native`` (:class:`NativeDenseConv`), else by shifted slice GEMMs.
-    """
+def _shifted_slice_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """Stride-1 grid conv by shifted slice GEMMs on the padded grid: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
     b, c_out, n_out = x.size(0), weight.size(0), math.prod(geom.out_size)
-    padded = pad_nodes(x, geom)                                                  # [B, *P, C_in]
-    if native:                                        # [B, *S_out, C_out], written in x's layout by the kernel
-        out = NativeDenseConv.apply(padded, weight, bias, tuple(geom.dilation), is_channel_major(x))
-        return out.reshape(b, n_out, c_out)                                      # a view in either layout
-    out = _shifted_conv_of_padded(padded, weight, bias, tuple(geom.dilation))    # a cropped view
+    out = _shifted_conv_of_padded(pad_nodes(x, geom), weight, bias, tuple(geom.dilation))   # a cropped view
     # one copy crops and lays the output out as the input (an NCHW image's nodes stay channel-major)
     result = empty_like_layout(x, tuple(out.shape)).copy_(out)                   # [B, *S_out, C_out]
     return result.view(b, n_out, c_out)                                          # a view in either layout
+
+
+def _native_dense_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """Grid conv by the native dense kernel in ``x``'s layout: ``[B, *S_in, C_in] -> [B, N_out, C_out]``.
+
+    The kernel pads with zeros as it reads; the other padding modes are padded first (:func:`pad_nodes`).
+    """
+    if geom.padding_mode != "zeros":                          # the same conv on the padded grid, unpadded
+        x = pad_nodes(x, geom)
+        geom = dataclasses.replace(geom, in_size=tuple(x.shape[1:-1]), padding=((0, 0),) * geom.ndim,
+                                   padding_mode="zeros")
+    out = NativeDenseConv.apply(x, weight, bias, geom)                            # [B, *S_out, C_out]
+    return out.reshape(x.size(0), -1, weight.size(0))                            # a view in either layout
 
 
 def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:
@@ -363,11 +377,10 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
         def reference(x: Tensor, w: Tensor) -> Tensor:                            # [B, *S_out, C], for its backward
             return _gathered_window_conv(x, geom, w, None, groups).view(b, *geom.out_size, c_out)
         return native_grouped_conv(image, geom, weight, bias, reference)
-    if groups == 1 and all(s == 1 for s in geom.stride):
-        native = (geom.num_offsets > 1 and geom.out_size[-1] >= NATIVE_DENSE_MIN_ROW      # (1x1: one GEMM either way)
-                  and _native.dense_applies(image, weight, bias))
-        if native or c_in < SHIFT_MAX_CHANNELS:
-            return _shifted_slice_conv(image, geom, weight, bias, native)
+    if groups == 1 and geom.num_offsets > 1 and _native.dense_applies(image, weight, bias):   # (1x1: one GEMM)
+        return _native_dense_conv(image, geom, weight, bias)
+    if groups == 1 and all(s == 1 for s in geom.stride) and c_in < SHIFT_MAX_CHANNELS:
+        return _shifted_slice_conv(image, geom, weight, bias)
     return _gathered_window_conv(image, geom, weight, bias, groups)
 
 

@@ -6,8 +6,9 @@ so it compiles in seconds). On a complete 1-D/2-D/3-D grid on CPU it runs
 * grid convs with thin groups (``w = C_in / groups = C_out / groups`` of 1, 2, 4, 8 or 16 channels;
   ``w = 1`` is depthwise) in float32 and float64, forward and backward, in one pass over the nodes
   with all kernel offsets at once;
-* dense grid convs (``groups = 1``) at stride 1 in float32 on AVX-512 CPUs, on an already padded input
-  (:func:`dense_forward`; their backward is made of the same kernel, :mod:`gridgnn.nn._dense`).
+* dense grid convs (``groups = 1``, any stride and dilation, zero padding read in place) in float32 on
+  AVX-512 CPUs, from and to either node layout (:func:`dense_forward`; their backward is made of the same
+  kernel, :mod:`gridgnn.nn._dense`).
 
 Where the library is missing (no C compiler at install, a source checkout that was never built)
 the pure-torch kernels run and a one-line warning says so once; ``GRIDGNN_NATIVE=0`` in the
@@ -20,6 +21,7 @@ import contextlib
 import ctypes
 import functools
 import importlib.util
+import math
 import os
 import threading
 import warnings
@@ -38,10 +40,6 @@ GROUP_WIDTHS = (1, 2, 4, 8, 16)
 
 #: whether the dense kernel runs on this CPU: it is written for AVX-512 (its sums fill 24 of 32 vector registers)
 DENSE_ISA = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-#: the dense kernel's channel counts are multiples of this (float32 values a vector)
-DENSE_LANES = 16
-#: output channels one dense work item computes (its weights are packed in blocks of this many)
-DENSE_BLOCK = 64
 
 
 class _Geometry(ctypes.Structure):
@@ -56,8 +54,8 @@ class _DenseGeometry(ctypes.Structure):
     """``dense_geometry`` of ``_native_dense.c``: sizes per axis padded to three (missing leading axes size 1)."""
 
     _fields_ = [("batch", ctypes.c_int64), ("c_in", ctypes.c_int64), ("c_out", ctypes.c_int64)] + [
-        (name, ctypes.c_int64 * 3) for name in ("padded", "out", "kernel", "dilation")] + [
-        ("channels_last", ctypes.c_int64), ("threads", ctypes.c_int64)]
+        (name, ctypes.c_int64 * 3) for name in ("in_", "out", "kernel", "stride", "dilation", "pad")] + [
+        (name, ctypes.c_int64) for name in ("x_major", "y_major", "w_out", "w_in", "w_tap", "threads")]
 
 
 def _switched_off() -> bool:
@@ -201,49 +199,47 @@ def grouped_backward(x: Tensor, weight: Tensor, grad_out: Tensor, geom: ConvGeom
 
 
 def dense_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
-    """Whether the dense kernel takes these tensors: plain CPU float32, channel counts multiples of 16, AVX-512."""
-    return (DENSE_ISA and x.dtype == torch.float32 and weight.size(0) % DENSE_LANES == 0
-            and weight.size(1) % DENSE_LANES == 0 and applies(x, weight, bias))
+    """Whether the dense kernel takes these tensors: plain CPU float32 on an AVX-512 CPU."""
+    return DENSE_ISA and x.dtype == torch.float32 and applies(x, weight, bias)
 
 
 @functools.lru_cache(maxsize=512)
-def _dense_geometry(batch: int, c_in: int, c_out: int, padded: Tuple[int, ...], kernel: Tuple[int, ...],
-                    dilation: Tuple[int, ...], major: bool, threads: int) -> _DenseGeometry:
-    missing = 3 - len(padded)                                                     # leading axes of size 1
-    out = [p - (k - 1) * d for p, k, d in zip(padded, kernel, dilation)]
-    axes = [(1,) * missing + tuple(v) for v in (padded, out, kernel, dilation)]
-    return _DenseGeometry(batch, c_in, c_out, *((ctypes.c_int64 * 3)(*v) for v in axes), 0 if major else 1, threads)
+def _dense_geometry(batch: int, c_in: int, c_out: int, in_size: Tuple[int, ...], out_size: Tuple[int, ...],
+                    kernel: Tuple[int, ...], stride: Tuple[int, ...], dilation: Tuple[int, ...],
+                    pad: Tuple[int, ...], x_major: bool, y_major: bool, transposed: bool,
+                    threads: int) -> _DenseGeometry:
+    missing = 3 - len(in_size)                                                    # leading axes of size 1
+    axes = [(1,) * missing + tuple(v) for v in (in_size, out_size, kernel, stride, dilation)]
+    axes.append((0,) * missing + tuple(pad))
+    taps = math.prod(kernel)
+    # W[o][i][t] of torch's [C_out, C_in, *k], or of its flipped transpose W'[o][i][t] = W[i][o][K - 1 - t]
+    strides = (taps, c_out * taps, -1) if transposed else (c_in * taps, taps, 1)
+    return _DenseGeometry(batch, c_in, c_out, *((ctypes.c_int64 * 3)(*v) for v in axes), int(x_major), int(y_major),
+                          *strides, threads)
 
 
-def pack_dense_weight(weight: Tensor) -> Tensor:
-    """Torch's conv weight ``[C_out, C_in, *kernel]`` as the dense kernel reads it: ``[C_out / 64, K, C_in, 64]``.
+def dense_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_size: Tuple[int, ...],
+                  stride: Tuple[int, ...], pad: Tuple[int, ...], dilation: Tuple[int, ...],
+                  transposed: bool = False, major: Optional[bool] = None) -> Tensor:
+    """``conv(x, weight) + bias`` with zero padding: ``[B, *S_in, C_in] -> [B, *out_size, C_out]``.
 
-    Blocks of :data:`DENSE_BLOCK` output channels, each offset's ``C_in x 64`` rows in a row; zeros pad the
-    last block.
+    ``x`` is read as it lies when contiguous channels innermost or channel-major (an NCHW image's nodes),
+    else copied to the former; the output is written in ``x``'s layout unless ``major`` says which.
+    ``weight`` is torch's ``[C_out, C_in, *kernel]``, or with ``transposed`` the forward weight
+    ``[C_in, C_out, *kernel]`` of the conv whose input gradient this is: the kernel reads it flipped and
+    transposed in place. Source node ``i s + k d - pad`` on every axis; sources outside ``x`` are zeros.
     """
-    c_out, c_in = weight.shape[:2]
-    blocks = -(-c_out // DENSE_BLOCK)
-    w = torch.nn.functional.pad(weight.reshape(c_out, c_in, -1), (0, 0, 0, 0, 0, blocks * DENSE_BLOCK - c_out))
-    return w.view(blocks, DENSE_BLOCK, c_in, -1).permute(0, 3, 2, 1).contiguous()      # [blocks, K, C_in, 64]
-
-
-def dense_forward(padded: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Tuple[int, ...],
-                  major: bool = False) -> Tensor:
-    """``conv(padded, weight) + bias`` at stride 1 with no further padding: ``[B, *P, C_in] -> [B, *S_out, C_out]``.
-
-    ``padded`` holds the padding already (copied to channels innermost if it is not); ``weight`` is torch's
-    ``[C_out, C_in, *kernel]``; ``S_out = P - (kernel - 1) dilation``. The output is contiguous channels
-    innermost, or channel-major with ``major`` (the node view of an NCHW image, written so by the kernel).
-    """
-    padded = padded.contiguous()
-    b, c_out, kernel = padded.size(0), weight.size(0), tuple(weight.shape[2:])
-    g = _dense_geometry(b, padded.size(-1), c_out, tuple(padded.shape[1:-1]), kernel, tuple(dilation), major,
-                        torch.get_num_threads())
-    out_size = tuple(g.out[3 - len(kernel):])
-    out = _empty_nodes(padded, b, out_size, c_out, major)
-    packed = pack_dense_weight(weight)                                            # (held alive across the call)
-    packed_bias = None if bias is None else torch.nn.functional.pad(bias, (0, -c_out % DENSE_BLOCK)).contiguous()
-    if _library().gridgnn_dense_forward_f32(ctypes.byref(g), padded.data_ptr(), packed.data_ptr(),
-                                            None if packed_bias is None else packed_bias.data_ptr(), out.data_ptr()):
+    x, x_major = in_layout(x)
+    weight = weight.contiguous()
+    b, c_in, kernel = x.size(0), x.size(-1), tuple(weight.shape[2:])
+    c_out = weight.size(1) if transposed else weight.size(0)
+    y_major = x_major if major is None else major
+    g = _dense_geometry(b, c_in, c_out, tuple(x.shape[1:-1]), tuple(out_size), kernel, tuple(stride),
+                        tuple(dilation), tuple(pad), x_major, y_major, transposed, torch.get_num_threads())
+    out = _empty_nodes(x, b, tuple(out_size), c_out, y_major)
+    weight_start = weight.data_ptr() + (4 * (math.prod(kernel) - 1) if transposed else 0)   # W' starts at tap K - 1
+    bias = None if bias is None else bias.contiguous()
+    if _library().gridgnn_dense_forward_f32(ctypes.byref(g), x.data_ptr(), weight_start,
+                                            None if bias is None else bias.data_ptr(), out.data_ptr()):
         raise MemoryError("gridgnn's native dense conv could not allocate its buffers")
     return out

@@ -1,28 +1,45 @@
 /*
- * gridgnn's native dense grid conv (groups = 1, stride 1): y = conv(x, W) + b on complete 1-D/2-D/3-D
- * grids (CPU, float32, OpenMP). gridgnn/nn/_native.py calls it only where torch reports AVX-512.
+ * gridgnn's native dense grid conv (groups = 1): y = conv(x, W) + b on complete 1-D/2-D/3-D grids with zero
+ * padding (CPU, float32, OpenMP). gridgnn/nn/_native.py calls it only where torch reports AVX-512.
  *
- * Node-wise, y_i = b + sum_t W_t x_{i + off_t}. The input comes padded, [B][P0][P1][P2][C_in] (channels
- * innermost, the padding already in place), so the source of output node i's message of offset t is
- * the padded node off_t further on and no bound is ever tested. A work item is a tile of RB consecutive
- * output nodes (rows and images run on into each other, so short rows fill whole tiles) and one block
- * of 64 output channels; it holds the tile's RB x 64 sums in registers (24 AVX-512 vectors) while every
- * offset t and input channel c adds x_{i + off_t}[c] (one broadcast) times row c of W_t (4 vectors):
- * RB x 4 FMAs per 4 + RB loads. The threads run the tiles of one block at a time, sharing its weights
- * in cache.
- * Weights come packed [C_out / 64][K][C_in][64] (zeros beyond C_out), the bias as [C_out / 64 * 64]
- * (or NULL); the output is [B][S0][S1][S2][C_out] or, for an NCHW image's nodes, [B][C_out][S0][S1][S2]
- * (each tile's sums stored to their channel planes), C_out a multiple of 16. The backward is made of
- * this same forward (gridgnn/nn/_dense.py).
+ * Node-wise, y_i = b + sum_t W_t x_{src_t(i)}, src_t(i) = i s + k_t d - p on every axis; a source outside
+ * the grid is a zero node. A work item is a tile of RB consecutive output nodes (rows and images run on
+ * into each other, so short rows fill whole tiles) and one block of 64 output channels; it holds the
+ * tile's RB x 64 sums in registers (24 AVX-512 vectors) while every offset t and input channel c adds
+ * x_{src_t(i)}[c] (one broadcast) times row c of W_t (4 vectors): RB x 4 FMAs per 4 + RB loads. Each tile
+ * points every (node, offset) pair at its source node, or at a zero node, once per offset, so no bound is
+ * tested in the channel loop and no padded copy of the input is made. The threads run the tiles of one
+ * block at a time, sharing its weights in cache.
+ *
+ * Layouts: the input is [B][S0][S1][S2][C_in] (channels innermost) or [B][C_in][S0][S1][S2] (an NCHW
+ * image's nodes), read in place either way (channel-major with a channel stride of S0 S1 S2: a transposed
+ * copy would cost a pass over memory, more than the strided reads); the output likewise, in either. A
+ * channel-major output is staged: each thread's tiles of 96 consecutive nodes land channels innermost in
+ * a buffer that stays in cache, then go out as 16 x 16 register transposes, 16 nodes of a channel a
+ * store.
+ *
+ * The weight W[o][i][t] is read through element strides (torch's [C_out][C_in][K], or its flipped
+ * transpose for the input gradient, with no copy) and packed by the threads, one block of 64 output
+ * channels at a time, into [K][C_in][64] (zeros beyond C_out) just before its tiles run, so the tiles read
+ * it from cache. The backward is made of this same forward (gridgnn/nn/_dense.py).
  *
  * Loaded by ctypes (gridgnn/nn/_native.py), beside the kernel of _native_grouped.c.
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include "_native_transpose.h"
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+#endif
 
-#define LANES 16  /* floats a vector */
-#define NV 4      /* vectors of output channels a tile: a block of 64 channels */
-#define RB 6      /* output nodes a tile */
+#define LANES 16             /* floats a vector */
+#define NV 4                 /* vectors of output channels a tile */
+#define BLOCK (NV * LANES)   /* output channels a tile: 64 */
+#define RB 6                 /* output nodes a tile */
+#define STAGED (16 * RB)     /* output nodes a thread stages for a channel-major output: 16 tiles */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define CLONES __attribute__((target_clones("avx512f", "default")))
@@ -31,17 +48,37 @@
 #endif
 
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+typedef vec vec_f32;                                                                      /* aligned */
+typedef float uvec __attribute__((vector_size(LANES * sizeof(float)), aligned(sizeof(float))));  /* unaligned */
+DEFINE_TRANSPOSE(float, f32, int32_t)
 
 /* The geometry of one call, in the order gridgnn/nn/_native.py fills it. Missing axes have size 1. */
 typedef struct {
     int64_t batch, c_in, c_out;
-    int64_t padded[3], out[3], kernel[3], dilation[3];
-    int64_t channels_last; /* the output: 1: [B, *S, C_out] contiguous; 0: [B, C_out, *S] contiguous */
+    int64_t in[3], out[3], kernel[3], stride[3], dilation[3], pad[3]; /* pad: zeros before the first node */
+    int64_t x_major, y_major;  /* 1: channel-major [B, C, *S]; 0: channels innermost [B, *S, C] */
+    int64_t w_out, w_in, w_tap; /* element strides of W[o][i][t] from the weight pointer (any sign) */
     int64_t threads;
 } dense_geometry;
 
-/* N output nodes (N a constant in each expansion, so the sums stay in registers): out[r][0 : 16 vectors)
-   = bias + sum_t sum_c src[r][off_t + c] w_t[c], src[r] the padded input at node r's window corner. */
+/* Output node p's source of each offset: its image's input plus the node's first corner, per axis. */
+typedef struct {
+    const float *image;
+    int64_t corner[3];
+} node_origin;
+
+/* Where a tile's node (origin o) reads the offset whose k_t d per axis is reach, or the zero node. */
+static inline __attribute__((always_inline)) const float *source(const dense_geometry *g, const node_origin *o,
+                                                                 const int64_t *reach, int64_t node_stride,
+                                                                 const float *zeros) {
+    const int64_t a = o->corner[0] + reach[0], b = o->corner[1] + reach[1], c = o->corner[2] + reach[2];
+    if ((uint64_t)a >= (uint64_t)g->in[0] || (uint64_t)b >= (uint64_t)g->in[1] || (uint64_t)c >= (uint64_t)g->in[2])
+        return zeros;
+    return o->image + ((a * g->in[1] + b) * g->in[2] + c) * node_stride;
+}
+
+/* N output nodes (N a constant in each expansion, so the sums stay in registers): out[r][0 : width) =
+   bias + sum_t sum_c src_t[r][c cs] w_t[c], stored channels innermost. */
 #define TILE(N)                                                                                             \
     {                                                                                                       \
         vec acc[N][NV];                                                                                     \
@@ -49,31 +86,29 @@ typedef struct {
             _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[r][j] = bias[j];                       \
         for (int64_t t = 0; t < taps; t++) {                                                                \
             const float *s[N];                                                                              \
-            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) s[r] = src[r] + offsets[t];                 \
+            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                             \
+                s[r] = source(g, origins + r, reach + 3 * t, node_stride, zeros);                           \
             const vec *wt = w + t * c_in * NV;                                                              \
             for (int64_t c = 0; c < c_in; c++) {                                                            \
                 vec wc[NV];                                                                                 \
                 _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) wc[j] = wt[c * NV + j];                \
                 _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) {                                       \
-                    const float xv = s[r][c];                                                               \
+                    const float xv = s[r][c * cs];                                                          \
                     _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[r][j] += xv * wc[j];           \
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
-        if (channel_stride == 1)                                                                            \
-            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                             \
-                for (int64_t j = 0; j < vectors; j++)                                                       \
-                    __builtin_memcpy(dst[r] + j * LANES, &acc[r][j], sizeof(vec));                          \
-        else                                          /* channel-major output: each value to its plane */   \
-            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                             \
-                for (int64_t j = 0; j < vectors; j++)                                                       \
-                    for (int l = 0; l < LANES; l++) dst[r][(j * LANES + l) * channel_stride] = acc[r][j][l];\
+        _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) {                                             \
+            if (width == BLOCK) memcpy(dst[r], acc[r], sizeof(acc[r]));                                     \
+            else memcpy(dst[r], acc[r], width * sizeof(float));                                            \
+        }                                                                                                   \
     }
 
-static inline __attribute__((always_inline)) void tile(const float *const *src, int64_t c_in,
-                                                       const int64_t *offsets, int64_t taps, const vec *w,
-                                                       const vec *bias, float *const *dst,
-                                                       int64_t channel_stride, int64_t vectors, int64_t n) {
+static inline __attribute__((always_inline)) void tile(const dense_geometry *g, const node_origin *origins,
+                                                       const int64_t *reach, int64_t taps, int64_t c_in,
+                                                       int64_t cs, int64_t node_stride, const float *zeros,
+                                                       const vec *w, const vec *bias, float *const *dst,
+                                                       int64_t width, int64_t n) {
     switch (n) {
     case 6: TILE(6) break;
     case 5: TILE(5) break;
@@ -84,42 +119,131 @@ static inline __attribute__((always_inline)) void tile(const float *const *src, 
     }
 }
 
-/* y = conv(x, w) + bias, as the header says. 0 on success, 1 when out of memory. */
+/* A thread's staged sums (n nodes from output node `first`, [n][64] channels innermost, width of them real)
+   to the channel-major output [B][C_out][P] at channel c0: 16 x 16 register transposes where 16 nodes of
+   one image and 16 channels are there, single values elsewhere. */
+CLONES static void unstage(const float *stage, int64_t first, int64_t n, int64_t width, float *y, int64_t c_out,
+                           int64_t pixels, int64_t c0) {
+    for (int64_t p = first, m; p < first + n; p += m) {
+        const int64_t b = p / pixels, q = p % pixels, rest = first + n - p;
+        const float *src = stage + (p - first) * BLOCK;
+        float *dst = y + (b * c_out + c0) * pixels + q;              /* + c * pixels + node */
+        m = pixels - q < 16 ? pixels - q : 16;
+        m = rest < m ? rest : m;
+        int64_t c = 0;
+#ifdef TRANSPOSE_IN_REGISTERS
+        if (m == 16)
+            for (; c + 16 <= width; c += 16) {
+                vec r[16];
+                for (int64_t i = 0; i < 16; i++) r[i] = *(const vec *)(src + i * BLOCK + c);
+                transpose_f32(r);
+                for (int64_t i = 0; i < 16; i++) *(uvec *)(dst + (c + i) * pixels) = r[i];
+            }
+#endif
+        for (; c < width; c++)
+            for (int64_t i = 0; i < m; i++) dst[c * pixels + i] = src[i * BLOCK + c];
+    }
+}
+
+/* Block `block` of the weight W[o][i][t] (strides in g) into [K][C_in][64] (its 64 output channels, zeros
+   beyond C_out); the threads share the work. Torch's layout, where each W[o] is one run of C_in K values,
+   goes by 16 x 16 register transposes (16 output channels by 16 (i, t) pairs); others (the flipped
+   transpose) value by value, each input channel's row read once. Runs inside the parallel region (its
+   omp for ends in a barrier). */
+CLONES static void pack_weight(const dense_geometry *g, const float *w, float *packed, int64_t block,
+                               int64_t taps) {
+    const int64_t c_in = g->c_in, run = c_in * taps;
+#ifdef TRANSPOSE_IN_REGISTERS
+    if (g->w_tap == 1 && g->w_in == taps) {
+        const int64_t spans = (run + 15) / 16;
+        _Pragma("omp for schedule(static)")
+        for (int64_t u = 0; u < NV * spans; u++) {
+            const int64_t o0 = u / spans * LANES, j0 = u % spans * 16;
+            const int64_t first = block * BLOCK + o0, m = run - j0 < 16 ? run - j0 : 16;
+            float *panel = packed + o0;                                        /* + (t * C_in + i) * 64 + o */
+            vec r[16];
+            for (int64_t o = 0; o < 16; o++) {
+                const float *src = w + (first + o) * g->w_out + j0;
+                r[o] = (vec){0};
+                if (first + o < g->c_out && m == 16) r[o] = *(const uvec *)src;
+                else if (first + o < g->c_out)
+                    for (int64_t k = 0; k < m; k++) r[o][k] = src[k];
+            }
+            transpose_f32(r);                                 /* r[k]: the 16 channels' values of pair j0 + k */
+            for (int64_t k = 0; k < m; k++) {
+                const int64_t i = (j0 + k) / taps, t = (j0 + k) % taps;
+                *(vec *)(panel + (t * c_in + i) * BLOCK) = r[k];
+            }
+        }
+        return;
+    }
+#endif
+    _Pragma("omp for schedule(static)")
+    for (int64_t i = 0; i < c_in; i++) {
+        float *dst = packed + i * BLOCK;                                       /* + t * c_in * BLOCK + o */
+        for (int64_t o = 0; o < BLOCK; o++) {
+            const int64_t oc = block * BLOCK + o;
+            const float *src = w + oc * g->w_out + i * g->w_in;
+            for (int64_t t = 0; t < taps; t++) dst[t * c_in * BLOCK + o] = oc < g->c_out ? src[t * g->w_tap] : 0.0f;
+        }
+    }
+}
+
+/* y = conv(x, w) + bias, as the header says (bias may be NULL). 0 on success, 1 when out of memory. */
 CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, const float *w, const float *bias,
                                      float *y) {
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2], c_in = g->c_in, c_out = g->c_out;
-    const int64_t blocks = (c_out + NV * LANES - 1) / (NV * LANES);
-    int64_t *offsets = malloc(sizeof(int64_t) * taps);  /* of every kernel offset's source, row-major */
-    if (!offsets) return 1;
-    int64_t k = 0;
-    for (int64_t a = 0; a < g->kernel[0]; a++)
-        for (int64_t b = 0; b < g->kernel[1]; b++)
-            for (int64_t e = 0; e < g->kernel[2]; e++)
-                offsets[k++] = ((a * g->dilation[0] * g->padded[1] + b * g->dilation[1]) * g->padded[2]
-                                + e * g->dilation[2]) * c_in;
-    const vec zeros[NV] = {{0}};
-    const int64_t pixels = g->out[0] * g->out[1] * g->out[2], nodes = g->batch * pixels;
-    const int64_t tiles = (nodes + RB - 1) / RB;
+    const int64_t blocks = (c_out + BLOCK - 1) / BLOCK;
+    const int64_t pixels_in = g->in[0] * g->in[1] * g->in[2], pixels = g->out[0] * g->out[1] * g->out[2];
+    const int64_t cs = g->x_major ? pixels_in : 1, node_stride = g->x_major ? 1 : c_in;
+    float *packed = aligned_alloc(64, sizeof(float) * taps * c_in * BLOCK);       /* one block's weights */
+    float *packed_bias = aligned_alloc(64, sizeof(float) * blocks * BLOCK);
+    float *zeros = calloc((c_in - 1) * cs + 1, sizeof(float)); /* the zero node, read with the channel stride */
+    int64_t *reach = malloc(sizeof(int64_t) * 3 * taps);       /* k_t d per axis, offsets row-major */
+    float *stages = g->y_major ? aligned_alloc(64, sizeof(float) * g->threads * STAGED * BLOCK) : NULL;
+    if (!packed || !packed_bias || !zeros || !reach || (g->y_major && !stages)) {
+        free(packed), free(packed_bias), free(zeros), free(reach), free(stages);
+        return 1;
+    }
+    for (int64_t t = 0; t < taps; t++) {
+        const int64_t k[3] = {t / (g->kernel[1] * g->kernel[2]), t / g->kernel[2] % g->kernel[1], t % g->kernel[2]};
+        for (int d = 0; d < 3; d++) reach[3 * t + d] = k[d] * g->dilation[d];
+    }
+    for (int64_t o = 0; o < blocks * BLOCK; o++) packed_bias[o] = bias && o < c_out ? bias[o] : 0.0f;
+    /* a thread's work items: chunks of tiles, STAGED nodes for a channel-major output (fewer where that leaves
+       under 4 a thread), else one tile */
+    const int64_t nodes = g->batch * pixels;
+    int64_t staged = g->y_major ? STAGED : RB;
+    while (staged > RB && (nodes + staged - 1) / staged < 4 * g->threads) staged -= RB;
+    const int64_t chunks = (nodes + staged - 1) / staged;
     _Pragma("omp parallel num_threads(g->threads)")
-    for (int64_t block = 0; block < blocks; block++) {      /* the threads share a block's weights in cache */
-        const vec *wb = (const vec *)w + block * taps * c_in * NV;
-        const vec *bb = bias ? (const vec *)bias + block * NV : zeros;
-        const int64_t left = c_out / LANES - block * NV, vectors = left < NV ? left : NV;
-        _Pragma("omp for schedule(static)")
-        for (int64_t i = 0; i < tiles; i++) {                /* RB consecutive output nodes, across rows too */
-            const int64_t first = i * RB, n = nodes - first < RB ? nodes - first : RB;
-            const float *src[RB];
-            float *dst[RB];                                  /* where node r's channel block * 64 goes */
-            for (int64_t r = 0; r < n; r++) {
-                const int64_t p = first + r, b = p / pixels, q = p % pixels;
-                const int64_t z = q / (g->out[1] * g->out[2]), yy = q / g->out[2] % g->out[1], xx = q % g->out[2];
-                src[r] = x + (((b * g->padded[0] + z) * g->padded[1] + yy) * g->padded[2] + xx) * c_in;
-                dst[r] = g->channels_last ? y + p * c_out + block * NV * LANES
-                                          : y + (b * c_out + block * NV * LANES) * pixels + q;
+    {
+        float *stage = g->y_major ? stages + omp_get_thread_num() * STAGED * BLOCK : NULL;
+        for (int64_t block = 0; block < blocks; block++) {      /* the threads share a block's weights in cache */
+            pack_weight(g, w, packed, block, taps);              /* (each omp for ends in a barrier) */
+            const vec *wb = (const vec *)packed;
+            const vec *bb = (const vec *)packed_bias + block * NV;
+            const int64_t left = c_out - block * BLOCK, width = left < BLOCK ? left : BLOCK;
+            _Pragma("omp for schedule(static)")
+            for (int64_t chunk = 0; chunk < chunks; chunk++) {
+                const int64_t start = chunk * staged, end = nodes - start < staged ? nodes : start + staged;
+                for (int64_t first = start; first < end; first += RB) {  /* RB consecutive nodes, across rows */
+                    const int64_t n = end - first < RB ? end - first : RB;
+                    node_origin origins[RB];
+                    float *dst[RB];                          /* where node r's channel block goes */
+                    for (int64_t r = 0; r < n; r++) {
+                        const int64_t p = first + r, b = p / pixels, q = p % pixels;
+                        const int64_t at[3] = {q / (g->out[1] * g->out[2]), q / g->out[2] % g->out[1], q % g->out[2]};
+                        origins[r].image = x + b * pixels_in * c_in;
+                        for (int d = 0; d < 3; d++) origins[r].corner[d] = at[d] * g->stride[d] - g->pad[d];
+                        dst[r] = stage ? stage + (p - start) * BLOCK : y + p * c_out + block * BLOCK;
+                    }
+                    tile(g, origins, reach, taps, c_in, cs, node_stride, zeros, wb, bb, dst, width, n);
+                }
+                if (stage) unstage(stage, start, end - start, width, y, c_out, pixels, block * BLOCK);
             }
-            tile(src, c_in, offsets, taps, wb, bb, dst, g->channels_last ? 1 : pixels, vectors, n);
         }
     }
-    free(offsets);
+    free(packed), free(packed_bias), free(zeros), free(reach), free(stages);
     return 0;
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "_native_transpose.h"
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -105,10 +106,6 @@ static int64_t full_run(const dw_geometry *g, int64_t x, int reading, int64_t en
 }
 
 
-#if defined(__GNUC__) && !defined(__clang__)
-#define TRANSPOSE_IN_REGISTERS 1   /* GCC's __builtin_shuffle; other compilers copy element by element */
-#endif
-
 #ifdef TRANSPOSE_IN_REGISTERS
 #define PERMUTE(v, m) __builtin_shuffle(v, m)
 #else
@@ -116,30 +113,6 @@ static int64_t full_run(const dw_geometry *g, int64_t x, int reading, int64_t en
 #endif
 
 #ifdef TRANSPOSE_IN_REGISTERS
-/* Channel-major tiles of CB nodes: CB rows (one a channel) in, CB node vectors out, and back. */
-#define DEFINE_TRANSPOSE(T, SUFFIX, I)                                                                      \
-/* r[i][k] <- r[k][i] for a CB x CB tile: log2(CB) stages of two-vector shuffles swapping (i, k) and        \
-   (i ^ s, k ^ s) where bit s of i is clear and that of k is set. */                                       \
-static inline void transpose_##SUFFIX(vec_##SUFFIX r[CB]) {                                                 \
-    typedef I mask __attribute__((vector_size(CB * sizeof(T))));                                           \
-    static const mask low[4] = {                                                                           \
-        {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},                                           \
-        {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},                                         \
-        {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},                                         \
-        {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};                                       \
-    static const mask high[4] = {                                                                          \
-        {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},                                     \
-        {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},                                       \
-        {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},                                       \
-        {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};                                       \
-    for (int stage = 0, s = CB / 2; s > 0; stage++, s /= 2)                                                \
-        for (int i = 0; i < CB; i++)                                                                        \
-            if (!(i & s)) {                                                                                 \
-                const vec_##SUFFIX a = r[i], b = r[i + s];                                                  \
-                r[i] = __builtin_shuffle(a, b, low[stage]);                                                 \
-                r[i + s] = __builtin_shuffle(a, b, high[stage]);                                            \
-            }                                                                                               \
-}
 #define TRANSPOSING_LOAD(SUFFIX)                                                                            \
     if (node_stride == 1)                                                                                   \
         for (; p + CB <= n; p += CB) {                                                                      \
@@ -160,7 +133,6 @@ static inline void transpose_##SUFFIX(vec_##SUFFIX r[CB]) {                     
 #else
 #define TRANSPOSING_LOAD(SUFFIX)
 #define TRANSPOSING_STORE(SUFFIX)
-#define DEFINE_TRANSPOSE(T, SUFFIX, I)
 #endif
 
 #define DEFINE_DIRECT(T, SUFFIX)                                                                              \

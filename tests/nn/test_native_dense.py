@@ -1,4 +1,4 @@
-"""The native dense kernel (stride-1 convs with ``groups = 1``): torch's values and gradients, and where it runs.
+"""The native dense kernel (convs with ``groups = 1``): torch's values and gradients, and where it runs.
 
 It runs only on AVX-512 CPUs (:data:`gridgnn.nn._native.DENSE_ISA`); the library's generic build computes the
 same sums anywhere, so these tests switch it on on every x86 host to check it.
@@ -28,9 +28,9 @@ def dense_calls(monkeypatch):
     calls = []
     original = _native.dense_forward
 
-    def spy(padded, weight, *args):
-        calls.append(tuple(weight.shape[:2]))
-        return original(padded, weight, *args)
+    def spy(x, weight, *args, **kwargs):
+        calls.append((*weight.shape[:2], kwargs.get("transposed", False)))     # (C_out, C_in, input gradient)
+        return original(x, weight, *args, **kwargs)
     monkeypatch.setattr(_native, "dense_forward", spy)
     return calls
 
@@ -67,14 +67,15 @@ def _assert_twin_equals_torch(conv, x):
 def test_dense_kernel_equals_torch(nd, c_in, c_out, k, padding, dilation, mode, layout, dense_calls):
     """Stride-1 convs on 1-3 grid axes, every padding mode, both layouts, one or two 64-channel output blocks.
 
-    Forward and backward run the kernel: the output, then the input gradient (the flipped, transposed conv).
+    Forward and backward run the kernel: the output, then the input gradient (the flipped, transposed conv of
+    the output gradient, reading the forward's weight in place).
     """
     conv = TORCH_CONVS[nd](c_in, c_out, k, 1, padding, dilation, padding_mode=mode)
     x = torch.randn(2, c_in, *{1: (25,), 2: (9, 25), 3: (6, 6, 22)}[nd])         # output rows of 16 nodes or more
     if layout == "channels_last":
         x = x.contiguous(memory_format=CHANNELS_LAST[nd])
     _assert_twin_equals_torch(conv, x)
-    assert dense_calls == [(c_out, c_in), (c_in, c_out)]
+    assert dense_calls == [(c_out, c_in, False), (c_out, c_in, True)]
 
 
 @given(nd=st.integers(1, 3), c_in=st.sampled_from([16, 32, 64]), c_out=st.sampled_from([16, 32, 96, 144]),
@@ -107,23 +108,32 @@ def test_message_passing_layer_on_the_grid_graph_runs_it(dense_calls):
     x = torch.randn(2, 32, 6, 20)
     y = gg.to_image(GridConv.from_conv(conv)(gg.to_nodes(x), graph), graph.out_size)
     _assert_close(y, conv(x))
-    assert dense_calls == [(32, 32)]
+    assert dense_calls == [(32, 32, False)]
 
 
-@pytest.mark.parametrize("c_in, c_out, stride, groups, dtype", [
-    (20, 32, 1, 1, torch.float32), (32, 40, 1, 1, torch.float32), (32, 32, 2, 1, torch.float32),
-    (32, 32, 1, 2, torch.float32), (32, 32, 1, 1, torch.float64)])
-def test_other_convs_keep_the_torch_paths(c_in, c_out, stride, groups, dtype, dense_calls):
-    """Channel counts not multiples of 16, strides, groups and float64 run the GEMM paths, exactly as before."""
-    conv = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, groups=groups).to(dtype)
-    _assert_twin_equals_torch(conv, torch.randn(2, c_in, 6, 20, dtype=dtype))
-    assert dense_calls == []
+@pytest.mark.parametrize("nd, c_in, c_out, k, stride, padding, mode, layout", [
+    cfg for cfg in itertools.product([1, 2, 3], [3, 16], [16, 40, 80], [2, 3], [2, 3], [0, 1], ["zeros", "reflect"],
+                                     ["nchw", "channels_last"])
+    if not (cfg[0] == 1 and cfg[-1] == "channels_last") and not (cfg[5] == 0 and cfg[6] != "zeros")])
+def test_strided_convs_and_any_channel_count(nd, c_in, c_out, k, stride, padding, mode, layout, dense_calls):
+    """Strided convs, channel counts that are not multiples of 16 (e.g. an RGB stem), a partial 64-channel block.
+
+    The forward runs the kernel; the input gradient goes back along the reversed grid graph (one GEMM and
+    box scatters), the weight gradient contracts it with the gathered windows.
+    """
+    conv = TORCH_CONVS[nd](c_in, c_out, k, stride, padding, padding_mode=mode)
+    x = torch.randn(2, c_in, *{1: (13,), 2: (7, 12), 3: (5, 6, 7)}[nd])
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CHANNELS_LAST[nd])
+    _assert_twin_equals_torch(conv, x)
+    assert dense_calls == [(c_out, c_in, False)]
 
 
-def test_short_rows_keep_the_gemm_paths(dense_calls):
-    """Output rows under ``NATIVE_DENSE_MIN_ROW`` nodes (e.g. 14x14, 7x7 stages) run the GEMM paths."""
-    for c in (64, 256):                                            # shifted slices, gathered windows
-        _assert_twin_equals_torch(torch.nn.Conv2d(c, c, 3, padding=1), torch.randn(2, c, 20, 15))
+@pytest.mark.parametrize("groups, dtype", [(2, torch.float32), (1, torch.float64)])
+def test_other_convs_keep_the_torch_paths(groups, dtype, dense_calls):
+    """Grouped convs and float64 run the GEMM paths, exactly as before."""
+    conv = torch.nn.Conv2d(32, 32, 3, 1, 1, groups=groups).to(dtype)
+    _assert_twin_equals_torch(conv, torch.randn(2, 32, 6, 20, dtype=dtype))
     assert dense_calls == []
 
 
@@ -170,7 +180,7 @@ def test_forward_mode_gradient_equals_torch(dense_calls):
         with fwAD.dual_level():
             tangents.append(fwAD.unpack_dual(module(fwAD.make_dual(x, x_t))).tangent)
     _assert_close(tangents[1], tangents[0])
-    assert (16, 32) in dense_calls
+    assert (16, 32, False) in dense_calls
 
 
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")])
@@ -200,28 +210,34 @@ def test_thread_counts_agree(dense_calls):
     _assert_close(outputs[0], conv(x))
 
 
-def test_weight_packing_blocks_of_64_output_channels():
-    """``[C_out, C_in, *k] -> [C_out / 64, K, C_in, 64]``, zeros beyond ``C_out``: read back by indexing."""
-    weight = torch.randn(80, 16, 3, 2)
-    packed = _native.pack_dense_weight(weight)
-    assert packed.shape == (2, 6, 16, 64) and packed.is_contiguous()
-    flat = weight.flatten(2)                                                      # [C_out, C_in, K]
-    for o, c, t in [(0, 0, 0), (63, 15, 5), (64, 3, 2), (79, 7, 4)]:
-        assert packed[o // 64, t, c, o % 64] == flat[o, c, t]
-    assert not packed[1, :, :, 16:].any()
+@pytest.mark.parametrize("major", [False, True, None])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_kernel_reads_either_layout_in_place_and_writes_either(layout, major):
+    """:func:`dense_forward` reads nodes channel-major or channels innermost as they lie, others copied.
 
-
-@pytest.mark.parametrize("major", [False, True])
-def test_kernel_reads_any_padded_input_and_writes_either_layout(major):
-    """:func:`dense_forward` reads any padded input and writes its output in either layout.
-
-    A non-contiguous input is copied (channels innermost) first; the output is channels innermost or, with
-    ``major``, channel-major (an NCHW image's nodes).
+    Zero padding is read, not copied; the output is written in the input's layout (``major=None``) or the
+    one asked for.
     """
-    x = torch.randn(2, 16, 9, 10)
+    image = torch.randn(2, 16, 9, 10)
     weight, bias = torch.randn(80, 16, 3, 3), torch.randn(80)
-    padded = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)                          # [B, H+2, W+2, C], strided
-    out = _native.dense_forward(padded, weight, bias, (1, 1), major)              # [B, H, W, C_out]
-    assert out.shape == (2, 9, 10, 80)
-    assert out.movedim(-1, 1).is_contiguous() if major else out.is_contiguous()
-    _assert_close(out.permute(0, 3, 1, 2), F.conv2d(x, weight, bias, padding=1))
+    x = {"nchw": image, "channels_last": image.contiguous(memory_format=torch.channels_last),
+         "strided": image[..., ::2]}[layout].permute(0, 2, 3, 1)                 # [B, H, W, C] nodes
+    size = tuple(x.shape[1:3])
+    out = _native.dense_forward(x, weight, bias, size, (1, 1), (1, 1), (1, 1), major=major)   # [B, H, W, C_out]
+    assert out.shape == (2, *size, 80)
+    channel_major = layout == "nchw" if major is None else major
+    assert out.movedim(-1, 1).is_contiguous() if channel_major else out.is_contiguous()
+    _assert_close(out.permute(0, 3, 1, 2), F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=1))
+
+
+@pytest.mark.parametrize("pad", [0, 2, 3])
+def test_transposed_reads_the_weight_flipped_and_transposed(pad):
+    """``transposed=True`` convolves with the flipped, transposed weight, read in place (the input gradient).
+
+    Padding beyond the kernel's reach (3 > 2) gives output nodes with no source at all: zeros.
+    """
+    weight = torch.randn(48, 16, 3, 3)
+    grad = torch.randn(2, 48, 7, 9)
+    size = (7 - 2 + 2 * pad, 9 - 2 + 2 * pad)
+    got = _native.dense_forward(grad.movedim(1, -1), weight, None, size, (1, 1), (pad, pad), (1, 1), transposed=True)
+    _assert_close(got.movedim(-1, 1), F.conv2d(grad, weight.flip(2, 3).transpose(0, 1), padding=pad))
