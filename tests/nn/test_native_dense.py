@@ -60,7 +60,7 @@ def _assert_twin_equals_torch(conv, x):
 
 
 @pytest.mark.parametrize("nd, c_in, c_out, k, padding, dilation, mode, layout", [
-    cfg for cfg in itertools.product([1, 2, 3], [16, 48], [16, 80], [2, 3, 5], [0, "same"], [1, 2],
+    cfg for cfg in itertools.product([1, 2, 3], [16, 48], [40, 80], [2, 3, 5], [0, "same"], [1, 2],
                                      ["zeros", "reflect", "circular"], ["nchw", "channels_last"])
     if not (cfg[0] == 1 and cfg[-1] == "channels_last") and not (cfg[4] == 0 and cfg[6] != "zeros")
     and not (cfg[0] == 3 and cfg[3] == 5)])
@@ -78,7 +78,7 @@ def test_dense_kernel_equals_torch(nd, c_in, c_out, k, padding, dilation, mode, 
     assert dense_calls == [(c_out, c_in, False), (c_out, c_in, True)]
 
 
-@given(nd=st.integers(1, 3), c_in=st.sampled_from([16, 32, 64]), c_out=st.sampled_from([16, 32, 96, 144]),
+@given(nd=st.integers(1, 3), c_in=st.sampled_from([3, 16, 32, 64]), c_out=st.sampled_from([40, 96, 144]),
        batch=st.integers(2, 3), k=st.integers(1, 4), dilation=st.integers(1, 2), padding=st.integers(0, 3),
        extra=st.lists(st.integers(0, 9), min_size=3, max_size=3), last=st.booleans())
 def test_dense_kernel_random_configurations(nd, c_in, c_out, batch, k, dilation, padding, extra, last):
@@ -103,16 +103,16 @@ def test_message_passing_layer_on_the_grid_graph_runs_it(dense_calls):
     """``GridConv`` on a complete grid's graph takes the same dense path."""
     import gridgnn as gg
 
-    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    conv = torch.nn.Conv2d(32, 48, 3, padding=1)
     graph = gg.graph_for(conv, (6, 20))
     x = torch.randn(2, 32, 6, 20)
     y = gg.to_image(GridConv.from_conv(conv)(gg.to_nodes(x), graph), graph.out_size)
     _assert_close(y, conv(x))
-    assert dense_calls == [(32, 32, False)]
+    assert dense_calls == [(48, 32, False)]
 
 
 @pytest.mark.parametrize("nd, c_in, c_out, k, stride, padding, mode, layout", [
-    cfg for cfg in itertools.product([1, 2, 3], [3, 16], [16, 40, 80], [2, 3], [2, 3], [0, 1], ["zeros", "reflect"],
+    cfg for cfg in itertools.product([1, 2, 3], [3, 16], [40, 80], [2, 3], [2, 3], [0, 1], ["zeros", "reflect"],
                                      ["nchw", "channels_last"])
     if not (cfg[0] == 1 and cfg[-1] == "channels_last") and not (cfg[5] == 0 and cfg[6] != "zeros")])
 def test_strided_convs_and_any_channel_count(nd, c_in, c_out, k, stride, padding, mode, layout, dense_calls):
@@ -129,10 +129,11 @@ def test_strided_convs_and_any_channel_count(nd, c_in, c_out, k, stride, padding
     assert dense_calls == [(c_out, c_in, False)]
 
 
-@pytest.mark.parametrize("groups, dtype", [(2, torch.float32), (1, torch.float64)])
-def test_other_convs_keep_the_torch_paths(groups, dtype, dense_calls):
-    """Grouped convs and float64 run the GEMM paths, exactly as before."""
-    conv = torch.nn.Conv2d(32, 32, 3, 1, 1, groups=groups).to(dtype)
+@pytest.mark.parametrize("c_out, groups, dtype", [(48, 2, torch.float32), (48, 1, torch.float64),
+                                                  (32, 1, torch.float32)])
+def test_other_convs_keep_the_torch_paths(c_out, groups, dtype, dense_calls):
+    """Grouped convs, float64 and 32 or fewer output channels (mostly padding in a tile's 64) run the GEMM paths."""
+    conv = torch.nn.Conv2d(32, c_out, 3, 1, 1, groups=groups).to(dtype)
     _assert_twin_equals_torch(conv, torch.randn(2, 32, 6, 20, dtype=dtype))
     assert dense_calls == []
 
@@ -152,10 +153,10 @@ def test_off_avx512_or_switched_off_the_gemm_path_runs(monkeypatch):
 
 def test_double_backward_and_batched_gradients_recompute_in_torch_ops(dense_calls):
     """``create_graph=True`` and ``is_grads_batched`` differentiate the plain-ops conv: torch's second order."""
-    conv = torch.nn.Conv2d(16, 32, 3, padding=1, padding_mode="reflect")
+    conv = torch.nn.Conv2d(16, 48, 3, padding=1, padding_mode="reflect")
     layer = GridConv2d.from_conv(conv)
     x = torch.randn(2, 16, 5, 18)
-    grad = torch.randn(2, 32, 5, 18)
+    grad = torch.randn(2, 48, 5, 18)
     results = []
     for module in (conv, layer):
         xi = x.clone().requires_grad_()
@@ -172,7 +173,7 @@ def test_forward_mode_gradient_equals_torch(dense_calls):
     """The ``jvp`` (forward-mode AD, dual tensors): the kernel on the tangents, as torch's conv."""
     import torch.autograd.forward_ad as fwAD
 
-    conv = torch.nn.Conv2d(32, 16, 3, padding=1)
+    conv = torch.nn.Conv2d(32, 48, 3, padding=1)
     layer = GridConv2d.from_conv(conv)
     x, x_t = torch.randn(2, 32, 4, 18), torch.randn(2, 32, 4, 18)
     tangents = []
@@ -180,12 +181,12 @@ def test_forward_mode_gradient_equals_torch(dense_calls):
         with fwAD.dual_level():
             tangents.append(fwAD.unpack_dual(module(fwAD.make_dual(x, x_t))).tangent)
     _assert_close(tangents[1], tangents[0])
-    assert (16, 32, False) in dense_calls
+    assert (48, 32, False) in dense_calls
 
 
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")])
 def test_inf_and_nan_reach_what_torch_reaches(bad, dense_calls):
-    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    conv = torch.nn.Conv2d(16, 48, 3, padding=1)
     x = torch.randn(2, 16, 5, 17)
     x[0, 3, 2, 5] = bad
     y = GridConv2d.from_conv(conv)(x)
