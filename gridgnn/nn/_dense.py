@@ -35,6 +35,7 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..geometry import ConvGeometry, kernel_indices
@@ -210,8 +211,7 @@ class NativeDenseConv(Function):
             grad_weight = (grad_out.reshape(-1, c_out).mT @ windows).view(c_out, -1, c_in)
             grad_weight = grad_weight.transpose(1, 2).reshape(weight.shape)
         elif need_weight:
-            grad_weight = _offset_products(pad_nodes(image, geom).contiguous(), grad_out, geom.kernel_size,
-                                           geom.dilation)
+            grad_weight = _offset_products(_zero_padded(image, geom), grad_out, geom.kernel_size, geom.dilation)
         return grad_x, grad_weight, grad_bias, None
 
     @staticmethod
@@ -220,6 +220,14 @@ class NativeDenseConv(Function):
         terms = [NativeDenseConv.apply(image_t, weight, None, ctx.geom) if image_t is not None else None,
                  NativeDenseConv.apply(image, weight_t, None, ctx.geom) if weight_t is not None else None, bias_t]
         return sum_tangents(terms, (image.size(0), *ctx.geom.out_size, weight.size(0)), image)
+
+
+def _zero_padded(image: Tensor, geom: ConvGeometry) -> Tensor:
+    """``image`` ``[B, *S, C]`` zero-padded as ``geom`` says, in its own layout (an NCHW image's as planes)."""
+    if not is_channel_major(image):
+        return pad_nodes(image, geom).contiguous()
+    pads = [p for left, right in reversed(geom.padding) for p in (left, right)]
+    return F.pad(image.movedim(-1, 1), pads).movedim(1, -1)                      # (not a transposing copy)
 
 
 def _offsets_in_rows(size: Tuple[int, ...], kernel: Tuple[int, ...], dilation: Tuple[int, ...]) -> List[int]:
@@ -233,18 +241,29 @@ def _offset_products(padded: Tensor, grad: Tensor, kernel: Tuple[int, ...], dila
     """``dW_t = sum_i g_i x_{i + off_t}^T``: the weight gradient ``[C_out, C_in, *kernel]`` of a stride-1 conv.
 
     The output gradient ``[B, *S_out, C_out]`` is laid on the padded grid ``[B, *P, C_out]`` (zeros at
-    the padding positions), so offset ``t``'s sources are the input rows ``off_t`` further on: one
-    ``[C_out, L] x [L, C_in]`` GEMM per offset on contiguous slices.
+    the padding positions), so offset ``t``'s sources are the input nodes ``off_t`` further on: one
+    ``[C_out, L] x [L, C_in]`` GEMM per offset on contiguous slices of the flattened grid. Channel-major
+    nodes (an NCHW image's, padded as planes) take the same slices along each image's flattened planes,
+    one batched GEMM per offset, so no layout copy is made.
     """
-    size, c_in, c_out = padded.shape[1:-1], padded.size(-1), grad.size(-1)
-    on_grid = grad.new_zeros(padded.size(0), *size, c_out)
-    on_grid[(slice(None),) + tuple(slice(0, n) for n in grad.shape[1:-1])] = grad
-    rows = on_grid.reshape(-1, c_out)                                            # [B*prod(P), C_out]
-    flat = padded.reshape(-1, c_in)                                              # [B*prod(P), C_in]
+    b, size, c_in, c_out = padded.size(0), padded.shape[1:-1], padded.size(-1), grad.size(-1)
     offsets = _offsets_in_rows(tuple(size), tuple(kernel), tuple(dilation))
-    length = flat.size(0) - max(offsets)
-    products = torch.stack([rows[:length].mT @ flat[off:off + length] for off in offsets], -1)  # [C_out, C_in, K]
-    return products.view(c_out, c_in, *kernel)
+    inner = tuple(slice(0, n) for n in grad.shape[1:-1])
+    if is_channel_major(padded):
+        on_grid = grad.new_zeros(b, c_out, *size)
+        on_grid[(slice(None), slice(None)) + inner] = grad.movedim(-1, 1)
+        rows = on_grid.view(b, c_out, -1)                                       # [B, C_out, prod(P)]
+        planes = padded.movedim(-1, 1).reshape(b, c_in, -1)                     # [B, C_in, prod(P)]
+        length = planes.size(-1) - max(offsets)
+        products = [torch.bmm(rows[..., :length], planes[..., off:off + length].mT).sum(0) for off in offsets]
+    else:
+        on_grid = grad.new_zeros(b, *size, c_out)
+        on_grid[(slice(None),) + inner] = grad
+        rows = on_grid.reshape(-1, c_out)                                        # [B*prod(P), C_out]
+        flat = padded.reshape(-1, c_in)                                          # [B*prod(P), C_in]
+        length = flat.size(0) - max(offsets)
+        products = [rows[:length].mT @ flat[off:off + length] for off in offsets]
+    return torch.stack(products, -1).view(c_out, c_in, *kernel)                # [C_out, C_in, *kernel]
 
 
 def _shifted_conv_of_padded(padded: Tensor, weight: Tensor, bias: Optional[Tensor],
