@@ -129,6 +129,22 @@ def test_strided_convs_and_any_channel_count(nd, c_in, c_out, k, stride, padding
     assert dense_calls == [(c_out, c_in, False)]
 
 
+@pytest.mark.parametrize("c_in, c_out, stride, size, layout", [
+    cfg for cfg in itertools.product([65, 144], [40, 80], [1, 2], [(5, 13), (64, 64)], ["nchw", "channels_last"])
+    if cfg[3] == (5, 13) or cfg[:3] == (65, 80, 1)])
+def test_input_channels_in_spans_and_work_items(c_in, c_out, stride, size, layout, dense_calls):
+    """More than 64 input channels (spans of 64, the last one partial), the sums going out and back between them.
+
+    At 64x64 (2 x 4096 output nodes) every thread runs several work items of up to 3072 nodes.
+    """
+    conv = torch.nn.Conv2d(c_in, c_out, 3, stride, 1)
+    x = torch.randn(2, c_in, *size)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    _assert_twin_equals_torch(conv, x)
+    assert dense_calls[0] == (c_out, c_in, False)
+
+
 @pytest.mark.parametrize("c_out, groups, dtype", [(48, 2, torch.float32), (48, 1, torch.float64),
                                                   (32, 1, torch.float32)])
 def test_other_convs_keep_the_torch_paths(c_out, groups, dtype, dense_calls):
