@@ -3,7 +3,7 @@
 * NodeLinear vs 1x1 ``nn.Conv2d`` (NCHW and channels_last) on ResNet-50 / MobileNetV2 pointwise shapes and a
   ShuffleNet grouped 1x1;
 * GridConv2d (dense path) vs ``nn.Conv2d`` (NCHW and channels_last): ResNet-50 3x3s, depthwise 3x3 / 5x5 stride 2 /
-  7x7 (MobileNetV2, EfficientNet-B0, ConvNeXt-T) and a ResNeXt grouped 3x3;
+  7x7 (MobileNetV2, EfficientNet-B0, ConvNeXt-T) and ResNeXt / RegNet grouped 3x3s;
 * the same graphs through GridConv's general path, an edge-list gather/scatter ``propagate`` and PyG's ``RGCNConv``;
 * masked grids (30/50/70/90% of pixels kept): general path vs RGCNConv.
 
@@ -43,9 +43,10 @@ from _common import (  # noqa: E402
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
 # (C, groups, size, kernel, stride): ResNet-50 3x3s, MobileNetV2 depthwise 3x3s, an EfficientNet-B0 5x5 stride-2
-# depthwise, ConvNeXt-T 7x7 depthwise, a ResNeXt-50 32x4d grouped 3x3
+# depthwise, ConvNeXt-T 7x7 depthwise, a ResNeXt-50 32x4d grouped 3x3 and a RegNet-like one (16 channels a group)
 SPATIAL = [(64, 1, 56, 3, 1), (128, 1, 28, 3, 1), (256, 1, 14, 3, 1), (512, 1, 7, 3, 1), (144, 144, 56, 3, 1),
-           (576, 576, 14, 3, 1), (240, 240, 28, 5, 2), (96, 96, 56, 7, 1), (384, 384, 14, 7, 1), (128, 32, 56, 3, 1)]
+           (576, 576, 14, 3, 1), (240, 240, 28, 5, 2), (96, 96, 56, 7, 1), (384, 384, 14, 7, 1), (128, 32, 56, 3, 1),
+           (256, 16, 14, 3, 1)]
 
 
 def layout_steps(module, layouts, backward):

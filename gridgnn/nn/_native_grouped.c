@@ -14,7 +14,9 @@
  * output gradients and buffered inputs per offset in per-thread accumulators. A block of CB channels
  * holds CB / w whole groups, so units never read another block. Depthwise convs on channels-last input
  * skip the buffer and sweep each node's channels in place (DEFINE_DIRECT): there a unit's copy would read
- * 16 channels a node at a stride of C values, which costs more than the sums.
+ * 16 channels a node at a stride of C values, which costs more than the sums. On NCHW input at stride 1 with
+ * output rows as long as the input's, the channel-plane kernels of _native_planes.h sum each plane in place
+ * instead (all thin groups; depthwise convs on small planes, where the units' copies cost the most).
  *
  * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
  * package; where it is missing, the pure-torch kernels (gridgnn/nn/_depthwise.py, _dense.py) run.
@@ -655,6 +657,7 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
     if (width == 1 && g->channels_last) return direct_forward_##SUFFIX(g, x, w, bias, y);                   \
+    if (plane_applies(g)) return plane_forward_##SUFFIX(g, x, w, bias, y);                                  \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t buffered = span(g, 0) * span(g, 1) * span(g, 2) * CB;                                    \
@@ -690,6 +693,11 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
     if (width == 1 && g->channels_last) return direct_backward_##SUFFIX(g, x, w, grad_y, grad_x, grad_w);   \
+    if (plane_applies(g) && (grad_x || width == 1)) {         /* a grouped conv's grad_w: the buffered units */ \
+        const int failed = plane_backward_##SUFFIX(g, x, w, grad_y, grad_x, width == 1 ? grad_w : NULL);    \
+        if (failed || width == 1 || !grad_w) return failed;                                                 \
+        grad_x = NULL;                                                                                      \
+    }                                                                                                       \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t sd = span(g, 0), sh = span(g, 1), sw = span(g, 2), buffered = sd * sh * sw * CB;         \
@@ -759,6 +767,25 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     }                                                                                                       \
     return failed;                                                                                          \
 }
+
+#define T float
+#define SUFFIX f32
+#define I int32_t
+#define UI uint32_t
+#include "_native_planes.h"
+#undef T
+#undef SUFFIX
+#undef I
+#undef UI
+#define T double
+#define SUFFIX f64
+#define I int64_t
+#define UI uint64_t
+#include "_native_planes.h"
+#undef T
+#undef SUFFIX
+#undef I
+#undef UI
 
 DEFINE_DIRECT(float, f32)
 DEFINE_KERNELS(float, f32, int32_t)

@@ -231,6 +231,36 @@ def test_native_grouped_layouts_float32(layout, width, native_calls):
         _assert_close(got, want)
 
 
+# NCHW at stride 1 with output rows as long as the input's: the channel-plane kernels (_native_planes.h), tiles
+# of 16 nodes running across rows, masked where a source lies outside the grid
+
+PLANE_CASES = [  # (size, kernel, padding, dilation): rows shorter and longer than a tile, tail tiles, leading axes
+    ((7, 9), 3, 1, 1), ((3, 5), 3, 1, 2), ((5, 20), (3, 5), (0, 2), 1), ((16, 16), 5, "same", 1),
+    ((40,), 3, 1, 1), ((33,), 4, "same", 3), ((3, 4, 5), 3, 1, 1), ((2, 3, 17), (1, 3, 3), (0, 2, 1), (1, 1, 2))]
+
+
+@pytest.mark.parametrize("width, groups", [(1, 13), (1, 8), (2, 7), (4, 3), (8, 2), (16, 2)])
+@pytest.mark.parametrize("size, k, padding, dilation", PLANE_CASES)
+def test_native_channel_planes_equal_torch(size, k, padding, dilation, width, groups, native_calls):
+    """Depthwise and thin groups, group counts that leave tail steps (13 = 8 + 4 + 1), three images."""
+    channels, nd = width * groups, len(size)
+    conv = TORCH_CONVS[nd](channels, channels, k, 1, padding, dilation, groups=groups)
+    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), size, dtype=torch.float64, batch_size=3)
+    assert native_calls == ["grouped_forward", "grouped_backward"]
+
+
+@pytest.mark.parametrize("width", [1, 4])
+def test_channel_planes_mask_the_neighbouring_planes_they_read(width):
+    """A tile's loads run past its plane into the next one's nodes: an inf there must not leak through."""
+    conv = torch.nn.Conv2d(4 * width, 4 * width, 3, padding=1, groups=4)
+    x = torch.randn(2, 4 * width, 6, 7)
+    x[0, width, 0, 0] = x[1, 2 * width - 1, 5, 6] = float("inf")
+    (y_ref, x_grad_ref, *_), (y, x_grad, *_) = _run(conv, GridConv2d.from_conv(conv), x, torch.ones_like(conv(x)))
+    torch.testing.assert_close(y, y_ref, equal_nan=True)
+    torch.testing.assert_close(x_grad, x_grad_ref, equal_nan=True)
+    assert torch.isfinite(y[:, :width]).all() and torch.isfinite(y[:, 2 * width:]).all()
+
+
 @pytest.mark.parametrize("channels, groups, mode", [(12, 4, "zeros"), (64, 2, "zeros"), (8, 4, "reflect")])
 def test_grouped_convs_the_kernel_does_not_take_keep_the_gemm_paths(channels, groups, mode, native_calls):
     """Groups of 3 or 32 channels and padding modes other than zeros: torch's values, without the kernel."""
