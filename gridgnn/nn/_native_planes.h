@@ -271,18 +271,20 @@ static T *PLANE_NAME(plane_weights)(const dw_geometry *g, const T *w, int transp
     return wp;
 }
 
-/* Units of one image and a run of groups (plane_run), shared by the threads; each reads its planes safely
-   where its tiles may reach beyond [begin, end). run_unit(m, ...) does one. */
+/* Units of one image and a run of groups (plane_run), shared by the threads: the statements after `end` run
+   once a unit, with its image, groups [g0, g1), `safe` (its tiles may reach beyond [begin, end): lane-by-lane
+   loads) and the thread's mask scratch (axis, masks) in scope. */
 #define PLANE_UNITS(g, m, begin, end, ...)                                                                   \
     {                                                                                                        \
-        const int64_t run_ = plane_run(g, sizeof(T)) / (g)->group_width, groups_ = (g)->channels / (g)->group_width;    \
-        const int64_t units_ = (groups_ + run_ - 1) / run_, taps_ = (m)->kernel[0] * (m)->kernel[1] * (m)->kernel[2]; \
+        const int64_t run_ = plane_run(g, sizeof(T)) / (g)->group_width;                                     \
+        const int64_t groups_ = (g)->channels / (g)->group_width, units_ = (groups_ + run_ - 1) / run_;      \
+        const int64_t taps_ = (m)->kernel[0] * (m)->kernel[1] * (m)->kernel[2];                              \
         const int64_t src_plane_ = (m)->src[0] * (m)->src[1] * (m)->src[2];                                  \
         const int64_t tiles_ = ((m)->dst[0] * (m)->dst[1] * (m)->dst[2] + CB - 1) / CB;                       \
         _Pragma("omp parallel num_threads((g)->threads) reduction(|:failed)")                                \
         {                                                                                                    \
-            I *axis = alloc_aligned(sizeof(I) * CB * ((m)->kernel[0] + (m)->kernel[1] + (m)->kernel[2] + taps_)); \
-            I *masks = axis ? axis + CB * ((m)->kernel[0] + (m)->kernel[1] + (m)->kernel[2]) : NULL;          \
+            const int64_t axes_ = (m)->kernel[0] + (m)->kernel[1] + (m)->kernel[2];                          \
+            I *axis = alloc_aligned(sizeof(I) * CB * (axes_ + taps_)), *masks = axis ? axis + CB * axes_ : NULL; \
             if (!axis) failed = 1;                                                                           \
             _Pragma("omp for schedule(static)")                                                              \
             for (int64_t u_ = 0; u_ < (g)->batch * units_; u_++) {                                           \
