@@ -1,7 +1,8 @@
 """gridgnn's native kernels (``_native_grouped.c``, ``_native_dense.c``), loaded by ctypes.
 
 ``pip install`` builds the C files with the package into one library (``setup.py``; no torch headers,
-so it compiles in seconds). On a complete 1-D/2-D/3-D grid on CPU it runs
+so a C compiler with OpenMP is all it needs; about two minutes on a 2-core host). On a complete
+1-D/2-D/3-D grid on CPU it runs
 
 * grid convs with thin groups (``w = C_in / groups = C_out / groups`` of 1, 2, 4, 8 or 16 channels;
   ``w = 1`` is depthwise) in float32 and float64, forward and backward, in one pass over the nodes
