@@ -254,8 +254,8 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
                         tile(g, origins, reach, taps, c_in, c0, cn, cs, node_stride, zeros, wb, c0 ? NULL : bb,
                              dst, width, n);
                         if (stage && c0 + cn == c_in && (first + n - staged >= UNSTAGED || first + n == end)) {
-                            unstage(stage + (spans > 1 ? staged - start : 0) * BLOCK, staged, first + n - staged, width, y, c_out,
-                                    pixels, block * BLOCK);           /* (while they are still in L1) */
+                            unstage(stage + (spans > 1 ? staged - start : 0) * BLOCK, staged, first + n - staged,
+                                    width, y, c_out, pixels, block * BLOCK);  /* (while they are still in L1) */
                             staged = first + n;
                         }
                     }

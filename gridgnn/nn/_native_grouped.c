@@ -657,7 +657,7 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
     if (width == 1 && g->channels_last) return direct_forward_##SUFFIX(g, x, w, bias, y);                   \
-    if (plane_applies(g)) return plane_forward_##SUFFIX(g, x, w, bias, y);                                  \
+    if (plane_applies(g)) return plane_conv_##SUFFIX(g, 1, x, w, bias, y);                                   \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t buffered = span(g, 0) * span(g, 1) * span(g, 2) * CB;                                    \

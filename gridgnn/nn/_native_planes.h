@@ -348,16 +348,17 @@ CLONES static void PLANE_NAME(plane_weight_unit)(const plane_map *m, const T *x,
     }
 }
 
-/* The forward on the plane kernels (g: plane_applies). 0, or 1 when out of memory. */
-static int PLANE_NAME(plane_forward)(const dw_geometry *g, const T *x, const T *w, const T *bias, T *y) {
+/* The forward (reading: y = conv(x, w) + bias) or the input gradient (dx = the sum of dy over the reversed
+   edges, bias NULL) on the plane kernels (g: plane_applies). 0, or 1 when out of memory. */
+static int PLANE_NAME(plane_conv)(const dw_geometry *g, int reading, const T *src, const T *w, const T *bias,
+                                  T *dst) {
     plane_map m;
-    T *wp = PLANE_NAME(plane_weights)(g, w, 0);
-    if (!wp || plane_map_make(g, 1, &m)) {
-        free(wp);
-        return 1;
+    T *wp = PLANE_NAME(plane_weights)(g, w, !reading);
+    int failed = !wp || plane_map_make(g, reading, &m);
+    if (!failed) {
+        failed = PLANE_NAME(plane_sum)(g, &m, src, wp, bias, dst);
+        plane_map_free(&m);
     }
-    const int failed = PLANE_NAME(plane_sum)(g, &m, x, wp, bias, y);
-    plane_map_free(&m);
     free(wp);
     return failed;
 }
@@ -398,19 +399,8 @@ static int PLANE_NAME(plane_weight_grad)(const dw_geometry *g, const T *x, const
 /* The input gradient on the plane kernels (dx, or NULL) and, for a depthwise conv, the weight gradient (dw,
    or NULL; grouped convs' come from the buffered units). 0, or 1 when out of memory. */
 static int PLANE_NAME(plane_backward)(const dw_geometry *g, const T *x, const T *w, const T *dy, T *dx, T *dw) {
-    int failed = 0;
-    if (dx) {
-        plane_map m;
-        T *wp = PLANE_NAME(plane_weights)(g, w, 1);
-        failed = !wp || plane_map_make(g, 0, &m);
-        if (!failed) {
-            failed = PLANE_NAME(plane_sum)(g, &m, dy, wp, NULL, dx);
-            plane_map_free(&m);
-        }
-        free(wp);
-    }
-    if (dw && !failed) failed = PLANE_NAME(plane_weight_grad)(g, x, dy, dw);
-    return failed;
+    const int failed = dx ? PLANE_NAME(plane_conv)(g, 0, dy, w, NULL, dx) : 0;
+    return failed || (dw && PLANE_NAME(plane_weight_grad)(g, x, dy, dw));
 }
 
 #undef PLANE_LANES
