@@ -693,11 +693,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
     if (width == 1 && g->channels_last) return direct_backward_##SUFFIX(g, x, w, grad_y, grad_x, grad_w);   \
-    if (plane_applies(g) && (grad_x || width == 1)) {         /* a grouped conv's grad_w: the buffered units */ \
-        const int failed = plane_backward_##SUFFIX(g, x, w, grad_y, grad_x, width == 1 ? grad_w : NULL);    \
-        if (failed || width == 1 || !grad_w) return failed;                                                 \
-        grad_x = NULL;                                                                                      \
-    }                                                                                                       \
+    if (plane_applies(g)) return plane_backward_##SUFFIX(g, x, w, grad_y, grad_x, grad_w);                  \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t sd = span(g, 0), sh = span(g, 1), sw = span(g, 2), buffered = sd * sh * sw * CB;         \
