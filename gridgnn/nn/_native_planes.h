@@ -38,15 +38,17 @@ typedef struct {
 } plane_map;
 
 /* Whether the plane kernels take g: channel-major nodes, stride 1, output rows (and planes) of the input's;
-   for depthwise convs only planes of up to PLANE_DEPTHWISE_MAX nodes. Side by side on an AVX-512 Xeon, NCHW,
-   batch 8: at 14 x 14 the plane kernels ran a depthwise 3x3 1.9x faster forward and 1.3x forward+backward than
-   the buffered units, and grouped 3x3s (4 and 16 channels a group) 1.5-3.4x at 14 x 14 and 56 x 56; depthwise at
-   28 x 28 both ran alike, and at 56 x 56 the buffered units ran 1.5x faster (a 7x7; a 3x3's backward). */
+   for depthwise convs with more than 9 taps only planes of up to PLANE_DEPTHWISE_MAX nodes. Side by side on an
+   AVX-512 Xeon, NCHW, against the buffered units: grouped 3x3s (4 and 16 channels a group) ran 1.5-3.4x faster
+   at 14 x 14 and 56 x 56; depthwise 3x3s 1.3x forward and 1.1-2.2x in either gradient from 14 x 14 to
+   112 x 112; depthwise 7x7s 1.3x faster at 14 x 14 but at 28 x 28 and 56 x 56 1.5-2.7x slower in the forward
+   and the weight gradient (49 masked loads a tile and channel, where the buffered units read a padded copy). */
 #define PLANE_DEPTHWISE_MAX 256
 static int plane_applies(const dw_geometry *g) {
     return !g->channels_last && g->stride[0] == 1 && g->stride[1] == 1 && g->stride[2] == 1
            && g->out[1] == g->in[1] && g->out[2] == g->in[2]
-           && (g->group_width > 1 || g->out[0] * g->out[1] * g->out[2] <= PLANE_DEPTHWISE_MAX);
+           && (g->group_width > 1 || g->kernel[0] * g->kernel[1] * g->kernel[2] <= 9
+               || g->out[0] * g->out[1] * g->out[2] <= PLANE_DEPTHWISE_MAX);
 }
 
 static void plane_map_free(plane_map *m) {

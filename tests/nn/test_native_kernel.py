@@ -236,7 +236,8 @@ def test_native_grouped_layouts_float32(layout, width, native_calls):
 
 PLANE_CASES = [  # (size, kernel, padding, dilation): rows shorter and longer than a tile, tail tiles, leading axes
     ((7, 9), 3, 1, 1), ((3, 5), 3, 1, 2), ((5, 20), (3, 5), (0, 2), 1), ((16, 16), 5, "same", 1),
-    ((40,), 3, 1, 1), ((33,), 4, "same", 3), ((3, 4, 5), 3, 1, 1), ((2, 3, 17), (1, 3, 3), (0, 2, 1), (1, 1, 2))]
+    ((40,), 3, 1, 1), ((33,), 4, "same", 3), ((3, 4, 5), 3, 1, 1), ((2, 3, 17), (1, 3, 3), (0, 2, 1), (1, 1, 2)),
+    ((20, 17), 3, 1, 1)]  # planes of over 256 nodes: depthwise convs of up to 9 taps only
 
 
 @pytest.mark.parametrize("width, groups", [(1, 13), (1, 8), (2, 7), (4, 3), (8, 2), (16, 2)])
