@@ -16,7 +16,7 @@
  * skip the buffer and sweep each node's channels in place (DEFINE_DIRECT): there a unit's copy would read
  * 16 channels a node at a stride of C values, which costs more than the sums. On NCHW input at stride 1 with
  * output rows as long as the input's, the channel-plane kernels of _native_planes.h sum each plane in place
- * instead (all thin groups; depthwise convs on small planes, where the units' copies cost the most).
+ * instead (all thin groups; depthwise convs of up to 9 taps, and larger ones on planes of up to 256 nodes).
  *
  * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
  * package; where it is missing, the pure-torch kernels (gridgnn/nn/_depthwise.py, _dense.py) run.
