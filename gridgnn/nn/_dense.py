@@ -375,7 +375,7 @@ def plain_window_reduce(image: Tensor, geom: ConvGeometry, reduce: str) -> Tenso
 
 def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
                     groups: int) -> Tensor:
-    """Grid conv on the complete grid of ``geom``.
+    """Grid conv on the complete grid of ``geom``, by the kernel :func:`dense_route` names.
 
     Args:
         x: node features ``[B, N_in, C_in]`` with ``N_in = prod(geom.in_size)``.
@@ -384,29 +384,56 @@ def dense_grid_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optiona
     Returns:
         node features ``[B, N_out, C_out]``.
     """
-    b, c_in = x.size(0), x.size(-1)
-    c_out = weight.size(0)
-    plain = plain_ops(x, weight, bias)
-    if not plain and _is_pointwise(geom) and weight.size(1) > 1:      # (not 1-channel groups: their elementwise
-        if x.transpose(1, 2).is_contiguous():                          # products stay below)
-            return _channel_major_pointwise(x, weight, bias, groups)   # an NCHW image's nodes
-        if x.is_contiguous():                                          # channels innermost: GEMMs in place
-            return grouped_linear(x, weight.flatten(1), bias, groups)
+    b, c_in, c_out = x.size(0), x.size(-1), weight.size(0)
     image = x.reshape(b, *geom.in_size, c_in)                                     # [B, *S_in, C_in]
-    if plain:
+    route = dense_route(x, image, geom, weight, bias, groups)
+    if route == "pointwise_columns":
+        return _channel_major_pointwise(x, weight, bias, groups)
+    if route == "pointwise_rows":                                                 # GEMMs in place
+        return grouped_linear(x, weight.flatten(1), bias, groups)
+    if route == "plain":
         return plain_window_conv(image, geom, weight, bias, groups)
-    if groups == c_in == c_out:
+    if route == "depthwise":
         return depthwise_grid_conv(image, geom, weight, bias)
-    if native_grouped_applies(image, geom, weight, bias, groups):                # thin groups, by the native kernel
+    if route == "native_grouped":
         def reference(x: Tensor, w: Tensor) -> Tensor:                            # [B, *S_out, C], for its backward
             return _gathered_window_conv(x, geom, w, None, groups).view(b, *geom.out_size, c_out)
         return native_grouped_conv(image, geom, weight, bias, reference)
-    if (groups == 1 and geom.num_offsets > 1 and c_out > NATIVE_DENSE_MIN_OUT     # (1x1: one GEMM either way)
-            and _native.dense_applies(image, weight, bias)):
+    if route == "native_dense":
         return _native_dense_conv(image, geom, weight, bias)
-    if groups == 1 and all(s == 1 for s in geom.stride) and c_in < SHIFT_MAX_CHANNELS:
+    if route == "shifted":
         return _shifted_slice_conv(image, geom, weight, bias)
     return _gathered_window_conv(image, geom, weight, bias, groups)
+
+
+def dense_route(x: Tensor, image: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
+                groups: int) -> str:
+    """The kernel :func:`dense_grid_conv` runs on nodes ``x`` ``[B, N_in, C_in]`` (``image``: their grid view).
+
+    One of ``"pointwise_columns"`` (a 1x1 conv on an NCHW image's nodes: GEMMs on its columns),
+    ``"pointwise_rows"`` (on channels-innermost nodes), ``"plain"`` (plain torch ops, for compile,
+    tracing and ``torch.func``), ``"depthwise"``, ``"native_grouped"`` (thin groups), ``"native_dense"``,
+    ``"shifted"`` (shifted slices) or ``"gathered"`` (gathered windows).
+    """
+    c_in, c_out = x.size(-1), weight.size(0)
+    plain = plain_ops(x, weight, bias)
+    if not plain and _is_pointwise(geom) and weight.size(1) > 1:      # (not 1-channel groups: their elementwise
+        if x.transpose(1, 2).is_contiguous():                          # products stay below)
+            return "pointwise_columns"
+        if x.is_contiguous():
+            return "pointwise_rows"
+    if plain:
+        return "plain"
+    if groups == c_in == c_out:
+        return "depthwise"
+    if native_grouped_applies(image, geom, weight, bias, groups):
+        return "native_grouped"
+    if (groups == 1 and geom.num_offsets > 1 and c_out > NATIVE_DENSE_MIN_OUT     # (1x1: one GEMM either way)
+            and _native.dense_applies(image, weight, bias)):
+        return "native_dense"
+    if groups == 1 and all(s == 1 for s in geom.stride) and c_in < SHIFT_MAX_CHANNELS:
+        return "shifted"
+    return "gathered"
 
 
 def _is_pointwise(geom: ConvGeometry) -> bool:
@@ -418,22 +445,27 @@ def _is_pointwise(geom: ConvGeometry) -> bool:
 def _channel_major_pointwise(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) -> Tensor:
     r"""A 1x1 conv on channel-major nodes ``[B, N, C_in]`` (an NCHW image's node view) with no layout copy.
 
+    Returns ``[B, N, C_out]``, channel-major like the input, so the NCHW output image is a view
+    (:func:`pointwise_columns` on ``x``'s columns).
+    """
+    return pointwise_columns(x.transpose(1, 2), weight, bias, groups).transpose(1, 2)
+
+
+def pointwise_columns(columns: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) -> Tensor:
+    r"""A 1x1 conv on the columns of an NCHW image: ``[B, C_in, N] -> [B, C_out, N]``, contiguous.
+
     Matrix form per image, :math:`\mathbf{Y}^{\top} = \mathbf{W} \mathbf{X}^{\top} + \mathbf{b}`,
     with ``X^T`` ``[C_in, N]`` read where it lies (node-wise still ``y_i = W x_i + b`` for every node,
-    one GEMM per image and group). Returns ``[B, N, C_out]``, channel-major like the input, so the
-    NCHW output image is a view.
+    one GEMM per image and group).
     """
-    b, n, c_in = x.shape
+    b, c_in, n = columns.shape
     c_out = weight.size(0)
-    columns = x.transpose(1, 2)                                                   # [B, C_in, N], contiguous
     if groups == 1:
         w = weight.reshape(1, c_out, c_in).expand(b, c_out, c_in)
-        out = torch.bmm(w, columns) if bias is None else torch.baddbmm(bias.view(1, c_out, 1), w, columns)
-    else:                                                                         # no block-diagonal merge
-        w = weight.reshape(groups, c_out // groups, c_in // groups)               # [G, C_out/G, C_in/G]
-        out = torch.matmul(w, columns.view(b, groups, c_in // groups, n)).view(b, c_out, n)
-        out = out if bias is None else out + bias.view(c_out, 1)
-    return out.transpose(1, 2)                                                    # [B, N, C_out]
+        return torch.bmm(w, columns) if bias is None else torch.baddbmm(bias.view(1, c_out, 1), w, columns)
+    w = weight.reshape(groups, c_out // groups, c_in // groups)                   # [G, C_out/G, C_in/G]
+    out = torch.matmul(w, columns.view(b, groups, c_in // groups, n)).view(b, c_out, n)   # no block-diagonal merge
+    return out if bias is None else out + bias.view(c_out, 1)
 
 
 def _tiles(geom: ConvGeometry, taps: List[Tuple[int, Box, Box]]) -> bool:

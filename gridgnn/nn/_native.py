@@ -27,7 +27,7 @@ import math
 import os
 import threading
 import warnings
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -157,11 +157,26 @@ def _function(name: str, dtype: torch.dtype):
     return getattr(_library(), f"gridgnn_grouped_{name}_{_DTYPES[dtype]}")
 
 
+def grouped_kernel(name: str, x: Tensor, geom: ConvGeometry, zero_padded: bool, major: bool,
+                   width: int) -> Callable[..., int]:
+    """The grouped-conv ``name`` ("forward" or "backward") for nodes shaped as ``x`` (``major``: channel-major).
+
+    It takes the tensors' data pointers (None for a missing one) in :func:`run_kernel`'s order and
+    returns nonzero when out of memory.
+    """
+    g = _geometry(x.size(0), x.size(-1), x.shape[1:-1], geom, zero_padded, major, width, torch.get_num_threads())
+    return functools.partial(_function(name, x.dtype), ctypes.byref(g))
+
+
+def run_kernel(kernel: Callable[..., int], name: str, *tensors: Optional[Tensor]) -> None:
+    """``kernel`` on the data of ``tensors`` (None passed as a null pointer); MemoryError if it could not allocate."""
+    if kernel(*(None if t is None else t.data_ptr() for t in tensors)):
+        raise MemoryError(f"gridgnn's native {name} could not allocate its buffers")
+
+
 def _call(name: str, x: Tensor, geom: ConvGeometry, zero_padded: bool, major: bool, width: int,
           *tensors: Optional[Tensor]):
-    g = _geometry(x.size(0), x.size(-1), x.shape[1:-1], geom, zero_padded, major, width, torch.get_num_threads())
-    if _function(name, x.dtype)(ctypes.byref(g), *(None if t is None else t.data_ptr() for t in tensors)):
-        raise MemoryError(f"gridgnn's native grouped-conv {name} could not allocate its buffers")
+    run_kernel(grouped_kernel(name, x, geom, zero_padded, major, width), f"grouped-conv {name}", *tensors)
 
 
 def _empty_nodes(like: Tensor, batch: int, size: Tuple[int, ...], channels: int, major: bool) -> Tensor:
@@ -233,15 +248,27 @@ def dense_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_size: T
     """
     x, x_major = in_layout(x)
     weight = weight.contiguous()
-    b, c_in, kernel = x.size(0), x.size(-1), tuple(weight.shape[2:])
-    c_out = weight.size(1) if transposed else weight.size(0)
     y_major = x_major if major is None else major
-    g = _dense_geometry(b, c_in, c_out, tuple(x.shape[1:-1]), tuple(out_size), kernel, tuple(stride),
-                        tuple(dilation), tuple(pad), x_major, y_major, transposed, torch.get_num_threads())
-    out = _empty_nodes(x, b, tuple(out_size), c_out, y_major)
-    weight_start = weight.data_ptr() + (4 * (math.prod(kernel) - 1) if transposed else 0)   # W' starts at tap K - 1
+    kernel = dense_kernel(x, weight, out_size, stride, pad, dilation, x_major, y_major, transposed)
+    out = _empty_nodes(x, x.size(0), tuple(out_size), weight.size(1) if transposed else weight.size(0), y_major)
+    taps = math.prod(weight.shape[2:])
+    weight_start = weight.data_ptr() + (4 * (taps - 1) if transposed else 0)   # W' starts at tap K - 1
     bias = None if bias is None else bias.contiguous()
-    if _library().gridgnn_dense_forward_f32(ctypes.byref(g), x.data_ptr(), weight_start,
-                                            None if bias is None else bias.data_ptr(), out.data_ptr()):
+    if kernel(x.data_ptr(), weight_start, None if bias is None else bias.data_ptr(), out.data_ptr()):
         raise MemoryError("gridgnn's native dense conv could not allocate its buffers")
     return out
+
+
+def dense_kernel(x: Tensor, weight: Tensor, out_size: Tuple[int, ...], stride: Tuple[int, ...],
+                 pad: Tuple[int, ...], dilation: Tuple[int, ...], x_major: bool, y_major: bool,
+                 transposed: bool = False) -> Callable[..., int]:
+    """The kernel of :func:`dense_forward` for nodes shaped as ``x`` (``x_major``: channel-major).
+
+    It takes the data pointers of ``(x, weight, bias or None, out)`` and returns nonzero when out of
+    memory (see :func:`run_kernel`).
+    """
+    b, c_in, kernel = x.size(0), x.size(-1), tuple(weight.shape[2:])
+    c_out = weight.size(1) if transposed else weight.size(0)
+    g = _dense_geometry(b, c_in, c_out, tuple(x.shape[1:-1]), tuple(out_size), kernel, tuple(stride),
+                        tuple(dilation), tuple(pad), x_major, y_major, transposed, torch.get_num_threads())
+    return functools.partial(_library().gridgnn_dense_forward_f32, ctypes.byref(g))

@@ -10,6 +10,7 @@ from .._types import Device, DType, SpatialSize
 from ..geometry import ConvGeometry, IntOrTuple, Padding, ntuple, resolve_padding
 from ..graph import conv_geometry
 from ._image import ImageLayer
+from ._inference import planned_call
 from ._init import copy_conv_parameters
 from .functional import conv_nodes
 
@@ -32,6 +33,10 @@ class _GridConvNd(ImageLayer):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device=device, dtype=dtype)
         self.path = path
+
+    def _image_forward(self, input: Tensor) -> Tensor:
+        out = planned_call(self, input)                   # inference on a native kernel or a 1x1 GEMM: no shell
+        return self._forward_image(input) if out is None else out
 
     def geometry(self, size: SpatialSize) -> ConvGeometry:
         """The :class:`ConvGeometry` of this layer for an input of spatial ``size``."""

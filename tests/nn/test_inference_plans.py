@@ -1,0 +1,231 @@
+"""Inference calls of the conv drop-ins by cached plans: the shell's output bit for bit, torch's values and strides."""
+import itertools
+
+import pytest
+import torch
+
+import gridgnn
+from gridgnn.errors import GridValueError
+from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d, _inference, _native, compiled_kernels
+from gridgnn.nn.conv_nd import _GridConvNd
+from gridgnn.testing import compare, tolerance
+
+from helpers import TORCH_CONVS
+
+TWINS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
+needs_native = pytest.mark.skipif(not _native.available(), reason="the native kernels are not built")
+
+
+@pytest.fixture
+def shell_calls(monkeypatch):
+    """Counts the calls that run the image shell (the plans' fallback)."""
+    calls = []
+    shell = _GridConvNd._forward_image
+
+    def counted(self, input, **options):
+        calls.append(type(self).__name__)
+        return shell(self, input, **options)
+
+    monkeypatch.setattr(_GridConvNd, "_forward_image", counted)
+    return calls
+
+
+def _pair(nd, c_in, c_out, kernel, groups, stride=1, padding=None, dilation=1, bias=True, dtype=torch.float32):
+    padding = kernel // 2 if padding is None else padding
+    conv = TORCH_CONVS[nd](c_in, c_out, kernel, stride, padding, dilation, groups, bias, dtype=dtype)
+    return conv, TWINS[nd].from_conv(conv)
+
+
+def _image(nd, batch, channels, size, channels_last, dtype=torch.float32):
+    x = torch.randn(batch, channels, *([size] * nd), dtype=dtype)
+    if channels_last:                             # channels innermost in memory (1-D: a transposed [B, L, C])
+        x = x.movedim(1, -1).contiguous().movedim(-1, 1)
+    return x
+
+
+# (nd, c_in, c_out, kernel, groups, stride, dilation): every planned kernel, 1-3 spatial dims
+PLANNED = [
+    (2, 24, 24, 3, 24, 1, 1),      # depthwise, channel planes (NCHW) or channels innermost
+    (2, 24, 24, 5, 24, 2, 1),      # depthwise 5x5 stride 2
+    (2, 16, 16, 7, 16, 1, 1),      # depthwise 7x7
+    (1, 8, 8, 3, 8, 1, 2),         # depthwise 1-D, dilated
+    (3, 8, 8, 3, 8, 1, 1),         # depthwise 3-D
+    (2, 32, 32, 3, 8, 1, 1),       # 4 channels a group
+    (2, 32, 32, 3, 2, 2, 1),       # 16 channels a group, stride 2
+    (3, 16, 16, 3, 2, 1, 1),       # 8 channels a group, 3-D
+    (2, 8, 40, 3, 1, 1, 1),        # dense (more than 32 output channels)
+    (2, 8, 40, 3, 1, 2, 2),        # dense, strided and dilated
+    (2, 12, 20, 1, 1, 1, 1),       # 1x1
+    (2, 12, 20, 1, 4, 1, 1),       # grouped 1x1
+    (1, 6, 10, 1, 1, 1, 1),        # 1x1, 1-D
+    (3, 6, 10, 1, 2, 1, 1),        # grouped 1x1, 3-D
+]
+
+
+@needs_native
+@pytest.mark.parametrize("config", PLANNED, ids=lambda c: "nd{}-{}to{}-k{}-g{}-s{}-d{}".format(*c))
+@pytest.mark.parametrize("channels_last, batch, bias, dtype", [
+    combo for combo in itertools.product([False, True], [1, 3], [True, False], [torch.float32, torch.float64])
+    if combo[2] or combo[1] == 1])
+def test_planned_calls_are_the_shell_bit_for_bit(config, channels_last, batch, bias, dtype, shell_calls):
+    nd, c_in, c_out, kernel, groups, stride, dilation = config
+    conv, layer = _pair(nd, c_in, c_out, kernel, groups, stride, dilation=dilation, bias=bias, dtype=dtype)
+    x = _image(nd, batch, c_in, 9, channels_last, dtype)
+    with torch.no_grad():
+        shell = layer._forward_image(x)
+        expected = conv(x)
+        shell_calls.clear()
+        first, again = layer(x), layer(x)                                        # making the plan, then using it
+    other_dense = groups == 1 and kernel > 1 and not (_native.DENSE_ISA and dtype == torch.float32)
+    channels_innermost_1d = nd == 1 and channels_last             # torch's 1-D output is contiguous: a copy
+    assert shell_calls == ([type(layer).__name__] * 2 if other_dense or channels_innermost_1d else [])
+    for out in (first, again):
+        assert torch.equal(out, shell) and out.stride() == shell.stride()
+        error = compare(out.double(), expected.double())
+        assert error.within(tolerance(dtype)), error
+
+
+@needs_native
+@pytest.mark.parametrize("make", [
+    lambda: torch.no_grad(),
+    lambda: torch.inference_mode(),
+    lambda: torch.enable_grad(),                                  # with parameters that require no grad
+], ids=["no_grad", "inference_mode", "frozen"])
+def test_every_way_of_not_building_a_graph_is_planned(make, shell_calls):
+    conv, layer = _pair(2, 16, 16, 3, 16)
+    layer.requires_grad_(False)
+    x = torch.randn(2, 16, 7, 7)
+    with make():
+        out = layer(x)
+    assert shell_calls == [] and out.grad_fn is None
+    torch.testing.assert_close(out, conv(x).detach())
+
+
+@needs_native
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_calls_the_plans_do_not_fit_take_the_shell():
+    """Autograd, autocast, torch.func, tracing, switches, the general path, other padding modes, unbatched input."""
+    conv, layer = _pair(2, 16, 16, 3, 16)
+    x = torch.randn(2, 16, 7, 7)
+    assert _inference.planned_call(layer, x) is None                            # a graph is built
+    with torch.no_grad():
+        assert _inference.planned_call(layer, x) is not None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert _inference.planned_call(layer, x) is None and layer(x).dtype == torch.bfloat16
+        seen = []
+        torch.func.vmap(lambda image: seen.append(_inference.planned_call(layer, image[None])) or image)(x)
+        with _native.disabled():
+            assert _inference.planned_call(layer, x) is None
+        with torch.autograd.forward_ad.dual_level():                             # forward-mode tangents
+            tangent = torch.randn_like(x)
+            dual = torch.autograd.forward_ad.make_dual(x, tangent)
+            assert _inference.planned_call(layer, dual) is None
+            got = torch.autograd.forward_ad.unpack_dual(layer(dual)).tangent
+        torch.testing.assert_close(got, conv(tangent) - conv.bias.view(-1, 1, 1))
+        with compiled_kernels():
+            assert _inference.planned_call(layer, x) is None
+        with torch.device("meta"):                                               # a torch-function mode
+            assert _inference.planned_call(layer, x) is None
+        assert _inference.planned_call(layer, x[0]) is None                      # unbatched
+        assert _inference.planned_call(layer, x.double()) is None                # not the weight's dtype
+        torch.testing.assert_close(torch.jit.trace(layer, x)(x), conv(x))
+        general = GridConv2d.from_conv(conv, path="general")
+        reflect = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16, padding_mode="reflect")
+        for other in (general, GridConv2d.from_conv(reflect)):
+            assert _inference.planned_call(other, x) is None
+        torch.testing.assert_close(general(x), conv(x))
+        torch.testing.assert_close(GridConv2d.from_conv(reflect)(x), reflect(x))
+    assert seen == [None]
+
+
+def test_bad_input_keeps_the_shells_messages():
+    layer = GridConv2d(8, 8, 3, padding=1, groups=8)
+    with torch.no_grad():
+        with pytest.raises(GridValueError, match="input has 4 channels"):
+            layer(torch.randn(1, 4, 5, 5))
+        with pytest.raises(GridValueError, match="expects an input"):
+            layer(torch.randn(5, 5))
+        with pytest.raises(Exception, match="dtype|double|float"):
+            layer(torch.randn(1, 8, 5, 5, dtype=torch.float64))
+
+
+@needs_native
+def test_plans_follow_the_layer_and_its_parameters(shell_calls):
+    """In-place weight edits, a changed geometry, new parameters and thread counts: torch's output every time."""
+    conv, layer = _pair(2, 16, 16, 3, 4)
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), conv(x))
+        for module in (conv, layer):
+            module.weight.mul_(-2)
+            module.bias.add_(1)
+        torch.testing.assert_close(layer(x), conv(x))
+        for module in (conv, layer):                                             # another geometry, same shapes
+            module.padding, module.dilation = (2, 2), (2, 2)
+        torch.testing.assert_close(layer(x), conv(x))
+        for module in (conv, layer):
+            module.stride = [1, 1]                                                   # a list: unhashable
+        torch.testing.assert_close(layer(x), conv(x))
+        for module in (conv, layer):
+            module.stride, module.bias = (1, 1), None
+        torch.testing.assert_close(layer(x), conv(x))
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            torch.testing.assert_close(layer(x), conv(x))
+        finally:
+            torch.set_num_threads(threads)
+    assert shell_calls == ["GridConv2d"]                                         # the call with a list
+
+
+@needs_native
+def test_a_channels_last_weight_gives_torchs_output_format():
+    """An NCHW input with a channels-last weight: torch returns channels-last, which the kernel does not write."""
+    conv = torch.nn.Conv2d(8, 40, 3, padding=1).to(memory_format=torch.channels_last)
+    layer = GridConv2d.from_conv(conv).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        for _ in range(2):
+            out, expected = layer(x), conv(x)
+            assert out.stride() == expected.stride()
+            torch.testing.assert_close(out, expected)
+
+
+@needs_native
+def test_planned_outputs_are_fresh_and_carry_inf_and_nan():
+    conv, layer = _pair(2, 8, 8, 3, 8)
+    x = torch.randn(1, 8, 6, 6)
+    x[0, 1, 2, 3], x[0, 5, 0, 0] = float("inf"), float("nan")
+    with torch.no_grad():
+        first = layer(x)
+        torch.testing.assert_close(first, conv(x), equal_nan=True)
+        first.zero_()                                                            # edited by the caller
+        second = layer(x)
+    assert second.data_ptr() != first.data_ptr()
+    torch.testing.assert_close(second, conv(x), equal_nan=True)
+
+
+@needs_native
+def test_the_plan_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(_inference, "_PLANS", {})
+    monkeypatch.setattr(_inference, "MAX_PLANS", 3)
+    layer = GridConv2d(4, 4, 3, padding=1, groups=4)
+    with torch.no_grad():
+        for size in range(4, 10):
+            layer(torch.randn(1, 4, size, size))
+            assert 1 <= len(_inference._PLANS) <= 3
+
+
+@needs_native
+def test_a_converted_model_in_eval_runs_on_plans(shell_calls):
+    """MobileNet-style blocks at batch 1: every conv planned, the model's output torch's."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 48, 3, 2, 1), torch.nn.ReLU6(),
+        torch.nn.Conv2d(48, 48, 3, 1, 1, groups=48), torch.nn.BatchNorm2d(48), torch.nn.ReLU6(),
+        torch.nn.Conv2d(48, 24, 1), torch.nn.Conv2d(24, 24, 3, 1, 1, groups=6)).eval()
+    twin = gridgnn.convert(model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), model(x))
+    if _native.DENSE_ISA:
+        assert shell_calls == []
