@@ -35,7 +35,9 @@ class _GridConvNd(ImageLayer):
         self.path = path
 
     def _image_forward(self, input: Tensor) -> Tensor:
-        out = planned_call(self, input)                   # inference on a native kernel or a 1x1 GEMM: no shell
+        # inference on a native kernel or a 1x1 GEMM skips the shell, unless a subclass computes otherwise
+        planned = type(self)._run_nodes is _GridConvNd._run_nodes
+        out = planned_call(self, input) if planned else None
         return self._forward_image(input) if out is None else out
 
     def geometry(self, size: SpatialSize) -> ConvGeometry:

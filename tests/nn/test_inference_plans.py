@@ -138,6 +138,18 @@ def test_calls_the_plans_do_not_fit_take_the_shell():
     assert seen == [None]
 
 
+def test_a_subclass_with_its_own_compute_keeps_it():
+    class Doubled(GridConv2d):
+        def _run_nodes(self, nodes, size, weight, bias):
+            out, out_size = super()._run_nodes(nodes, size, weight, bias)
+            return 2 * out, out_size
+
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(Doubled.from_conv(conv)(x), 2 * conv(x))
+
+
 def test_bad_input_keeps_the_shells_messages():
     layer = GridConv2d(8, 8, 3, padding=1, groups=8)
     with torch.no_grad():
