@@ -79,6 +79,12 @@ def _drop_in_doc(nd: int) -> str:
         \qquad
         \mathbf{{y}}_i = \mathbf{{b}} + \sum_{{(j \to i,\, t)}} \mathbf{{W}}_t \mathbf{{x}}_j
 
+    Inference calls on CPU that build no autograd graph (``torch.no_grad``, ``torch.inference_mode``
+    or frozen parameters; eager, no autocast) and run one of gridgnn's native kernels or a 1x1 GEMM
+    skip the per-call layout and dispatch steps: a plan made on the first such call for the input's
+    shape and layout gives the same output, bit for bit, with little more than the kernel call left
+    (an input no plan fits, a wrong one included, takes the full path and its error messages).
+
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
         bias, padding_mode, device, dtype: exactly as ``torch.nn.Conv{nd}d``.
