@@ -21,7 +21,7 @@ openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
 setup(
     ext_modules=[Extension(
         "gridgnn.nn._native_kernels", sources=["gridgnn/nn/_native_grouped.c", "gridgnn/nn/_native_dense.c"],
-        depends=["gridgnn/nn/_native_transpose.h", "gridgnn/nn/_native_planes.h"],
+        depends=["gridgnn/nn/_native_transpose.h", "gridgnn/nn/_native_planes.h", "gridgnn/nn/_native_rows.h"],
         extra_compile_args=["-O3", "-std=gnu11", *openmp] if sys.platform != "win32" else ["/O2"],
         extra_link_args=openmp, optional=True)],
     cmdclass={"build_ext": build_c_library},

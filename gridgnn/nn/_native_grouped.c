@@ -16,7 +16,9 @@
  * skip the buffer and sweep each node's channels in place (DEFINE_DIRECT): there a unit's copy would read
  * 16 channels a node at a stride of C values, which costs more than the sums. On NCHW input at stride 1 with
  * output rows as long as the input's, the channel-plane kernels of _native_planes.h sum each plane in place
- * instead (all thin groups; depthwise convs of up to 9 taps, and larger ones on planes of up to 256 nodes).
+ * instead (all thin groups; depthwise convs of up to 9 taps, and larger ones on planes of up to 256 nodes);
+ * a depthwise conv's forward and input gradient on planes whose rows fit one vector take the row kernels of
+ * _native_rows.h, with each output row's sum in a register.
  *
  * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
  * package; where it is missing, the pure-torch kernels (gridgnn/nn/_depthwise.py, _dense.py) run.
@@ -657,6 +659,7 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
     if (width == 1 && g->channels_last) return direct_forward_##SUFFIX(g, x, w, bias, y);                   \
+    if (row_applies(g, sizeof(T), 1)) return row_conv_##SUFFIX(g, 1, x, w, bias, y);                          \
     if (plane_applies(g)) return plane_conv_##SUFFIX(g, 1, x, w, bias, y);                                   \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
@@ -768,6 +771,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
 #define SUFFIX f32
 #define I int32_t
 #define UI uint32_t
+#include "_native_rows.h"
 #include "_native_planes.h"
 #undef T
 #undef SUFFIX
@@ -777,6 +781,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
 #define SUFFIX f64
 #define I int64_t
 #define UI uint64_t
+#include "_native_rows.h"
 #include "_native_planes.h"
 #undef T
 #undef SUFFIX

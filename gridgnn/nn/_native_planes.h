@@ -486,7 +486,8 @@ static int PLANE_NAME(plane_weight_grad)(const dw_geometry *g, const T *x, const
 /* The input gradient (dx, or NULL) and the weight gradient (dw, or NULL) on the plane kernels. 0, or 1 when
    out of memory. */
 static int PLANE_NAME(plane_backward)(const dw_geometry *g, const T *x, const T *w, const T *dy, T *dx, T *dw) {
-    const int failed = dx ? PLANE_NAME(plane_conv)(g, 0, dy, w, NULL, dx) : 0;
+    const int failed = !dx ? 0 : row_applies(g, sizeof(T), 0) ? PLANE_NAME(row_conv)(g, 0, dy, w, NULL, dx)
+                                                               : PLANE_NAME(plane_conv)(g, 0, dy, w, NULL, dx);
     return failed || (dw && PLANE_NAME(plane_weight_grad)(g, x, dy, dw));
 }
 

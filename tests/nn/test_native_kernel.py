@@ -250,6 +250,28 @@ def test_native_channel_planes_equal_torch(size, k, padding, dilation, width, gr
     assert native_calls == ["grouped_forward", "grouped_backward"]
 
 
+ROW_CASES = [  # (size, kernel, padding, dilation): rows of 9-16 nodes, 5 or 7 taps along them, up to 16 rows
+    ((14, 14), 7, 3, 1), ((14, 14), 5, 2, 1), ((16, 16), 5, 2, 1), ((9, 9), 7, 3, 1), ((16, 9), 7, 3, 1),
+    ((3, 12), 5, (4, 2), (2, 1)), ((9, 12), (1, 7), (0, 3), 1), ((6, 10), (3, 5), (4, 2), (3, 1)),
+    ((11,), 7, 3, 1), ((1, 16), 5, 2, 1),
+    ((17, 13), 5, 2, 1), ((7, 7), 5, 2, 1), ((14, 14), 3, 1, 1)]  # the last three: the plane kernels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch, bias", [(1, True), (3, False)])
+@pytest.mark.parametrize("size, k, padding, dilation", ROW_CASES)
+def test_native_row_kernels_equal_torch(size, k, padding, dilation, batch, bias, dtype, native_calls):
+    """Depthwise forward and input gradient on NCHW planes of rows that fit a vector (``_native_rows.h``).
+
+    float64 planes of more than 8 rows take the channel-plane kernels, as every weight gradient does, and
+    so do planes of more than 16 rows, of rows of at most 8 nodes and 3-tap kernel rows.
+    """
+    nd, channels = len(size), 5
+    conv = TORCH_CONVS[nd](channels, channels, k, 1, padding, dilation, groups=channels, bias=bias, dtype=dtype)
+    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), size, dtype=dtype, batch_size=batch)
+    assert native_calls == ["grouped_forward", "grouped_backward"]
+
+
 @pytest.mark.parametrize("width", [1, 4])
 def test_channel_planes_mask_the_neighbouring_planes_they_read(width):
     """A tile's loads run past its plane into the next one's nodes: an inf there must not leak through.
