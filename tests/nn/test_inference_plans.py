@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import gridgnn
-from gridgnn.errors import GridValueError
+from gridgnn.errors import GridTypeError, GridValueError
 from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d, _inference, _native, compiled_kernels
 from gridgnn.nn.conv_nd import _GridConvNd
 from gridgnn.testing import compare, tolerance
@@ -157,7 +157,7 @@ def test_bad_input_keeps_the_shells_messages():
             layer(torch.randn(1, 4, 5, 5))
         with pytest.raises(GridValueError, match="expects an input"):
             layer(torch.randn(5, 5))
-        with pytest.raises(Exception, match="dtype|double|float"):
+        with pytest.raises(GridTypeError, match="input has dtype torch.float64 but the layer's weight has"):
             layer(torch.randn(1, 8, 5, 5, dtype=torch.float64))
 
 
