@@ -272,6 +272,51 @@ def test_native_row_kernels_equal_torch(size, k, padding, dilation, batch, bias,
     assert native_calls == ["grouped_forward", "grouped_backward"]
 
 
+ROW_STRIDE_CASES = [  # (size, kernel, stride, padding, dilation): stride 2 along rows of 1-16 output nodes
+    ((28, 28), 5, 2, 2, 1), ((28, 28), 3, 2, 1, 1), ((26, 26), 7, 2, 3, 1), ((14, 14), 5, 2, 2, 1),
+    ((14, 14), 3, 2, 1, 1), ((9, 20), 5, 2, (2, 4), 1), ((12, 30), 3, (1, 2), (1, 0), (2, 1)),
+    ((5, 7), (3, 7), (3, 2), (1, 3), 1), ((13, 32), 3, 2, 0, 1), ((6, 29), 3, 2, 1, 1), ((27,), 5, 2, 2, 1),
+    ((33, 28), 5, 2, 2, 1), ((28, 30), 5, 2, 2, 1), ((8, 31), 3, 2, 1, 1)]  # the last three: buffered units
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch, bias", [(1, True), (3, False)])
+@pytest.mark.parametrize("size, k, stride, padding, dilation", ROW_STRIDE_CASES)
+def test_native_stride2_row_kernels_equal_torch(size, k, stride, padding, dilation, batch, bias, dtype,
+                                                native_calls):
+    """Depthwise forward at stride 2 along NCHW rows whose padded source fits two vectors (``_native_rows.h``).
+
+    Source rows exactly two vectors wide, rows of an odd count of nodes, padding wider than half the kernel,
+    any stride across the rows; float64 planes of more than 8 output rows take the buffered units, as do
+    output rows of over 16 nodes, planes of over 16 output rows and every backward at stride 2.
+    """
+    nd, channels = len(size), 5
+    conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels, bias=bias,
+                           dtype=dtype)
+    assert_conv_equivalent(conv, GRID_CONVS[nd].from_conv(conv), size, dtype=dtype, batch_size=batch)
+    assert native_calls == ["grouped_forward", "grouped_backward"]
+
+
+@pytest.mark.parametrize("k, stride, size", [(5, 1, 14), (7, 1, 12), (5, 2, 28), (3, 2, 14)])
+def test_row_kernels_mask_the_neighbouring_rows_they_read(k, stride, size):
+    """Infs beside a row the row kernels read give torch's infs and NaNs and nowhere else.
+
+    A source row is read as two whole vectors that reach into the rows (and planes) beside it; the infs sit
+    at the first and last nodes of planes and rows, in the input and in the output gradient (the input
+    gradient's source at stride 1).
+    """
+    conv = torch.nn.Conv2d(3, 3, k, stride, k // 2, groups=3)
+    x = torch.randn(2, 3, size, size)
+    x[0, 1, 0, 0] = x[0, 1, -1, -1] = x[1, 0, 3, 0] = x[1, 2, 5, -1] = float("inf")
+    grad = torch.ones_like(conv(x))
+    grad[0, 0, -1, -1] = grad[1, 1, 0, 0] = grad[1, 2, 2, 0] = float("inf")
+    (y_ref, x_grad_ref, *_), (y, x_grad, *_) = _run(conv, GridConv2d.from_conv(conv), x, grad)
+    for reference in (y_ref, x_grad_ref):
+        assert not torch.isfinite(reference).all() and torch.isfinite(reference).any()
+    torch.testing.assert_close(y, y_ref, equal_nan=True)
+    torch.testing.assert_close(x_grad, x_grad_ref, equal_nan=True)
+
+
 @pytest.mark.parametrize("width", [1, 4])
 def test_channel_planes_mask_the_neighbouring_planes_they_read(width):
     """A tile's loads run past its plane into the next one's nodes: an inf there must not leak through.
