@@ -250,11 +250,14 @@ def test_native_channel_planes_equal_torch(size, k, padding, dilation, width, gr
     assert native_calls == ["grouped_forward", "grouped_backward"]
 
 
-ROW_CASES = [  # (size, kernel, padding, dilation): rows of 9-16 nodes, 5 or 7 taps along them, up to 16 rows
+ROW_CASES = [  # (size, kernel, padding, dilation): rows of up to 16 nodes, 5 or 7 taps along them
     ((14, 14), 7, 3, 1), ((14, 14), 5, 2, 1), ((16, 16), 5, 2, 1), ((9, 9), 7, 3, 1), ((16, 9), 7, 3, 1),
     ((3, 12), 5, (4, 2), (2, 1)), ((9, 12), (1, 7), (0, 3), 1), ((6, 10), (3, 5), (4, 2), (3, 1)),
     ((11,), 7, 3, 1), ((1, 16), 5, 2, 1),
-    ((17, 13), 5, 2, 1), ((7, 7), 5, 2, 1), ((14, 14), 3, 1, 1)]  # the last three: the plane kernels
+    # rows of up to 8 nodes, two a vector: odd row counts, rows of 2-4 nodes, up to 32 rows
+    ((7, 7), 7, 3, 1), ((7, 7), 5, 2, 1), ((9, 4), 7, 3, 1), ((3, 2), 5, 2, 1), ((31, 6), 5, 2, 1),
+    ((6, 8), 5, (4, 2), (2, 1)), ((5,), 7, 3, 1),
+    ((17, 13), 5, 2, 1), ((33, 6), 5, 2, 1), ((14, 14), 3, 1, 1), ((7, 7), 3, 1, 1)]  # the last four: planes
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -263,8 +266,8 @@ ROW_CASES = [  # (size, kernel, padding, dilation): rows of 9-16 nodes, 5 or 7 t
 def test_native_row_kernels_equal_torch(size, k, padding, dilation, batch, bias, dtype, native_calls):
     """Depthwise forward and input gradient on NCHW planes of rows that fit a vector (``_native_rows.h``).
 
-    float64 planes of more than 8 rows take the channel-plane kernels, as every weight gradient does, and
-    so do planes of more than 16 rows, of rows of at most 8 nodes and 3-tap kernel rows.
+    Planes of more than 16 rows of over 8 nodes, or 32 of at most 8 (half that in float64), take the
+    channel-plane kernels, as do 3-tap kernel rows and every weight gradient.
     """
     nd, channels = len(size), 5
     conv = TORCH_CONVS[nd](channels, channels, k, 1, padding, dilation, groups=channels, bias=bias, dtype=dtype)
@@ -273,10 +276,12 @@ def test_native_row_kernels_equal_torch(size, k, padding, dilation, batch, bias,
 
 
 ROW_STRIDE_CASES = [  # (size, kernel, stride, padding, dilation): stride 2 along rows of 1-16 output nodes
-    ((28, 28), 5, 2, 2, 1), ((28, 28), 3, 2, 1, 1), ((26, 26), 7, 2, 3, 1), ((14, 14), 5, 2, 2, 1),
-    ((14, 14), 3, 2, 1, 1), ((9, 20), 5, 2, (2, 4), 1), ((12, 30), 3, (1, 2), (1, 0), (2, 1)),
-    ((5, 7), (3, 7), (3, 2), (1, 3), 1), ((13, 32), 3, 2, 0, 1), ((6, 29), 3, 2, 1, 1), ((27,), 5, 2, 2, 1),
-    ((33, 28), 5, 2, 2, 1), ((28, 30), 5, 2, 2, 1), ((8, 31), 3, 2, 1, 1)]  # the last three: buffered units
+    ((28, 28), 5, 2, 2, 1), ((28, 28), 3, 2, 1, 1), ((26, 26), 7, 2, 3, 1), ((9, 20), 5, 2, (2, 4), 1),
+    ((12, 30), 3, (1, 2), (1, 0), (2, 1)), ((13, 32), 3, 2, 0, 1), ((6, 29), 3, 2, 1, 1), ((27,), 5, 2, 2, 1),
+    # output rows of up to 8 nodes, two a vector: odd row counts, rows of 2 nodes, up to 32 rows
+    ((14, 14), 5, 2, 2, 1), ((14, 14), 3, 2, 1, 1), ((13, 9), 7, 2, 3, 1), ((5, 3), 3, 2, 1, 1),
+    ((5, 7), (3, 7), (3, 2), (1, 3), 1), ((40, 12), 5, 2, 2, 1), ((20, 14), 5, (3, 2), 2, 1),
+    ((33, 28), 5, 2, 2, 1), ((28, 30), 5, 2, 2, 1), ((8, 31), 3, 2, 1, 1), ((66, 12), 3, 2, 1, 1)]  # buffered
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -287,8 +292,8 @@ def test_native_stride2_row_kernels_equal_torch(size, k, stride, padding, dilati
     """Depthwise forward at stride 2 along NCHW rows whose padded source fits two vectors (``_native_rows.h``).
 
     Source rows exactly two vectors wide, rows of an odd count of nodes, padding wider than half the kernel,
-    any stride across the rows; float64 planes of more than 8 output rows take the buffered units, as do
-    output rows of over 16 nodes, planes of over 16 output rows and every backward at stride 2.
+    any stride across the rows. Output rows of over 16 nodes, planes of over 16 output rows of over 8 nodes
+    or 32 of at most 8 (half that in float64) take the buffered units, as does every backward at stride 2.
     """
     nd, channels = len(size), 5
     conv = TORCH_CONVS[nd](channels, channels, k, stride, padding, dilation, groups=channels, bias=bias,
@@ -297,7 +302,7 @@ def test_native_stride2_row_kernels_equal_torch(size, k, stride, padding, dilati
     assert native_calls == ["grouped_forward", "grouped_backward"]
 
 
-@pytest.mark.parametrize("k, stride, size", [(5, 1, 14), (7, 1, 12), (5, 2, 28), (3, 2, 14)])
+@pytest.mark.parametrize("k, stride, size", [(5, 1, 14), (7, 1, 12), (7, 1, 7), (5, 2, 28), (3, 2, 14)])
 def test_row_kernels_mask_the_neighbouring_rows_they_read(k, stride, size):
     """Infs beside a row the row kernels read give torch's infs and NaNs and nowhere else.
 
