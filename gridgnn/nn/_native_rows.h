@@ -106,15 +106,13 @@ static inline __attribute__((always_inline)) void ROW_NAME(row_plane)(int KX, in
     typedef I M __attribute__((vector_size(CB * sizeof(T))));
     enum { SUMS = ROW_MAX_SUMS / sizeof(T) };
     const int64_t sums = PAIRED ? (rows + 1) / 2 : rows, next = 2 * row_stride * CB;   /* next: row r + 1's */
-    const M broadcast = {0};                        /* lane 0 into every lane */
-    V sum[SUMS], b = {bias};
-    for (int r = 0; r < SUMS; r++) sum[r] = __builtin_shuffle(b, broadcast);
+    V sum[SUMS];
+    for (int r = 0; r < SUMS; r++)
+        for (int l = 0; l < CB; l++) sum[r][l] = bias;
     for (int64_t ky = 0; ky < ky_taps; ky++) {
         V wk[7];
-        for (int kx = 0; kx < KX; kx++) {
-            const V v = {w[ky * KX + kx]};
-            wk[kx] = __builtin_shuffle(v, broadcast);
-        }
+        for (int kx = 0; kx < KX; kx++)
+            for (int l = 0; l < CB; l++) wk[kx][l] = w[ky * KX + kx];
         const T *row = p + ky * dilation * 2 * CB;
         _Pragma("GCC unroll 16")
         for (int r = 0; r < SUMS; r++) {
@@ -134,8 +132,8 @@ static inline __attribute__((always_inline)) void ROW_NAME(row_plane)(int KX, in
             sum[r] += ROW_TAP(0) * wk[0];
         }
     }
-    const M lane = ROW_WINDOW(0), first = lane < (I)width;  /* PAIRED: pack moves the two rows' nodes together */
-    const M pack = (lane & first) | ((lane - (I)width + CB / 2) & ~first);
+    M pack;                                          /* PAIRED: the two rows' nodes next to each other */
+    for (int l = 0; l < CB; l++) pack[l] = l < width ? l : l - width + CB / 2;
     const int64_t plane = rows * width, step = PAIRED ? 2 * width : width;
     for (int r = 0; r < SUMS && r < sums; r++) {   /* a whole vector where it stays inside the plane */
         const V v = PAIRED ? __builtin_shuffle(sum[r], pack) : sum[r];
@@ -163,9 +161,11 @@ CLONES static void ROW_NAME(row_plane_at)(const dw_geometry *g, int reading, con
     const int64_t kx = g->kernel[2], taps = g->kernel[1] * kx, c = q % g->channels, halved = g->stride[2] == 2;
     const int64_t src_width = reading ? g->in[2] : g->out[2], width = reading ? g->out[2] : g->in[2];
     const int64_t lead = halved ? g->pad[2] : kx / 2;       /* the lane of the source's column 0 */
-    const M lane = ROW_WINDOW(0), upper = lane + CB;          /* keep: the lanes [lead, lead + src_width) */
-    const I start = (I)lead, end = (I)(lead + src_width);
-    const M keep_lo = (lane >= start) & (lane < end), keep_hi = (upper >= start) & (upper < end);
+    M keep_lo, keep_hi;                                       /* the lanes [lead, lead + src_width) */
+    for (int l = 0; l < CB; l++) {
+        keep_lo[l] = l >= lead && l < lead + src_width ? -1 : 0;
+        keep_hi[l] = l + CB >= lead && l + CB < lead + src_width ? -1 : 0;
+    }
     for (int64_t j = 0; j < buffer_rows; j++) {               /* buffer row j: source row j - pad, if any */
         const int64_t i = j - pad, from = (q * src_rows + i) * src_width - lead;
         if (i < 0 || i >= src_rows) continue;
