@@ -302,6 +302,26 @@ def test_native_stride2_row_kernels_equal_torch(size, k, stride, padding, dilati
     assert native_calls == ["grouped_forward", "grouped_backward"]
 
 
+@given(kx=st.sampled_from([3, 5, 7]), ky=st.integers(1, 7), sy=st.integers(1, 3), sx=st.integers(1, 2),
+       dy=st.integers(1, 2), py=st.integers(0, 4), px=st.integers(0, 4), rows=st.integers(1, 40),
+       columns=st.integers(1, 36), batch=st.integers(1, 3), double=st.booleans())
+def test_native_row_kernels_random_geometries(kx, ky, sy, sx, dy, py, px, rows, columns, batch, double):
+    """Random depthwise geometries around the row kernels' bounds: torch's values and gradients.
+
+    Rows of 1-36 nodes, 1-40 rows, strides 1-2 along the rows and 1-3 across them, "same" column padding at
+    stride 1 as the row kernels take it; each geometry runs on whichever kernel takes it.
+    """
+    px = kx // 2 if sx == 1 else px
+    rows, columns = max(rows, (ky - 1) * dy + 1 - 2 * py), max(columns, kx - 2 * px)
+    dtype = torch.float64 if double else torch.float32
+    conv = torch.nn.Conv2d(3, 3, (ky, kx), (sy, sx), (py, px), (dy, 1), groups=3, dtype=dtype)
+    x = torch.randn(batch, 3, rows, columns, dtype=dtype)
+    (y_ref, *grads_ref), (y, *grads) = _run(conv, GridConv2d.from_conv(conv), x,
+                                           torch.randn(conv(x).shape, dtype=dtype))
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        _assert_close(got, want)
+
+
 @pytest.mark.parametrize("k, stride, size", [(5, 1, 14), (7, 1, 12), (7, 1, 7), (5, 2, 28), (3, 2, 14)])
 def test_row_kernels_mask_the_neighbouring_rows_they_read(k, stride, size):
     """Infs beside a row the row kernels read give torch's infs and NaNs and nowhere else.
