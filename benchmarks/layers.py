@@ -42,8 +42,9 @@ from _common import (  # noqa: E402
 
 # (C_in, C_out, size, groups): ResNet-50 and MobileNetV2 pointwise layers, a ShuffleNet grouped 1x1
 POINTWISE = [(256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1), (96, 576, 14, 1), (240, 240, 28, 3)]
-# (C, groups, size, kernel, stride): ResNet-50 3x3s, MobileNetV2 depthwise 3x3s, an EfficientNet-B0 5x5 stride-2
-# depthwise, ConvNeXt-T 7x7 depthwise, a ResNeXt-50 32x4d grouped 3x3 and a RegNet-like one (16 channels a group)
+# (C, groups, size, kernel, stride): ResNet-50 3x3s, MobileNetV2 depthwise 3x3s (one at stride 2), EfficientNet-B0
+# 5x5 stride-2 depthwise (at 28x28 and 14x14), ConvNeXt-T 7x7 depthwise, a ResNeXt-50 32x4d grouped 3x3 and a
+# RegNet-like one (16 channels a group)
 SPATIAL = [(64, 1, 56, 3, 1), (128, 1, 28, 3, 1), (256, 1, 14, 3, 1), (512, 1, 7, 3, 1), (144, 144, 56, 3, 1),
            (576, 576, 14, 3, 1), (240, 240, 28, 5, 2), (144, 144, 56, 3, 2), (672, 672, 14, 5, 2), (96, 96, 56, 7, 1),
            (384, 384, 14, 7, 1), (128, 32, 56, 3, 1), (256, 16, 14, 3, 1)]

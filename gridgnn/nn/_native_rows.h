@@ -47,7 +47,7 @@
 /* Bytes of output rows' sums a plane holds in registers: 16 float or 8 double vectors of CB lanes. */
 #define ROW_MAX_SUMS 64
 
-/* Whether output rows of g (`ow` nodes) go two to a vector: see the header. */
+/* Whether rows of `ow` nodes go two to a vector (see the header). */
 static int row_paired(int64_t ow) { return 2 * ow <= CB; }
 
 /* Whether the row kernels take g (elements of `element` bytes) forward (reading) or for its input gradient:
@@ -68,10 +68,10 @@ static int row_applies(const dw_geometry *g, size_t element, int reading) {
                        s + 12, s + 13, s + 14, s + 15}
 /* The even and the odd lanes of a pair of vectors (a row's columns by phase, at stride 2). */
 #define ROW_EVENS {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+#define ROW_ODDS {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}
 /* The windows `s` lanes into two vectors' first halves, side by side (two output rows a vector). */
 #define ROW_PAIR_WINDOW(s) {s, s + 1, s + 2, s + 3, s + 4, s + 5, s + 6, s + 7, s + 16, s + 17, s + 18, s + 19, \
                             s + 20, s + 21, s + 22, s + 23}
-#define ROW_ODDS {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}
 
 #endif
 
