@@ -17,8 +17,8 @@
  * 16 channels a node at a stride of C values, which costs more than the sums. On NCHW input at stride 1 with
  * output rows as long as the input's, the channel-plane kernels of _native_planes.h sum each plane in place
  * instead (all thin groups; depthwise convs of up to 9 taps, and larger ones on planes of up to 256 nodes);
- * a depthwise conv's forward and input gradient on planes whose rows fit one vector take the row kernels of
- * _native_rows.h, with each output row's sum in a register.
+ * a depthwise conv's forward and input gradient on planes whose rows fit one vector, and its forward at
+ * stride 2 along such rows, take the row kernels of _native_rows.h, with each output row's sum in a register.
  *
  * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
  * package; where it is missing, the pure-torch kernels (gridgnn/nn/_depthwise.py, _dense.py) run.

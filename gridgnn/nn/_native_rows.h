@@ -19,7 +19,7 @@
  * The plane kernels of _native_planes.h make a masked, unaligned load and a weight broadcast per tap, node
  * tile and channel instead. Side by side on an AVX-512 Xeon (2 threads, C=384-672 at 14 x 14), the row
  * kernels ran depthwise 7x7s 1.4-1.9x faster forward and 1.4-1.7x in the input gradient, 5x5s 1.4x; 3x3s
- * within 10% either way (at 7 x 7, 1.3-1.6x slower), so those keep the plane kernels, as does every weight
+ * within 10% either way (at 7 x 7, 1.3-1.8x slower), so those keep the plane kernels, as does every weight
  * gradient.
  *
  * The forward of depthwise convs at stride 2 along the rows (any stride across them; 3, 5 or 7 taps, any
@@ -184,17 +184,14 @@ CLONES static void ROW_NAME(row_plane_at)(const dw_geometry *g, int reading, con
     const T b = bias ? bias[c] : 0;
     const int64_t sy = reading ? g->stride[1] : 1, ky = g->kernel[1], d = g->dilation[1];
     w += c * taps;
-    if (row_paired(width)) {
-        if (!halved && kx == 5) ROW_NAME(row_plane)(5, 1, 1, buf, rows, width, sy, ky, d, w, b, dst);
-        else if (!halved) ROW_NAME(row_plane)(7, 1, 1, buf, rows, width, sy, ky, d, w, b, dst);
-        else if (kx == 3) ROW_NAME(row_plane)(3, 2, 1, buf, rows, width, sy, ky, d, w, b, dst);
-        else if (kx == 5) ROW_NAME(row_plane)(5, 2, 1, buf, rows, width, sy, ky, d, w, b, dst);
-        else ROW_NAME(row_plane)(7, 2, 1, buf, rows, width, sy, ky, d, w, b, dst);
-    } else if (!halved && kx == 5) ROW_NAME(row_plane)(5, 1, 0, buf, rows, width, sy, ky, d, w, b, dst);
-    else if (!halved) ROW_NAME(row_plane)(7, 1, 0, buf, rows, width, sy, ky, d, w, b, dst);
-    else if (kx == 3) ROW_NAME(row_plane)(3, 2, 0, buf, rows, width, sy, ky, d, w, b, dst);
-    else if (kx == 5) ROW_NAME(row_plane)(5, 2, 0, buf, rows, width, sy, ky, d, w, b, dst);
-    else ROW_NAME(row_plane)(7, 2, 0, buf, rows, width, sy, ky, d, w, b, dst);
+#define ROW_RUN(K, S, P) ROW_NAME(row_plane)(K, S, P, buf, rows, width, sy, ky, d, w, b, dst)
+    const int paired = row_paired(width);                    /* one expansion per (KX, stride, paired) */
+    if (!halved && kx == 5) paired ? ROW_RUN(5, 1, 1) : ROW_RUN(5, 1, 0);
+    else if (!halved) paired ? ROW_RUN(7, 1, 1) : ROW_RUN(7, 1, 0);
+    else if (kx == 3) paired ? ROW_RUN(3, 2, 1) : ROW_RUN(3, 2, 0);
+    else if (kx == 5) paired ? ROW_RUN(5, 2, 1) : ROW_RUN(5, 2, 0);
+    else paired ? ROW_RUN(7, 2, 1) : ROW_RUN(7, 2, 0);
+#undef ROW_RUN
 }
 
 /* The forward (reading: y = conv(x, w) + bias) or the input gradient (dx = the conv of dy with the kernel
