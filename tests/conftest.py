@@ -17,3 +17,11 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def shell_only(monkeypatch):
+    """The conv drop-ins run every call through their image shell: no plan (the plans' own tests compare the two)."""
+    from gridgnn.nn import conv_nd
+
+    monkeypatch.setattr(conv_nd, "planned_call", lambda layer, x: None)

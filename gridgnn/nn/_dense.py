@@ -188,7 +188,6 @@ class NativeDenseConv(Function):
         image, weight = ctx.saved_tensors
         geom = ctx.geom
         need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_x = grad_weight = None
         grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1))) if ctx.has_bias and ctx.needs_input_grad[2] \
             else None
         if torch.is_grad_enabled() or plain_ops(grad_out):
@@ -197,21 +196,7 @@ class NativeDenseConv(Function):
                 out = plain_window_conv(image, geom, weight, None, 1).view(grad_out.shape)
                 grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=torch.is_grad_enabled()))
             return next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None
-        b, c_in, c_out = image.size(0), image.size(-1), weight.size(0)
-        strided = any(s > 1 for s in geom.stride)
-        if need_x and strided:                            # messages back along the reversed grid graph
-            grad_x = dense_conv_transpose(grad_out.reshape(b, -1, c_out), geom, weight.transpose(0, 1), None, 1)
-            grad_x = grad_x.view(image.shape)
-        elif need_x:                          # the full conv of the gradient with the flipped, transposed weights
-            pad = [(k - 1) * d - left for k, d, (left, _) in zip(geom.kernel_size, geom.dilation, geom.padding)]
-            grad_x = _native.dense_forward(grad_out, weight, None, geom.in_size, (1,) * geom.ndim, pad,
-                                           geom.dilation, transposed=True, major=is_channel_major(image))
-        if need_weight and strided:                       # dW = g^T [windows]: [C_out, K, C_in]
-            windows = gather_windows(image, geom).reshape(grad_out.numel() // c_out, -1)
-            grad_weight = (grad_out.reshape(-1, c_out).mT @ windows).view(c_out, -1, c_in)
-            grad_weight = grad_weight.transpose(1, 2).reshape(weight.shape)
-        elif need_weight:
-            grad_weight = _offset_products(_zero_padded(image, geom), grad_out, geom.kernel_size, geom.dilation)
+        grad_x, grad_weight = native_dense_grads(image, weight, grad_out, geom, need_x, need_weight)
         return grad_x, grad_weight, grad_bias, None
 
     @staticmethod
@@ -220,6 +205,32 @@ class NativeDenseConv(Function):
         terms = [NativeDenseConv.apply(image_t, weight, None, ctx.geom) if image_t is not None else None,
                  NativeDenseConv.apply(image, weight_t, None, ctx.geom) if weight_t is not None else None, bias_t]
         return sum_tangents(terms, (image.size(0), *ctx.geom.out_size, weight.size(0)), image)
+
+
+def native_dense_grads(image: Tensor, weight: Tensor, grad_out: Tensor, geom: ConvGeometry, need_x: bool,
+                       need_weight: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """The input and weight gradients of :class:`NativeDenseConv` (first order), where asked for.
+
+    ``image`` ``[B, *S_in, C_in]`` and ``grad_out`` ``[B, *S_out, C_out]`` lie channels innermost or
+    channel-major (an NCHW image's nodes); the input gradient is laid out as ``image``.
+    """
+    b, c_in, c_out = image.size(0), image.size(-1), weight.size(0)
+    grad_x = grad_weight = None
+    strided = any(s > 1 for s in geom.stride)
+    if need_x and strided:                            # messages back along the reversed grid graph
+        grad_x = dense_conv_transpose(grad_out.reshape(b, -1, c_out), geom, weight.transpose(0, 1), None, 1)
+        grad_x = grad_x.view(image.shape)
+    elif need_x:                          # the full conv of the gradient with the flipped, transposed weights
+        pad = [(k - 1) * d - left for k, d, (left, _) in zip(geom.kernel_size, geom.dilation, geom.padding)]
+        grad_x = _native.dense_forward(grad_out, weight, None, geom.in_size, (1,) * geom.ndim, pad,
+                                       geom.dilation, transposed=True, major=is_channel_major(image))
+    if need_weight and strided:                       # dW = g^T [windows]: [C_out, K, C_in]
+        windows = gather_windows(image, geom).reshape(grad_out.numel() // c_out, -1)
+        grad_weight = (grad_out.reshape(-1, c_out).mT @ windows).view(c_out, -1, c_in)
+        grad_weight = grad_weight.transpose(1, 2).reshape(weight.shape)
+    elif need_weight:
+        grad_weight = _offset_products(_zero_padded(image, geom), grad_out, geom.kernel_size, geom.dilation)
+    return grad_x, grad_weight
 
 
 def _zero_padded(image: Tensor, geom: ConvGeometry) -> Tensor:

@@ -10,8 +10,8 @@ from .._types import Device, DType, SpatialSize
 from ..geometry import ConvGeometry, IntOrTuple, Padding, ntuple, resolve_padding
 from ..graph import conv_geometry
 from ._image import ImageLayer
-from ._inference import planned_call
 from ._init import copy_conv_parameters
+from ._plans import planned_call
 from .functional import conv_nodes
 
 

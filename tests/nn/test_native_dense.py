@@ -21,8 +21,8 @@ CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
 @pytest.fixture
-def dense_calls(monkeypatch):
-    """The native dense kernel switched on (as on AVX-512 CPUs), its calls counted."""
+def dense_calls(monkeypatch, shell_only):
+    """The native dense kernel switched on (as on AVX-512 CPUs), its calls counted (every call through the shell)."""
     assert _native.available(), "the native kernels were not built by the install"
     monkeypatch.setattr(_native, "DENSE_ISA", True)
     calls = []

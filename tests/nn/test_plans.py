@@ -1,4 +1,4 @@
-"""Inference calls of the conv drop-ins by cached plans: the shell's output bit for bit, torch's values and strides."""
+"""Conv drop-in calls by cached plans: the shell's outputs and gradients bit for bit, torch's values and strides."""
 import itertools
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 import gridgnn
 from gridgnn.errors import GridTypeError, GridValueError
-from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d, _inference, _native, compiled_kernels
+from gridgnn.nn import GridConv1d, GridConv2d, GridConv3d, _native, _plans, compiled_kernels
 from gridgnn.nn.conv_nd import _GridConvNd
 from gridgnn.testing import compare, tolerance
 
@@ -62,15 +62,28 @@ PLANNED = [
 ]
 
 
-@needs_native
-@pytest.mark.parametrize("config", PLANNED, ids=lambda c: "nd{}-{}to{}-k{}-g{}-s{}-d{}".format(*c))
-@pytest.mark.parametrize("channels_last, batch, bias, dtype", [
-    combo for combo in itertools.product([False, True], [1, 3], [True, False], [torch.float32, torch.float64])
-    if combo[2] or combo[1] == 1])
-def test_planned_calls_are_the_shell_bit_for_bit(config, channels_last, batch, bias, dtype, shell_calls):
+# (channels_last, batch, bias, dtype) of the calls: batches of 3 with a bias
+CALLS = [combo for combo in itertools.product([False, True], [1, 3], [True, False], [torch.float32, torch.float64])
+         if combo[2] or combo[1] == 1]
+
+
+def _config_id(config):
+    return "nd{}-{}to{}-k{}-g{}-s{}-d{}".format(*config)
+
+
+def _call_of(config, channels_last, batch, bias, dtype):
+    """The torch conv, its twin and an input image for one configuration and call."""
     nd, c_in, c_out, kernel, groups, stride, dilation = config
     conv, layer = _pair(nd, c_in, c_out, kernel, groups, stride, dilation=dilation, bias=bias, dtype=dtype)
-    x = _image(nd, batch, c_in, 9, channels_last, dtype)
+    return conv, layer, _image(nd, batch, c_in, 9, channels_last, dtype)
+
+
+@needs_native
+@pytest.mark.parametrize("config", PLANNED, ids=_config_id)
+@pytest.mark.parametrize("channels_last, batch, bias, dtype", CALLS)
+def test_planned_calls_are_the_shell_bit_for_bit(config, channels_last, batch, bias, dtype, shell_calls):
+    nd, _, _, kernel, groups, _, _ = config
+    conv, layer, x = _call_of(config, channels_last, batch, bias, dtype)
     with torch.no_grad():
         shell = layer._forward_image(x)
         expected = conv(x)
@@ -104,35 +117,34 @@ def test_every_way_of_not_building_a_graph_is_planned(make, shell_calls):
 @needs_native
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_calls_the_plans_do_not_fit_take_the_shell():
-    """Autograd, autocast, torch.func, tracing, switches, the general path, other padding modes, unbatched input."""
+    """Autocast, torch.func, tracing, switches, the general path, other padding modes, unbatched input."""
     conv, layer = _pair(2, 16, 16, 3, 16)
     x = torch.randn(2, 16, 7, 7)
-    assert _inference.planned_call(layer, x) is None                            # a graph is built
     with torch.no_grad():
-        assert _inference.planned_call(layer, x) is not None
+        assert _plans.planned_call(layer, x) is not None
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert _inference.planned_call(layer, x) is None and layer(x).dtype == torch.bfloat16
+            assert _plans.planned_call(layer, x) is None and layer(x).dtype == torch.bfloat16
         seen = []
-        torch.func.vmap(lambda image: seen.append(_inference.planned_call(layer, image[None])) or image)(x)
+        torch.func.vmap(lambda image: seen.append(_plans.planned_call(layer, image[None])) or image)(x)
         with _native.disabled():
-            assert _inference.planned_call(layer, x) is None
+            assert _plans.planned_call(layer, x) is None
         with torch.autograd.forward_ad.dual_level():                             # forward-mode tangents
             tangent = torch.randn_like(x)
             dual = torch.autograd.forward_ad.make_dual(x, tangent)
-            assert _inference.planned_call(layer, dual) is None
+            assert _plans.planned_call(layer, dual) is None
             got = torch.autograd.forward_ad.unpack_dual(layer(dual)).tangent
         torch.testing.assert_close(got, conv(tangent) - conv.bias.view(-1, 1, 1))
         with compiled_kernels():
-            assert _inference.planned_call(layer, x) is None
+            assert _plans.planned_call(layer, x) is None
         with torch.device("meta"):                                               # a torch-function mode
-            assert _inference.planned_call(layer, x) is None
-        assert _inference.planned_call(layer, x[0]) is None                      # unbatched
-        assert _inference.planned_call(layer, x.double()) is None                # not the weight's dtype
+            assert _plans.planned_call(layer, x) is None
+        assert _plans.planned_call(layer, x[0]) is None                      # unbatched
+        assert _plans.planned_call(layer, x.double()) is None                # not the weight's dtype
         torch.testing.assert_close(torch.jit.trace(layer, x)(x), conv(x))
         general = GridConv2d.from_conv(conv, path="general")
         reflect = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16, padding_mode="reflect")
         for other in (general, GridConv2d.from_conv(reflect)):
-            assert _inference.planned_call(other, x) is None
+            assert _plans.planned_call(other, x) is None
         torch.testing.assert_close(general(x), conv(x))
         torch.testing.assert_close(GridConv2d.from_conv(reflect)(x), reflect(x))
     assert seen == [None]
@@ -219,13 +231,13 @@ def test_planned_outputs_are_fresh_and_carry_inf_and_nan():
 
 @needs_native
 def test_the_plan_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(_inference, "_PLANS", {})
-    monkeypatch.setattr(_inference, "MAX_PLANS", 3)
+    monkeypatch.setattr(_plans, "_PLANS", {})
+    monkeypatch.setattr(_plans, "MAX_PLANS", 3)
     layer = GridConv2d(4, 4, 3, padding=1, groups=4)
     with torch.no_grad():
         for size in range(4, 10):
             layer(torch.randn(1, 4, size, size))
-            assert 1 <= len(_inference._PLANS) <= 3
+            assert 1 <= len(_plans._PLANS) <= 3
 
 
 @needs_native
@@ -241,3 +253,128 @@ def test_a_converted_model_in_eval_runs_on_plans(shell_calls):
         torch.testing.assert_close(twin(x), model(x))
     if _native.DENSE_ISA:
         assert shell_calls == []
+
+
+# the native kernels' configurations of PLANNED (all but the 1x1s): the ones training calls plan
+TRAINED = [config for config in PLANNED if config[3] > 1]
+
+
+def _training_call(call, x, layer, grad):
+    """``call(x)``'s output and the gradients of ``<output, grad>`` for ``x``, the weight and the bias."""
+    x = x.detach().requires_grad_()
+    out = call(x)
+    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+    return (out, *torch.autograd.grad(out, [x, *params], grad))
+
+
+@needs_native
+@pytest.mark.parametrize("config", TRAINED, ids=_config_id)
+@pytest.mark.parametrize("channels_last, batch, bias, dtype", CALLS)
+def test_training_calls_are_the_shell_bit_for_bit(config, channels_last, batch, bias, dtype, shell_calls):
+    """Outputs and input/weight gradients equal to the shell's, with its strides; all of them torch's values."""
+    nd, groups = config[0], config[4]
+    conv, layer, x = _call_of(config, channels_last, batch, bias, dtype)
+    out = conv(x)
+    grad = torch.randn(*reversed(out.shape), dtype=dtype).permute(*reversed(range(out.dim())))    # neither layout
+    shell = _training_call(layer._forward_image, x, layer, grad)
+    expected = _training_call(conv, x, conv, grad)
+    shell_calls.clear()
+    planned = [_training_call(layer, x, layer, grad) for _ in range(2)]         # making the plan, then using it
+    other_dense = groups == 1 and not (_native.DENSE_ISA and dtype == torch.float32)
+    channels_innermost_1d = nd == 1 and channels_last             # torch's 1-D output is contiguous: a copy
+    shell_runs = other_dense or channels_innermost_1d
+    assert shell_calls == ([type(layer).__name__] * 2 if shell_runs else [])
+    for got in planned:
+        assert (type(got[0].grad_fn).__name__ == "PlannedConvBackward") != shell_runs
+        for value, want, reference in zip(got, shell, expected):
+            assert value.stride() == want.stride()
+            if value.dim() > 1:                                 # the bias gradient sums in another order
+                assert torch.equal(value, want)
+            error = compare(value.double(), reference.double())
+            assert error.within(tolerance(dtype)), error
+
+
+@needs_native
+def test_training_plans_leave_the_other_kernels_to_the_shell(shell_calls):
+    """1x1s build their graphs through the shell; forward-mode AD too."""
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    for config in [(2, 8, 16, 1, 1, 1, 1), (2, 8, 16, 1, 2, 1, 1)]:
+        conv, layer = _pair(*config[:5], stride=config[5], dilation=config[6])
+        assert _plans.planned_call(layer, x) is None
+        torch.testing.assert_close(layer(x), conv(x))
+    conv, layer = _pair(2, 8, 8, 3, 8)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, torch.ones_like(x))
+        assert _plans.planned_call(layer, dual) is None
+    assert _plans.planned_call(layer, x) is not None
+
+
+@needs_native
+@pytest.mark.parametrize("groups, c_out, dtype", [(16, 16, torch.float64), (4, 16, torch.float64),
+                                                  (1, 40, torch.float32)], ids=["depthwise", "4-a-group", "dense"])
+def test_training_plans_differentiate_twice_and_batch_gradients(groups, c_out, dtype):
+    """``create_graph=True`` and ``is_grads_batched=True`` backwards: torch's conv's values; gradcheck in float64."""
+    conv, layer = _pair(2, 16, c_out, 3, groups, dtype=dtype)
+    x = torch.randn(2, 16, 5, 5, dtype=dtype, requires_grad=True)
+    grads = []
+    for module in (conv, layer):
+        out = module(x)
+        grad_x, = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+        grads.append(torch.autograd.grad(grad_x.square().sum(), (x, module.weight)))
+        batched = torch.randn(3, *out.shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+        grads.append(torch.autograd.grad(module(x), (x, module.weight), batched, is_grads_batched=True))
+    planned = groups > 1 or _native.DENSE_ISA                   # (the dense kernel: float32 on AVX-512 CPUs)
+    assert (type(layer(x).grad_fn).__name__ == "PlannedConvBackward") == planned
+    for got, want in zip(grads[2:], grads[:2]):
+        for g, w in zip(got, want):
+            error = compare(g.double(), w.double())
+            assert error.within(tolerance(dtype)), error
+    if dtype != torch.float64:                                     # (the dense kernel is float32 only)
+        return
+    small = x[:1, :, :4, :4].detach().requires_grad_()
+    assert torch.autograd.gradcheck(layer, (small,), check_batched_grad=True)
+    assert torch.autograd.gradgradcheck(layer, (small,))
+
+
+@needs_native
+def test_training_plans_keep_autograds_rules():
+    """Frozen weights or a constant input, retain_graph, inf/NaN, and an input edited in place after the call."""
+    conv, layer = _pair(2, 8, 8, 3, 8)
+    x = torch.randn(1, 8, 6, 6)
+    x[0, 1, 2, 3], x[0, 5, 0, 0] = float("inf"), float("nan")
+    out = layer(x)                                                # the input needs no gradient: the weights do
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (layer.weight, layer.bias), grad, retain_graph=True)
+    again = torch.autograd.grad(out, (layer.weight, layer.bias), grad)
+    want = torch.autograd.grad(conv(x), (conv.weight, conv.bias), grad)
+    for g, a, w in zip(got, again, want):
+        torch.testing.assert_close(g, a, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(g, w, equal_nan=True)
+    layer.requires_grad_(False)
+    y = torch.randn(1, 8, 6, 6, requires_grad=True)
+    out = layer(y)
+    torch.testing.assert_close(torch.autograd.grad(out, y, grad)[0], torch.autograd.grad(conv(y), y, grad)[0])
+    leaf = y.detach().requires_grad_()
+    edited = leaf * 1
+    out = layer(edited)
+    with torch.no_grad():
+        edited.mul_(2)                                            # the saved input changed: autograd refuses
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+@needs_native
+def test_training_plans_give_torchs_gradient_strides_for_odd_batch_strides():
+    """A batch of one whose batch stride is not torch's: the input gradient has torch's strides.
+
+    The NCHW one is planned; torch counts the channels-last one as contiguous, so the shell runs it.
+    """
+    conv, layer = _pair(2, 8, 8, 3, 8)
+    for channels_last in (False, True):
+        x = _image(2, 1, 8, 6, channels_last)
+        odd = x.as_strided(x.shape, (7,) + x.stride()[1:]).detach().requires_grad_()
+        grads = [torch.autograd.grad(module(odd).sum(), odd)[0] for module in (conv, layer)]
+        planned = type(layer(odd).grad_fn).__name__ == "PlannedConvBackward"
+        assert planned != channels_last
+        assert grads[1].stride() == grads[0].stride()
+        torch.testing.assert_close(grads[1], grads[0])
