@@ -244,7 +244,9 @@ class PlannedConv(Function):
         x, weight = ctx.saved_tensors
         plan = ctx.plan
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        if torch.is_grad_enabled() or forward_ad._current_level >= 0 or plain_ops(grad) or grad.dtype != x.dtype:
+        if not (need_x or need_weight):                                           # the bias alone
+            grad_x = grad_weight = None
+        elif torch.is_grad_enabled() or forward_ad._current_level >= 0 or plain_ops(grad) or grad.dtype != x.dtype:
             grad_x, grad_weight = _shell_grads(plan, x, weight, grad, need_x, need_weight)
         else:
             grad = in_format(grad, plan.memory_format)                            # as the input lies, dense

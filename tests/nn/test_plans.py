@@ -338,7 +338,7 @@ def test_training_plans_differentiate_twice_and_batch_gradients(groups, c_out, d
 
 @needs_native
 def test_training_plans_keep_autograds_rules():
-    """Frozen weights or a constant input, retain_graph, inf/NaN, and an input edited in place after the call."""
+    """A constant input, frozen weights, the bias alone, retain_graph, inf/NaN, an input edited in place later."""
     conv, layer = _pair(2, 8, 8, 3, 8)
     x = torch.randn(1, 8, 6, 6)
     x[0, 1, 2, 3], x[0, 5, 0, 0] = float("inf"), float("nan")
@@ -350,6 +350,8 @@ def test_training_plans_keep_autograds_rules():
     for g, a, w in zip(got, again, want):
         torch.testing.assert_close(g, a, rtol=0, atol=0, equal_nan=True)
         torch.testing.assert_close(g, w, equal_nan=True)
+    layer.weight.requires_grad_(False)                            # the bias alone
+    torch.testing.assert_close(torch.autograd.grad(layer(x), layer.bias, grad)[0], grad.sum((0, 2, 3)))
     layer.requires_grad_(False)
     y = torch.randn(1, 8, 6, 6, requires_grad=True)
     out = layer(y)
