@@ -206,7 +206,7 @@ static inline __attribute__((always_inline)) void PLANE_NAME(plane_tile)(
     const int64_t taps = m->kernel[0] * m->kernel[1] * m->kernel[2];
     V acc[16];
     for (int k = 0; k < ng * w; k++) {
-        for (int l = 0; l < CB; l++) acc[k][l] = bias ? bias[k] : 0;
+        acc[k] = (V){0} + (bias ? bias[k] : 0);                                 /* a broadcast */
         __builtin_prefetch(src + k * src_plane + q0 + m->hi + PLANE_AHEAD, 0, 3);
         __builtin_prefetch(dst + k * dst_plane + q0 + PLANE_AHEAD, 1, 3);
     }

@@ -107,12 +107,12 @@ static inline __attribute__((always_inline)) void ROW_NAME(row_plane)(int KX, in
     enum { SUMS = ROW_MAX_SUMS / sizeof(T) };
     const int64_t sums = PAIRED ? (rows + 1) / 2 : rows, next = 2 * row_stride * CB;   /* next: row r + 1's */
     V sum[SUMS];
-    for (int r = 0; r < SUMS; r++)
-        for (int l = 0; l < CB; l++) sum[r][l] = bias;
+    const V zero = {0};                   /* vector + scalar: one broadcast (a lane loop built the vectors on the
+                                             stack from 16-byte pieces, and each load of them stalled) */
+    for (int r = 0; r < SUMS; r++) sum[r] = zero + bias;
     for (int64_t ky = 0; ky < ky_taps; ky++) {
         V wk[7];
-        for (int kx = 0; kx < KX; kx++)
-            for (int l = 0; l < CB; l++) wk[kx][l] = w[ky * KX + kx];
+        for (int kx = 0; kx < KX; kx++) wk[kx] = zero + w[ky * KX + kx];
         const T *row = p + ky * dilation * 2 * CB;
         _Pragma("GCC unroll 16")
         for (int r = 0; r < SUMS; r++) {
