@@ -130,14 +130,11 @@ def make_plan(layer, x: Tensor, weight: Tensor, bias: Optional[Tensor], training
     memory_format = conv_memory_format(x, weight, nd)
     groups, n = layer.groups, math.prod(geom.in_size)
     grouped = route in ("depthwise", "native_grouped")
-    if training:
-        if not grouped and route != "native_dense":
-            return None, None
-    elif route == "pointwise_columns":                                            # [B, C_in, N] -> [B, C_out, N]
+    if route == "pointwise_columns" and not training:                            # [B, C_in, N] -> [B, C_out, N]
         columns, image_shape = (b, x.size(1), n), (b, c_out, *out_size)
         return (lambda x, weight, bias: pointwise_columns(x.view(columns), weight, bias, groups).view(image_shape),
                 memory_format)
-    elif route == "pointwise_rows":                                               # [B, N, C_in] -> [B, N, C_out]
+    if route == "pointwise_rows" and not training:                               # [B, N, C_in] -> [B, N, C_out]
         rows, nodes_shape = (b, n, x.size(1)), (b, *out_size, c_out)
         return (lambda x, weight, bias: grouped_linear(x.movedim(1, -1).view(rows), weight.flatten(1), bias,
                                                        groups).view(nodes_shape).movedim(-1, 1), memory_format)
@@ -168,6 +165,16 @@ def make_plan(layer, x: Tensor, weight: Tensor, bias: Optional[Tensor], training
         return forward, memory_format
     if major != (memory_format == torch.contiguous_format):       # gradients the kernel would not lay out as torch
         return None, None
+    plan = TrainingPlan(forward, _native_grads(source, weight, geom, major, grouped), memory_format, geom, groups)
+    return (lambda x, weight, bias: PlannedConv.apply(x, weight, bias, plan)), memory_format
+
+
+def _native_grads(source: Tensor, weight: Tensor, geom: ConvGeometry, major: bool, grouped: bool):
+    """A training plan's ``grads``: the native kernels' input and weight gradients (:class:`TrainingPlan`).
+
+    ``source`` is the nodes ``[B, *S, C]`` of the plan's input (channel-major if ``major``), ``grouped``
+    whether the conv runs the grouped kernel (else the dense one).
+    """
     if grouped:
         backward = _native.grouped_kernel("backward", source, geom, True, major, weight.size(1))
 
@@ -176,14 +183,13 @@ def make_plan(layer, x: Tensor, weight: Tensor, bias: Optional[Tensor], training
             grad_weight = torch.empty_like(weight) if need_weight else None
             _native.run_kernel(backward, "grouped-conv backward", x, weight, grad, grad_x, grad_weight)
             return grad_x, grad_weight
-    else:
-        def grads(x: Tensor, weight: Tensor, grad: Tensor, need_x: bool, need_weight: bool):
-            grad_x, grad_weight = native_dense_grads(x.movedim(1, -1), weight, grad.movedim(1, -1), geom,
-                                                     need_x, need_weight)              # on the nodes [B, *S, C]
-            return None if grad_x is None else grad_x.movedim(-1, 1), grad_weight
+        return grads
 
-    training_plan = TrainingPlan(forward, grads, memory_format, geom, groups)
-    return (lambda x, weight, bias: PlannedConv.apply(x, weight, bias, training_plan)), memory_format
+    def grads(x: Tensor, weight: Tensor, grad: Tensor, need_x: bool, need_weight: bool):
+        grad_x, grad_weight = native_dense_grads(x.movedim(1, -1), weight, grad.movedim(1, -1), geom,
+                                                 need_x, need_weight)                  # on the nodes [B, *S, C]
+        return None if grad_x is None else grad_x.movedim(-1, 1), grad_weight
+    return grads
 
 
 def _native_output(batch: int, channels: int, size: tuple, major: bool):
