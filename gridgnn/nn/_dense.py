@@ -41,7 +41,7 @@ from torch import Tensor
 from ..geometry import ConvGeometry, kernel_indices
 from . import _native
 from ._depthwise import Box, depthwise_grid_conv, empty_like_layout, is_channel_major, tap_boxes
-from ._function import Function, save_bilinear
+from ._function import Function, recomputed_grads, save_bilinear
 from ._gemm import add_matmul_, grouped_linear, linear, sum_tangents, with_merged_groups
 from ._grouped import native_grouped_applies, native_grouped_conv
 from ._offset_plan import node_transform
@@ -191,12 +191,11 @@ class NativeDenseConv(Function):
         grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1))) if ctx.has_bias and ctx.needs_input_grad[2] \
             else None
         if torch.is_grad_enabled() or plain_ops(grad_out):
-            inputs = [t for t, need in ((image, need_x), (weight, need_weight)) if need]
-            with torch.enable_grad():
-                out = plain_window_conv(image, geom, weight, None, 1).view(grad_out.shape)
-                grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=torch.is_grad_enabled()))
-            return next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None
-        grad_x, grad_weight = native_dense_grads(image, weight, grad_out, geom, need_x, need_weight)
+            def compute(image: Tensor, weight: Tensor) -> Tensor:
+                return plain_window_conv(image, geom, weight, None, 1).view(grad_out.shape)
+            grad_x, grad_weight = recomputed_grads(compute, image, weight, grad_out, need_x, need_weight)
+        else:
+            grad_x, grad_weight = native_dense_grads(image, weight, grad_out, geom, need_x, need_weight)
         return grad_x, grad_weight, grad_bias, None
 
     @staticmethod

@@ -10,6 +10,8 @@ A converted batch-1 model calls one to three Functions a layer, so this is a few
 """
 from __future__ import annotations
 
+from typing import Callable, Optional, Tuple
+
 import torch
 from torch import Tensor
 
@@ -32,3 +34,17 @@ def save_bilinear(ctx, x: Tensor, weight: Tensor, bias) -> None:
     ctx.save_for_backward(x, weight)
     ctx.save_for_forward(x, weight)
     ctx.has_bias = bias is not None
+
+
+def recomputed_grads(compute: Callable[[Tensor, Tensor], Tensor], x: Tensor, weight: Tensor, grad: Tensor,
+                     need_x: bool, need_weight: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """The gradients of ``<compute(x, weight), grad>`` for ``x`` and ``weight`` (where asked for), by autograd.
+
+    For a Function's backward that must itself be differentiable (``create_graph=True``: grad mode is on)
+    or that receives batched gradients: ``compute`` recomputes its forward in differentiable ops.
+    """
+    inputs = [t for t, need in ((x, need_x), (weight, need_weight)) if need]
+    create_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        grads = iter(torch.autograd.grad(compute(x, weight), inputs, grad, create_graph=create_graph))
+    return next(grads) if need_x else None, next(grads) if need_weight else None

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..geometry import ConvGeometry
 from . import _native
-from ._function import Function, save_bilinear
+from ._function import Function, recomputed_grads, save_bilinear
 from ._gemm import sum_tangents
 from ._transforms import plain_ops
 
@@ -55,11 +55,8 @@ class NativeGroupedConv(Function):
             grad_x, grad_weight = _native.grouped_backward(x, weight, grad_out, ctx.geom, True, need_x, need_weight,
                                                            ctx.width)
             return grad_x, grad_weight, grad_bias, None, None, None
-        inputs = [t for t, need in ((x, need_x), (weight, need_weight)) if need]
-        create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            grads = iter(torch.autograd.grad(ctx.reference(x, weight), inputs, grad_out, create_graph=create_graph))
-        return (next(grads) if need_x else None, next(grads) if need_weight else None, grad_bias, None, None, None)
+        grad_x, grad_weight = recomputed_grads(ctx.reference, x, weight, grad_out, need_x, need_weight)
+        return grad_x, grad_weight, grad_bias, None, None, None
 
     @staticmethod
     def jvp(ctx, x_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], *_) -> Tensor:

@@ -45,7 +45,7 @@ from ..graph import conv_geometry, to_image, to_nodes
 from . import _native
 from ._compiled import compiled_kernels
 from ._dense import dense_route, native_dense_grads, pointwise_columns
-from ._function import Function
+from ._function import Function, recomputed_grads
 from ._gemm import grouped_linear
 from ._image import conv_memory_format, in_format
 from ._transforms import plain_ops
@@ -253,7 +253,7 @@ class PlannedConv(Function):
         if not (need_x or need_weight):                                           # the bias alone
             grad_x = grad_weight = None
         elif torch.is_grad_enabled() or forward_ad._current_level >= 0 or plain_ops(grad) or grad.dtype != x.dtype:
-            grad_x, grad_weight = _shell_grads(plan, x, weight, grad, need_x, need_weight)
+            grad_x, grad_weight = recomputed_grads(plan.shell, x, weight, grad, need_x, need_weight)
         else:
             grad = in_format(grad, plan.memory_format)                            # as the input lies, dense
             grad_x, grad_weight = plan.grads(x, weight, grad, need_x, need_weight)
@@ -261,12 +261,3 @@ class PlannedConv(Function):
         return (None if grad_x is None else in_format(grad_x, plan.memory_format),
                 None if grad_weight is None else in_format(grad_weight, plan.memory_format), grad_bias, None)
 
-
-def _shell_grads(plan: TrainingPlan, x: Tensor, weight: Tensor, grad: Tensor, need_x: bool,
-                 need_weight: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-    """The input and weight gradients through the shell's own ops: differentiable, and batched gradients too."""
-    inputs = [t for t, need in ((x, need_x), (weight, need_weight)) if need]
-    create_graph = torch.is_grad_enabled()
-    with torch.enable_grad():
-        grads = iter(torch.autograd.grad(plan.shell(x, weight), inputs, grad, create_graph=create_graph))
-    return next(grads) if need_x else None, next(grads) if need_weight else None
