@@ -82,12 +82,13 @@ def shifted_matmul_(out: Tensor, src: Tensor, weight: Tensor, offsets: List[int]
     """``out[p] = bias + sum_t src[p + off_t] @ weight[t]``, rows of ``src`` outside it counting as zeros.
 
     ``out`` ``[R, C_out]``, ``src`` ``[M, C_in]``, ``weight`` ``[K, C_in, C_out]``; offsets may be negative.
-    The rows of ``out`` are processed in chunks of about :data:`SHIFT_CHUNK_ELEMENTS`, so each chunk
+    On a CPU the rows of ``out`` are processed in chunks of about :data:`SHIFT_CHUNK_ELEMENTS`, so each chunk
     stays in cache while its ``K`` GEMMs accumulate into it (on 2 CPU threads 1.2-2x faster than
     accumulating whole-tensor GEMMs, measured in ``benchmarks/README.md``). In each chunk an offset that
     reaches every row writes it (one ``mm`` with ``out=``, no zero-fill); the others add in place.
     """
-    step = max(1, SHIFT_CHUNK_ELEMENTS // max(out.size(-1), 1))
+    # row chunks on a CPU; on a GPU all rows at once (it pays per launch, not per cache miss)
+    step = max(1, SHIFT_CHUNK_ELEMENTS // max(out.size(-1), 1)) if out.device.type == "cpu" else max(1, out.size(0))
     writes = not plain_ops(out, src)                         # batched (vmapped) gradients: zero-fill and add
     weight = weight.unbind(0)                                                     # K x [C_in, C_out]
     for start, stop, first, adds in _chunk_plan(out.size(0), src.size(0), tuple(offsets), step, writes):
@@ -329,7 +330,7 @@ def gather_windows(x: Tensor, geom: ConvGeometry) -> Tensor:
 
 def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: Optional[Tensor],
                           groups: int) -> Tensor:
-    """Grid conv by gathered windows and one GEMM per group: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
+    """Grid conv by gathered windows and one (batched) GEMM: ``[B, *S_in, C_in] -> [B, N_out, C_out]``."""
     b, c_out = x.size(0), weight.size(0)
     n_out = math.prod(geom.out_size)
     windows = gather_windows(x, geom)                                             # [B, *S_out, *K, C_in]
@@ -339,8 +340,9 @@ def _gathered_window_conv(x: Tensor, geom: ConvGeometry, weight: Tensor, bias: O
         rows, cols = b * n_out, w.size(-1)
         if groups == 1:                                                           # im2col [B*N_out, K*C_in]
             return linear(windows.reshape(rows, cols), w[0], bias).view(b, n_out, c_out)
-        # im2col per channel group, [B*N_out, K*C_in/G], and one GEMM each
-        out = torch.cat([linear(win.reshape(rows, cols), wg) for win, wg in zip(windows.chunk(groups, -1), w)], -1)
+        # im2col group-major, [G, B*N_out, K*C_in/G] (one copy), and one batched GEMM for all groups
+        columns = windows.unflatten(-1, (groups, -1)).movedim(-2, 0).reshape(groups, rows, cols)
+        out = torch.bmm(columns, w.transpose(1, 2)).transpose(0, 1).reshape(rows, c_out)   # [B*N_out, C_out]
         out = out if bias is None else out + bias
         return out.view(b, n_out, c_out)
 
