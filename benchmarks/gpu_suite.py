@@ -1,6 +1,7 @@
 """One command for a GPU: tests, the equivalence sweep and every benchmark on one device, with a summary.
 
-    python benchmarks/gpu_suite.py                    # on CUDA: about 20-30 minutes on one H100-class GPU
+    python benchmarks/gpu_suite.py                    # on CUDA: about 25 minutes on one H200 (see below)
+    python benchmarks/gpu_suite.py --lease            # every test, the full sweep, the --quick tables
     python benchmarks/gpu_suite.py --only tests verify             # some steps (a later call adds the rest)
     python benchmarks/gpu_suite.py --device cpu --quick --out /tmp/suite     # the smoke run the test suite does
 
@@ -12,6 +13,14 @@ Steps, each a subprocess with its own time limit and log:
 2. ``verify``: ``python -m gridgnn verify --device <device>`` (every twin against torch's layer, fwd and bwd);
 3. the layer, model, sparse and decoder benchmarks in float32 with TF32 off, again with TF32 on
    (CUDA only: ``*_tf32`` steps and tables), and in bfloat16 (CUDA; inside the layer and model tables).
+
+Step times on one H200 (torch 2.11, 2026-12): tests 94 s (1063 CUDA tests, 8 workers), verify 47 s;
+the full layer table at ``--min-run-time 0.05`` about 1.6 s a row (108 rows a dtype, float32 and
+bfloat16: ~6 minutes), models at 224x224 batch 1 and 8 ~4 minutes a dtype pair; ``layers.py --quick``
+127 s and ``models.py --quick`` 74 s. ``--lease`` (the full tests and sweep, every benchmark's
+``--quick`` tables at ``--min-run-time 0.03``) is meant for a lease of device minutes: run it in two
+calls, ``--lease --only tests verify layers models`` then ``--lease --only layers_tf32 models_tf32
+sparse sparse_tf32 decoder decoder_tf32``; the summary adds them up.
 
 Tables go to ``--out`` (default ``benchmarks/results``) as ``*_<device>*.md``, each step's log and
 record to ``<out>/gpu_suite_logs/``. The summary ``gpu_suite_<device>.md`` lists every step recorded
@@ -41,6 +50,10 @@ ROOT = HERE.parent
 CPU_ONLY_TEST_FILES = ("test_tutorials.py", "test_docs.py", "nn/test_torch_definitions.py")
 
 
+#: seconds each benchmark timing runs for under ``--lease`` (the scripts' own defaults run 0.05-1 s)
+LEASE_MIN_RUN_TIME = 0.03
+
+
 class Step(NamedTuple):
     name: str
     command: List[str]
@@ -54,8 +67,12 @@ class Outcome(NamedTuple):
     last_line: str
 
 
-def steps(device: str, quick: bool, out: pathlib.Path, run_time: Optional[float] = None) -> List[Step]:
+def steps(device: str, quick: bool, out: pathlib.Path, run_time: Optional[float] = None,
+          lease: bool = False) -> List[Step]:
+    """The suite's steps; ``quick`` is the smoke run, ``lease`` the full tests with the ``--quick`` tables."""
     python = sys.executable
+    if lease and run_time is None:
+        run_time = LEASE_MIN_RUN_TIME
     tests = ["tests/nn/test_node_linear.py"] if quick else ["tests", "gridgnn"]
     parallel = [] if quick else ["-n", "8"]
     if device == "cuda":      # the CPU tests, tutorials, docs build and torch's CPU test definitions are the CI's
@@ -64,9 +81,9 @@ def steps(device: str, quick: bool, out: pathlib.Path, run_time: Optional[float]
                            "--ignore=tests/test_gpu_suite.py", *parallel, *tests], 900),
             Step("verify", [python, "-m", "gridgnn", "verify", "--device", device, "--no-progress",
                             "--failures-only", *(["--quick", "--dims", "1"] if quick else [])], 600)]
-    common = ["--device", device, "--results", str(out), *(["--quick"] if quick else []),
+    common = ["--device", device, "--results", str(out), *(["--quick"] if quick or lease else []),
               *(["--min-run-time", str(run_time)] if run_time is not None else [])]
-    benchmarks = [("layers", []), ("models", [] if quick else ["--batch", "1", "8"]), ("sparse", []),
+    benchmarks = [("layers", []), ("models", [] if quick or lease else ["--batch", "1", "8"]), ("sparse", []),
                   ("decoder", [])]
     for name, extra in benchmarks:
         plan.append(Step(name, [python, str(HERE / f"{name}.py"), *common, *extra], 600))
@@ -130,13 +147,19 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a test file, the quick sweep and "
                                                              "quick benchmarks")
+    parser.add_argument("--lease", action="store_true", help="the full tests and sweep with every benchmark's "
+                        f"--quick tables at --min-run-time {LEASE_MIN_RUN_TIME} (unless given): for a short "
+                        "lease of a GPU, split over two calls with --only")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results", help="folder for tables and logs")
     parser.add_argument("--only", nargs="+", metavar="STEP", help="run these steps alone: tests, verify, layers, "
                         "models, sparse, decoder (and on CUDA layers_tf32, ...)")
     parser.add_argument("--min-run-time", type=float, help="seconds each benchmark timing runs for (default: "
                                                            "each script's)")
     args = parser.parse_args(argv)
-    plan = steps(args.device, args.quick, args.out, args.min_run_time)
+    if args.quick and args.lease:
+        parser.error("--quick and --lease: choose one (--quick is the smoke run, --lease the full tests with "
+                     "quick tables)")
+    plan = steps(args.device, args.quick, args.out, args.min_run_time, args.lease)
     unknown = set(args.only or ()) - {step.name for step in plan}
     if unknown:
         parser.error(f"--only: no step named {sorted(unknown)} on {args.device}; the steps are "
@@ -157,7 +180,8 @@ def main(argv=None) -> int:
               flush=True)
     tables = sorted(p for p in args.out.glob(f"*_{args.device}*.md") if not p.name.startswith("gpu_suite"))
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    lines = [f"# gpu_suite on {args.device} ({device_name}){' --quick' if args.quick else ''}", "",
+    mode = " --quick" if args.quick else " --lease" if args.lease else ""
+    lines = [f"# gpu_suite on {args.device} ({device_name}){mode}", "",
              f"torch {torch.__version__}", "", "| step | result | seconds | last line |", "|---|---|---|---|"]
     lines += [f"| {o.step.name} | {'pass' if o.passed else 'FAIL'} | {o.seconds:.1f} | "
               f"{o.last_line.replace('|', '/')} |" for o in recorded(plan, logs)]

@@ -53,6 +53,29 @@ def test_cuda_plan_runs_the_cuda_tests_without_the_cpu_only_files(tmp_path):
     assert plan["layers_tf32"].command[-1] == "--tf32"
 
 
+def test_lease_plan_runs_every_test_and_the_full_sweep_with_quick_tables(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_suite
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    full = {step.name: step.command for step in gpu_suite.steps("cuda", quick=False, out=tmp_path)}
+    lease = {step.name: step.command for step in gpu_suite.steps("cuda", quick=False, out=tmp_path, lease=True)}
+    assert list(lease) == list(full)
+    assert lease["tests"] == full["tests"] and lease["verify"] == full["verify"]         # nothing cut from these
+    for name, command in lease.items():
+        if name not in ("tests", "verify"):
+            assert "--quick" in command and "--batch" not in command and "--quick" not in full[name]
+            assert command[command.index("--min-run-time") + 1] == str(gpu_suite.LEASE_MIN_RUN_TIME)
+    given = gpu_suite.steps("cuda", quick=False, out=tmp_path, run_time=0.2, lease=True)
+    assert all(step.command[step.command.index("--min-run-time") + 1] == "0.2" for step in given[2:])
+
+
+def test_gpu_suite_refuses_quick_and_lease_together(tmp_path):
+    done = _suite("--device", "cpu", "--quick", "--lease", "--out", str(tmp_path), timeout=120)
+    assert done.returncode == 2 and "--quick and --lease: choose one" in done.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the suite runs on it")
 def test_gpu_suite_refuses_cuda_without_a_gpu(tmp_path):
     done = _suite("--device", "cuda", "--out", str(tmp_path), timeout=120)
