@@ -1,8 +1,11 @@
 """What a layer call costs besides its arithmetic: no signature binding, cached geometries, no batch-of-one copy."""
+import collections
 import inspect
 
 import pytest
 import torch
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from gridgnn.graph import conv_geometry
 from gridgnn.nn import GridConv2d
@@ -77,3 +80,51 @@ def test_geometries_are_cached_per_configuration_and_size():
         kernel_size, stride, padding, dilation, padding_mode = [3, 3], [1, 1], [1, 1], [1, 1], "zeros"
 
     assert conv_geometry(Listed(), (5, 6)) == conv_geometry(layer, (5, 6))
+
+
+#: aten ops that make views (a batch of one takes a few more of them)
+VIEWS = {f"aten.{name}" for name in ("view", "_unsafe_view", "permute", "squeeze", "unsqueeze", "expand", "slice",
+                                      "select", "transpose", "t", "as_strided", "detach", "alias", "unbind")}
+
+
+class _OpCount(TorchDispatchMode):
+    """The aten ops a block of code dispatches that are not views, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func.overloadpacket) not in VIEWS:
+            self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _ops_of_a_training_call(layer: GridConv2d, x: Tensor) -> collections.Counter:
+    """After a first call of the same shape (which builds the caches), gradients set to None before each."""
+    counts = []
+    for _ in range(2):
+        layer.zero_grad(set_to_none=True)
+        with _OpCount() as count:
+            layer(x).sum().backward()
+        counts.append(count.ops)
+    return counts[-1]
+
+
+@pytest.mark.parametrize("device", ["meta"] + (["cuda"] if torch.cuda.is_available() else []))
+@pytest.mark.parametrize("channels, kernel, groups, size", [(96, 7, 96, 56), (64, 3, 1, 56), (128, 3, 32, 28)],
+                         ids=["depthwise", "shifted", "grouped"])
+def test_off_the_cpu_a_call_dispatches_as_many_ops_at_batch_8_as_at_1(device, channels, kernel, groups, size):
+    """GPUs pay per launch: no batch chunks or row blocks sized for a CPU's caches, one GEMM for all groups.
+
+    (The ``meta`` device takes the routes CUDA takes, without one.)
+    """
+    layer = GridConv2d.from_conv(torch.nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=groups)).to(
+        device)
+    one, eight = (_ops_of_a_training_call(layer, torch.randn(batch, channels, size, size, device=device,
+                                                              requires_grad=True)) for batch in (1, 8))
+    assert one == eight
+    assert eight["aten.addcmul_"] <= 2 * kernel * kernel                   # forward and input gradient, per offset
+    assert eight["aten.mm"] + eight["aten.addmm_"] + eight["aten.addmm"] <= 3 * kernel * kernel
+    if groups > 1 and groups < channels:
+        assert eight["aten.mm"] == 0 and eight["aten.bmm"] <= 3            # forward and its two gradients
