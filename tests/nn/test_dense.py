@@ -119,3 +119,30 @@ def test_shifted_slices_in_row_chunks_equal_torch(chunk, nd, padding, dilation, 
     assert calls                                                             # the shifted-slice path ran
     x = torch.randn(1, 5, *([3 if nd < 3 else 2] * nd), dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,))
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["gemm-per-group", "one-bmm"])
+@pytest.mark.parametrize("stride, mode", [(1, "zeros"), (2, "reflect")])
+def test_gathered_grouped_convs_equal_torch_by_either_gemm(batched, stride, mode, monkeypatch):
+    """Both GEMM forms of grouped gathered-window convs (a GEMM per group on the CPU, one ``bmm`` elsewhere).
+
+    Groups of 16 input channels (not merged) and C_in != C_out (not the native kernel): torch's values and
+    gradients, a NaN that stays in its group, and float64 gradients of two orders' first.
+    """
+    import gridgnn.nn._dense as dense
+    calls = []
+    monkeypatch.setattr(dense, "batched_group_gemm", lambda device: calls.append(device) or batched)
+    bmm = []
+    original_bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a, **k: bmm.append(1) or original_bmm(*a, **k))
+    conv = torch.nn.Conv2d(32, 48, 3, stride, 1, groups=2, padding_mode=mode).double()
+    layer = GridConv2d.from_conv(conv)
+    assert_conv_equivalent(conv, layer, (7, 7), dtype=torch.float64)
+    assert calls and bool(bmm) == batched                                  # the gathered route ran, in that form
+    x = torch.randn(2, 32, 5, 5, dtype=torch.float64)
+    x[0, 3, 2, 2] = float("nan")                                           # group 0's input channel
+    out = layer(x)
+    torch.testing.assert_close(out, conv(x), equal_nan=True)
+    assert out[0, 24:].isfinite().all() and out[0, :24].isnan().any()      # group 1's outputs stay finite
+    x = torch.randn(1, 32, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
