@@ -6,9 +6,10 @@ CPU those are some 20 Python steps of 2-10 us each, 0.1-0.2 ms a call: at batch 
 kernel (a depthwise 3x3 of 576 channels at 14 x 14 runs in about 0.11 ms). A training call pays for
 them twice, with the backward of each of those steps.
 
-A call that runs eagerly on CPU (no ``torch.compile``, tracing, ``torch.func`` transform, forward-mode
+A call that runs eagerly (no ``torch.compile``, tracing, ``torch.func`` transform, forward-mode
 tangents, torch-function mode, autocast or compiled kernels) on a batched image, and that the shell
-would run on the image where it lies by one of these kernels, runs a plan instead:
+would run on the image where it lies by one of these kernels, runs a plan instead (on a GPU, whose
+calls cost what the host dispatches, the 1x1 inference plans; the others need the CPU):
 
 * **inference** (no autograd graph: ``torch.no_grad``, ``torch.inference_mode``, or nothing in it
   requires grad): the native grouped kernel (depthwise, or thin groups: :mod:`gridgnn.nn._native`), the
@@ -43,6 +44,7 @@ from torch.autograd import forward_ad
 from ..geometry import ConvGeometry
 from ..graph import conv_geometry, to_image, to_nodes
 from . import _native
+from ._autocast import autocast_dtype
 from ._compiled import compiled_kernels
 from ._dense import dense_route, native_dense_grads, pointwise_columns
 from ._function import Function, recomputed_grads
@@ -63,18 +65,23 @@ _UNTRIED = object()
 def plain_call(x: object, weight: Tensor, bias: Optional[Tensor]) -> Optional[bool]:
     """Whether a call on these tensors builds an autograd graph, or None where no plan may run it.
 
-    None unless it runs eagerly on CPU with nothing transforming it (no compile, tracing, ``torch.func``,
-    forward-mode tangents, torch-function mode, autocast, compiled kernels; the native kernels built).
+    None unless it runs eagerly with its tensors on one device and nothing transforming it (no compile,
+    tracing, ``torch.func``, forward-mode tangents, torch-function mode, autocast, compiled kernels);
+    on the CPU only with the native kernels built, off it (a GPU) only for inference: the training
+    plans run the native CPU kernels, the 1x1 inference plans torch's GEMMs.
     """
-    if type(x) is not Tensor or not (x.is_cpu and weight.is_cpu and (bias is None or bias.is_cpu)):
+    if type(x) is not Tensor or weight.device != x.device or (bias is not None and bias.device != x.device):
         return None
+    cpu = x.is_cpu
     if (forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()   # dual tensors
             or torch.compiler.is_compiling()
             or torch.jit.is_tracing() or torch._C._is_torch_function_mode_enabled()
-            or torch.is_autocast_enabled("cpu") or compiled_kernels.enabled() or not _native.available()):
+            or autocast_dtype(x.device.type) is not None or compiled_kernels.enabled()
+            or (cpu and not _native.available())):
         return None
-    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                        or (bias is not None and bias.requires_grad))
+    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                            or (bias is not None and bias.requires_grad))
+    return None if training and not cpu else training
 
 
 def planned_call(layer, x: object) -> Optional[Tensor]:
@@ -103,8 +110,8 @@ def planned_call(layer, x: object) -> Optional[Tensor]:
 
 
 def plan_key(layer, x: Tensor, weight: Tensor, bias: Optional[Tensor], training: bool) -> tuple:
-    """What a plan depends on: the mode, the input's and parameters' shapes, strides and dtypes, the layer's setup."""
-    return (training, x.shape, x.stride(), x.dtype, weight.shape, weight.stride(), weight.dtype,
+    """What a plan depends on: mode, device, the input's and parameters' shapes, strides and dtypes, layer setup."""
+    return (training, x.device, x.shape, x.stride(), x.dtype, weight.shape, weight.stride(), weight.dtype,
             None if bias is None else (bias.shape, bias.stride(), bias.dtype), type(layer), layer.kernel_size,
             layer.stride, layer.padding, layer.dilation, layer.groups, layer.padding_mode, layer.path,
             torch.get_num_threads())

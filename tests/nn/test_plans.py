@@ -380,3 +380,56 @@ def test_training_plans_give_torchs_gradient_strides_for_odd_batch_strides():
         assert planned != channels_last
         assert grads[1].stride() == grads[0].stride()
         torch.testing.assert_close(grads[1], grads[0])
+
+
+OFF_THE_CPU = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", OFF_THE_CPU)
+@pytest.mark.parametrize("channels_last, groups", [(False, 1), (True, 1), (False, 4), (True, 4)])
+def test_off_the_cpu_inference_calls_of_1x1_layers_run_plans(device, channels_last, groups, shell_calls):
+    """A GPU pays per op dispatched: 1x1 inference calls skip the shell there, with its outputs' strides.
+
+    (The ``meta`` device takes the paths CUDA takes, without values.) Training calls and other kernels keep the shell.
+    """
+    conv, layer = _pair(2, 12, 20, 1, groups)
+    conv, layer = conv.to(device), layer.to(device)
+    x = _image(2, 3, 12, 9, channels_last).to(device)
+    with torch.no_grad():
+        shell = layer._forward_image(x)
+        shell_calls.clear()
+        first, again = layer(x), layer(x)                                        # making the plan, then using it
+    assert shell_calls == []
+    for out in (first, again):
+        assert (out.shape, out.stride(), out.device) == (shell.shape, shell.stride(), shell.device)
+        if device != "meta":
+            torch.testing.assert_close(out, conv(x))
+    layer(x.requires_grad_())                                                    # training: the shell
+    _, dense = _pair(2, 12, 20, 3, groups)
+    with torch.no_grad():
+        dense.to(device)(x)                                                      # a 3x3's gathered route: the shell
+    assert shell_calls == ["GridConv2d"] * 2
+
+
+@needs_native
+@pytest.mark.parametrize("device", OFF_THE_CPU)
+def test_a_plan_made_on_the_cpu_is_not_run_on_another_device(device, shell_calls):
+    """Plans are kept per device: the same layer and input shape on another device makes or refuses its own."""
+    conv, layer = _pair(2, 16, 16, 3, 16)
+    x = torch.randn(2, 16, 7, 7)
+    with torch.no_grad():
+        layer(x), layer(x)                                                       # the CPU's native-kernel plan
+        assert shell_calls == []
+        out = layer.to(device)(x.to(device))
+    assert shell_calls == ["GridConv2d"] and out.device.type == device and out.shape == (2, 16, 7, 7)
+    if device != "meta":
+        torch.testing.assert_close(out, conv.to(device)(x.to(device)))
+
+
+def test_autocast_on_the_inputs_device_keeps_the_shell(shell_calls):
+    conv, layer = _pair(2, 12, 20, 1, 1)
+    x = torch.randn(2, 12, 5, 5)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+        want = conv(x)
+    assert shell_calls == ["GridConv2d"] and out.dtype == want.dtype == torch.bfloat16
