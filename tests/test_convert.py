@@ -124,6 +124,34 @@ def test_converted_model_on_every_device(device):
     assert next(converted.parameters()).device.type == device
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnext", "convnext"])
+def test_converted_models_replay_as_cuda_graphs(name):
+    """Captured once and replayed (how GPU users cut launch costs): no host sync inside, the original's values."""
+    make, shape = ZOO[name]
+    model = make().cuda().eval()
+    converted = gg.convert(model).cuda().eval()
+    static_x = torch.randn(shape, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with gg.testing.no_tf32():
+        with torch.cuda.stream(stream), torch.no_grad():               # warm-up: plans, caches, cuBLAS handles
+            for _ in range(3):
+                converted(static_x)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad():
+            static_out = converted(static_x)
+    for _ in range(2):
+        x = torch.randn(shape, device="cuda")
+        static_x.copy_(x)
+        graph.replay()
+        with torch.no_grad(), gg.testing.no_tf32():
+            want = model(x)
+        error = gg.testing.compare(static_out, want)
+        assert error.within(gg.testing.tolerance(torch.float32)), error
+
+
 def test_shared_convs_stay_shared():
     conv = nn.Conv2d(3, 3, 3, padding=1)
     model = nn.Sequential(conv, nn.ReLU(), conv, nn.Sequential(conv))
