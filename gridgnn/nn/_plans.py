@@ -9,7 +9,8 @@ them twice, with the backward of each of those steps.
 A call that runs eagerly (no ``torch.compile``, tracing, ``torch.func`` transform, forward-mode
 tangents, torch-function mode, autocast or compiled kernels) on a batched image, and that the shell
 would run on the image where it lies by one of these kernels, runs a plan instead (on a GPU, whose
-calls cost what the host dispatches, the 1x1 inference plans; the others need the CPU):
+calls cost what the host dispatches, inference calls run the 1x1 plans below and every other kernel
+as the shell computes it, without its checks; training plans need the CPU):
 
 * **inference** (no autograd graph: ``torch.no_grad``, ``torch.inference_mode``, or nothing in it
   requires grad): the native grouped kernel (depthwise, or thin groups: :mod:`gridgnn.nn._native`), the
@@ -68,7 +69,7 @@ def plain_call(x: object, weight: Tensor, bias: Optional[Tensor]) -> Optional[bo
     None unless it runs eagerly with its tensors on one device and nothing transforming it (no compile,
     tracing, ``torch.func``, forward-mode tangents, torch-function mode, autocast, compiled kernels);
     on the CPU only with the native kernels built, off it (a GPU) only for inference: the training
-    plans run the native CPU kernels, the 1x1 inference plans torch's GEMMs.
+    plans run the native CPU kernels, inference plans there torch ops.
     """
     if type(x) is not Tensor or weight.device != x.device or (bias is not None and bias.device != x.device):
         return None
@@ -145,6 +146,13 @@ def make_plan(layer, x: Tensor, weight: Tensor, bias: Optional[Tensor], training
         rows, nodes_shape = (b, n, x.size(1)), (b, *out_size, c_out)
         return (lambda x, weight, bias: grouped_linear(x.movedim(1, -1).view(rows), weight.flatten(1), bias,
                                                        groups).view(nodes_shape).movedim(-1, 1), memory_format)
+    if not x.is_cpu:             # a GPU, inference (plain_call): the shell's computation without its checks
+        path = layer.path
+
+        def computed(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+            nodes = conv_nodes(to_nodes(x), geom, weight, bias, groups, path)       # [B, N_out, C_out]
+            return in_format(to_image(nodes, out_size), memory_format)
+        return computed, memory_format
     if grouped:
         if not _native.applies(image, weight, bias):
             return None, None
