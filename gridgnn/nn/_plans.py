@@ -122,9 +122,9 @@ def make_plan(layer, x: Tensor, weight: Tensor, bias: Optional[Tensor], training
     """``(plan, the output's memory format)`` for ``layer(x)``, or ``(None, None)`` where no kernel is planned."""
     nd = layer._ndim
     if (x.dim() != nd + 2 or x.size(0) == 0 or x.size(1) != layer.in_channels or layer.path == "general"
-            or layer.padding_mode != "zeros" or not weight.is_contiguous()
-            or (bias is not None and not bias.is_contiguous())):
-        return None, None
+            or layer.padding_mode != "zeros" or not weight.is_contiguous() or weight.dtype != x.dtype
+            or (bias is not None and (not bias.is_contiguous() or bias.dtype != x.dtype))):
+        return None, None                                      # (the shell says what is wrong with a bad call)
     try:
         geom = conv_geometry(layer, tuple(x.shape[2:]))
     except (ValueError, TypeError):                              # the shell says what is wrong (gridgnn's errors too)

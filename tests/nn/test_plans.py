@@ -14,6 +14,7 @@ from helpers import TORCH_CONVS
 
 TWINS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
 needs_native = pytest.mark.skipif(not _native.available(), reason="the native kernels are not built")
+OFF_THE_CPU = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])          # meta takes CUDA's routes
 
 
 @pytest.fixture
@@ -162,15 +163,20 @@ def test_a_subclass_with_its_own_compute_keeps_it():
         torch.testing.assert_close(Doubled.from_conv(conv)(x), 2 * conv(x))
 
 
-def test_bad_input_keeps_the_shells_messages():
-    layer = GridConv2d(8, 8, 3, padding=1, groups=8)
+@pytest.mark.parametrize("device", ["cpu"] + OFF_THE_CPU)
+@pytest.mark.parametrize("kernel, groups", [(3, 8), (1, 1), (3, 1)], ids=["depthwise", "1x1", "dense"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_bad_input_keeps_the_shells_messages(device, kernel, groups, bias):
+    layer = GridConv2d(8, 8, kernel, padding=kernel // 2, groups=groups, bias=bias).to(device)
     with torch.no_grad():
+        layer(torch.randn(1, 8, 5, 5, device=device))                          # a plan for this shape
         with pytest.raises(GridValueError, match="input has 4 channels"):
-            layer(torch.randn(1, 4, 5, 5))
+            layer(torch.randn(1, 4, 5, 5, device=device))
         with pytest.raises(GridValueError, match="expects an input"):
-            layer(torch.randn(5, 5))
-        with pytest.raises(GridTypeError, match="input has dtype torch.float64 but the layer's weight has"):
-            layer(torch.randn(1, 8, 5, 5, dtype=torch.float64))
+            layer(torch.randn(5, 5, device=device))
+        for dtype in (torch.float64, torch.float16):
+            with pytest.raises(GridTypeError, match=f"input has dtype {dtype} but the layer's weight has"):
+                layer(torch.randn(1, 8, 5, 5, dtype=dtype, device=device))
 
 
 @needs_native
@@ -380,9 +386,6 @@ def test_training_plans_give_torchs_gradient_strides_for_odd_batch_strides():
         assert planned != channels_last
         assert grads[1].stride() == grads[0].stride()
         torch.testing.assert_close(grads[1], grads[0])
-
-
-OFF_THE_CPU = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.mark.parametrize("device", OFF_THE_CPU)
