@@ -9,8 +9,9 @@ them twice, with the backward of each of those steps.
 A call that runs eagerly (no ``torch.compile``, tracing, ``torch.func`` transform, forward-mode
 tangents, torch-function mode, autocast or compiled kernels) on a batched image, and that the shell
 would run on the image where it lies by one of these kernels, runs a plan instead (on a GPU, whose
-calls cost what the host dispatches, inference calls run the 1x1 plans below and every other kernel
-as the shell computes it, without its checks; training plans need the CPU):
+calls cost what the host dispatches, inference calls run the 1x1 plans below, and every other call
+runs as the shell computes it, without its checks: autograd differentiates that, the input and
+weight gradients in torch's memory format as the shell gives them):
 
 * **inference** (no autograd graph: ``torch.no_grad``, ``torch.inference_mode``, or nothing in it
   requires grad): the native grouped kernel (depthwise, or thin groups: :mod:`gridgnn.nn._native`), the
@@ -50,7 +51,7 @@ from ._compiled import compiled_kernels
 from ._dense import dense_route, native_dense_grads, pointwise_columns
 from ._function import Function, recomputed_grads
 from ._gemm import grouped_linear
-from ._image import conv_memory_format, in_format
+from ._image import conv_memory_format, grad_in_format, in_format
 from ._transforms import plain_ops
 from .functional import conv_nodes
 
@@ -68,21 +69,18 @@ def plain_call(x: object, weight: Tensor, bias: Optional[Tensor]) -> Optional[bo
 
     None unless it runs eagerly with its tensors on one device and nothing transforming it (no compile,
     tracing, ``torch.func``, forward-mode tangents, torch-function mode, autocast, compiled kernels);
-    on the CPU only with the native kernels built, off it (a GPU) only for inference: the training
-    plans run the native CPU kernels, inference plans there torch ops.
+    on the CPU only with the native kernels built.
     """
     if type(x) is not Tensor or weight.device != x.device or (bias is not None and bias.device != x.device):
         return None
-    cpu = x.is_cpu
     if (forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()   # dual tensors
             or torch.compiler.is_compiling()
             or torch.jit.is_tracing() or torch._C._is_torch_function_mode_enabled()
             or autocast_dtype(x.device.type) is not None or compiled_kernels.enabled()
-            or (cpu and not _native.available())):
+            or (x.is_cpu and not _native.available())):
         return None
-    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                            or (bias is not None and bias.requires_grad))
-    return None if training and not cpu else training
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or (bias is not None and bias.requires_grad))
 
 
 def planned_call(layer, x: object) -> Optional[Tensor]:
@@ -146,10 +144,12 @@ def make_plan(layer, x: Tensor, weight: Tensor, bias: Optional[Tensor], training
         rows, nodes_shape = (b, n, x.size(1)), (b, *out_size, c_out)
         return (lambda x, weight, bias: grouped_linear(x.movedim(1, -1).view(rows), weight.flatten(1), bias,
                                                        groups).view(nodes_shape).movedim(-1, 1), memory_format)
-    if not x.is_cpu:             # a GPU, inference (plain_call): the shell's computation without its checks
+    if not x.is_cpu:                                 # a GPU: the shell's computation without its checks
         path = layer.path
 
         def computed(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+            if training:                             # gradients in torch's memory format, as the shell gives them
+                x, weight = grad_in_format(x, memory_format), grad_in_format(weight, memory_format)
             nodes = conv_nodes(to_nodes(x), geom, weight, bias, groups, path)       # [B, N_out, C_out]
             return in_format(to_image(nodes, out_size), memory_format)
         return computed, memory_format

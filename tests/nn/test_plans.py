@@ -388,16 +388,18 @@ def test_training_plans_give_torchs_gradient_strides_for_odd_batch_strides():
         torch.testing.assert_close(grads[1], grads[0])
 
 
+# 1x1 (grouped too), dense strided, depthwise dilated, grouped and 3-D layers
+OFF_THE_CPU_CONFIGS = [(2, 12, 20, 1, 1, 1, 1), (2, 12, 20, 1, 4, 1, 1), (2, 12, 20, 3, 1, 2, 1),
+                       (2, 12, 12, 3, 12, 1, 2), (2, 16, 16, 3, 4, 1, 1), (3, 4, 6, 3, 2, 1, 1)]
+
+
 @pytest.mark.parametrize("device", OFF_THE_CPU)
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("config", [(2, 12, 20, 1, 1, 1, 1), (2, 12, 20, 1, 4, 1, 1), (2, 12, 20, 3, 1, 2, 1),
-                                    (2, 12, 12, 3, 12, 1, 2), (2, 16, 16, 3, 4, 1, 1), (3, 4, 6, 3, 2, 1, 1)],
-                         ids=_config_id)
+@pytest.mark.parametrize("config", OFF_THE_CPU_CONFIGS, ids=_config_id)
 def test_off_the_cpu_inference_calls_run_plans(device, channels_last, config, shell_calls):
     """A GPU pays per op dispatched: inference calls skip the shell there, with its outputs' strides.
 
-    1x1 (grouped too), dense strided, depthwise dilated, grouped and 3-D layers. (The ``meta`` device
-    takes the paths CUDA takes, without values.) Training calls keep the shell.
+    (The ``meta`` device takes the paths CUDA takes, without values.)
     """
     nd, c_in, c_out, kernel, groups, stride, dilation = config
     conv, layer = _pair(nd, c_in, c_out, kernel, groups, stride, dilation=dilation)
@@ -412,8 +414,30 @@ def test_off_the_cpu_inference_calls_run_plans(device, channels_last, config, sh
         assert (out.shape, out.stride(), out.device) == (shell.shape, shell.stride(), shell.device)
         if device != "meta":
             torch.testing.assert_close(out, conv(x))
-    layer(x.requires_grad_())                                                    # training: the shell
-    assert shell_calls == [type(layer).__name__]
+
+
+@pytest.mark.parametrize("device", OFF_THE_CPU)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("config", OFF_THE_CPU_CONFIGS, ids=_config_id)
+def test_off_the_cpu_training_calls_run_plans_with_the_shells_gradients(device, channels_last, config, shell_calls):
+    """Training calls off the CPU skip the shell's checks too; outputs and gradients are the shell's, strides too."""
+    nd, c_in, c_out, kernel, groups, stride, dilation = config
+    conv, layer = _pair(nd, c_in, c_out, kernel, groups, stride, dilation=dilation)
+    layer = layer.to(device)
+    x = _image(nd, 3, c_in, 9, channels_last).to(device).requires_grad_()
+    wrt = (x, layer.weight, layer.bias)
+    shell = layer._forward_image(x)
+    grad = torch.randn_like(shell).movedim(1, -1).contiguous().movedim(-1, 1)   # in neither layout of x
+    shell_grads = torch.autograd.grad(shell, wrt, grad)
+    shell_calls.clear()
+    for _ in range(2):                                                           # making the plan, then using it
+        out = layer(x)
+        grads = torch.autograd.grad(out, wrt, grad)
+        for got, want in zip((out, *grads), (shell, *shell_grads)):
+            assert (got.shape, got.stride()) == (want.shape, want.stride())
+            if device != "meta":
+                assert torch.equal(got, want)
+    assert shell_calls == []
 
 
 @needs_native
