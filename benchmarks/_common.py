@@ -9,6 +9,7 @@ from typing import Iterator
 
 import torch
 from torch.utils.benchmark import Timer
+from tqdm import tqdm
 
 from gridgnn.nn import compiled_kernels
 from gridgnn.testing import no_tf32
@@ -37,9 +38,23 @@ def environment() -> str:
 
 
 def markdown_table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    lines += [markdown_row(row) for row in rows]
     return "\n".join(lines)
+
+
+def markdown_row(row) -> str:
+    """One row of a markdown table."""
+    return "| " + " | ".join(str(c) for c in row) + " |"
+
+
+def add_row(rows: list, row) -> None:
+    """Append ``row`` to ``rows`` and print it at once as a markdown row (above any progress bar).
+
+    A run stopped by a time limit (a short lease of a GPU) so leaves every finished row in its log.
+    """
+    rows.append(row)
+    tqdm.write(markdown_row(row))
 
 
 def write_result(name: str, title: str, body: str, figure=None) -> pathlib.Path:

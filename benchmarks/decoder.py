@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import gridgnn as gg
 
-from _common import markdown_table, min_run_time, parse_args, precision, timed, write_result
+from _common import add_row, markdown_table, min_run_time, parse_args, precision, timed, write_result
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from model_zoo import UNet  # noqa: E402  (the U-Net the tests convert and train)
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         for (label, layer, shape), batch, backward in tqdm(jobs, desc="decoder layers"):
             layer = layer.to(args.device)
             x = torch.randn(batch, *shape, device=args.device)
-            rows.append(compare_row(label, batch, backward, layer, gg.nn.twin_of(layer), x, run_time))
+            add_row(rows, compare_row(label, batch, backward, layer, gg.nn.twin_of(layer), x, run_time))
         torch.manual_seed(0)
         unet = UNet(3, 2, width=8 if args.quick else 32, depth=3).to(args.device)
         converted = gg.convert(unet).eval()
@@ -85,9 +85,9 @@ def main(argv=None) -> int:
             torch.testing.assert_close(converted(x), unet.eval()(x), rtol=1e-4, atol=1e-4)
         for batch, x in inputs.items():
             unet.eval(), converted.eval()
-            rows.append(compare_row("U-Net (eval)", batch, False, unet, converted, x, run_time))
+            add_row(rows, compare_row("U-Net (eval)", batch, False, unet, converted, x, run_time))
             unet.train(), converted.train()
-            rows.append(compare_row("U-Net (train)", batch, True, unet, converted, x, run_time))
+            add_row(rows, compare_row("U-Net (train)", batch, True, unet, converted, x, run_time))
     header = ("layer", "batch", "pass", "torch NCHW ms", "gridgnn NCHW ms", "ratio NCHW", "torch best ms",
               "gridgnn best ms", "ratio best")
     body = markdown_table(header, rows)

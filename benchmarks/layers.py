@@ -30,6 +30,7 @@ import gridgnn as gg  # noqa: E402
 from gridgnn.nn import GridConv, GridConv2d, NodeLinear  # noqa: E402
 
 from _common import (  # noqa: E402
+    add_row,
     dtypes,
     markdown_table,
     min_run_time,
@@ -121,9 +122,9 @@ def bench_pointwise_and_spatial(batches, device, dtype, run_time, only=()):
             refs, cands = run_sides([(conv, layouts), (graph, layouts)], backward, run_time)
             cand, cand_nchw = min(cands), cands[0]
         ref, ref_nchw = min(refs), refs[0]                               # each side's best layout, and NCHW
-        rows.append((_label(kind, spec), batch, "fwd+bwd" if backward else "fwd", f"{ref_nchw * 1e3:.2f}",
-                     f"{cand_nchw * 1e3:.2f}", f"{cand_nchw / ref_nchw:.2f}", f"{ref * 1e3:.2f}",
-                     f"{cand * 1e3:.2f}", f"{cand / ref:.2f}"))
+        add_row(rows, (_label(kind, spec), batch, "fwd+bwd" if backward else "fwd", f"{ref_nchw * 1e3:.2f}",
+                       f"{cand_nchw * 1e3:.2f}", f"{cand_nchw / ref_nchw:.2f}", f"{ref * 1e3:.2f}",
+                       f"{cand * 1e3:.2f}", f"{cand / ref:.2f}"))
     return rows
 
 
@@ -151,9 +152,9 @@ def bench_graph_paths(device, run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3)):
             edge_list = timed(lambda: layer(x, ei, et), run_time)
             looped = timed(lambda: [rgcn(x[i], ei, et) for i in range(batch)], run_time)
             batched = timed(lambda: rgcn(x.reshape(-1, c), union.edge_index, union.edge_type), run_time)
-        rows.append((f"C={c} @{size} B={batch}", f"{density:.0%}", graph.num_edges, f"{general * 1e3:.2f}",
-                     f"{edge_list * 1e3:.2f}", f"{looped * 1e3:.2f}", f"{batched * 1e3:.2f}",
-                     f"{min(looped, batched) / general:.2f}"))
+        add_row(rows, (f"C={c} @{size} B={batch}", f"{density:.0%}", graph.num_edges, f"{general * 1e3:.2f}",
+                       f"{edge_list * 1e3:.2f}", f"{looped * 1e3:.2f}", f"{batched * 1e3:.2f}",
+                       f"{min(looped, batched) / general:.2f}"))
     return rows
 
 

@@ -25,7 +25,16 @@ import torch
 
 import gridgnn as gg
 
-from _common import dtypes, markdown_table, min_run_time, parse_args, precision, timed_side_by_side, write_result
+from _common import (
+    add_row,
+    dtypes,
+    markdown_table,
+    min_run_time,
+    parse_args,
+    precision,
+    timed_side_by_side,
+    write_result,
+)
 from reference_models import ARCHITECTURES
 
 PASSES = ("fwd", "fwd+bwd")
@@ -114,11 +123,10 @@ def main(argv=None) -> int:
                         times = side_by_side(model, converted, x, pass_ != "fwd", run_time)
                         ref, conv = ({name: pair[i] for name, pair in times.items()} for i in (0, 1))
                         best_ref, best_conv = min(ref.values()), min(conv.values())
-                        rows.append((make.__name__, str(dtype).replace("torch.", ""), batch, pass_,
-                                     f"{ref['nchw'] * 1e3:.1f}", f"{conv['nchw'] * 1e3:.1f}",
-                                     f"{conv['nchw'] / ref['nchw']:.2f}", f"{best_ref * 1e3:.1f}",
-                                     f"{best_conv * 1e3:.1f}", f"{best_conv / best_ref:.2f}", f"{first:.1f}"))
-                        print(rows[-1], flush=True)
+                        add_row(rows, (make.__name__, str(dtype).replace("torch.", ""), batch, pass_,
+                                       f"{ref['nchw'] * 1e3:.1f}", f"{conv['nchw'] * 1e3:.1f}",
+                                       f"{conv['nchw'] / ref['nchw']:.2f}", f"{best_ref * 1e3:.1f}",
+                                       f"{best_conv * 1e3:.1f}", f"{best_conv / best_ref:.2f}", f"{first:.1f}"))
                 path = write_table(args, rows, batches, size)          # after each model: a cut-off run keeps its rows
     print(path.read_text())
     return 0

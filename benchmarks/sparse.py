@@ -28,7 +28,7 @@ from tqdm import tqdm
 import gridgnn as gg
 from gridgnn.nn import GridConv
 
-from _common import markdown_table, min_run_time, parse_args, precision, timed, write_result
+from _common import add_row, markdown_table, min_run_time, parse_args, precision, timed, write_result
 
 CASES = [(2, 512, 32), (2, 512, 64), (3, 128, 16), (3, 128, 32)]     # (dims, side, channels)
 DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -84,7 +84,7 @@ def bench_density(cases, densities, device, run_time, with_rgcn):
             row += [f"{rg * 1e3:.1f}", f"{rg / ours:.1f}", f"{raw * 1e3:.1f}", f"{rg / raw:.1f}"]
         else:
             row += ["-"] * 4
-        rows.append(row)
+        add_row(rows, row)
     return rows
 
 
@@ -115,7 +115,7 @@ def bench_build(sites):
     for m in tqdm(sites, desc="build"):
         out = subprocess.run([sys.executable, "-c", _BUILD, str(m)], capture_output=True, text=True, check=True)
         seconds, edges, peak = out.stdout.split()
-        rows.append((f"{m:,}", f"{int(edges):,}", f"{float(seconds):.2f}", f"{float(peak):.0f}"))
+        add_row(rows, (f"{m:,}", f"{int(edges):,}", f"{float(seconds):.2f}", f"{float(peak):.0f}"))
     return rows
 
 

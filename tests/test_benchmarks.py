@@ -22,9 +22,13 @@ def _rows(table: pathlib.Path):
 
 
 def test_layers_only_times_the_layers_named(tmp_path):
-    _run("layers.py", "--only", "C=576 dw", "7x7 C=384", "--results", str(tmp_path))       # the small ones
-    labels = _rows(tmp_path / "layers_cpu_float32_C-576-dw_7x7-C-384.md")               # words made file-safe
+    done = _run("layers.py", "--only", "C=576 dw", "7x7 C=384", "--results", str(tmp_path))  # the small ones
+    table = tmp_path / "layers_cpu_float32_C-576-dw_7x7-C-384.md"                         # words made file-safe
+    labels = _rows(table)
     assert set(labels) == {"3x3 C=576 dw @14", "7x7 C=384 dw @14"} and len(labels) == 4   # fwd, fwd+bwd each
+    rows = [line for line in table.read_text().splitlines() if line.startswith("| 3x3") or line.startswith("| 7x7")]
+    for row in rows:                                  # printed as it was timed, and again in the table at the end
+        assert done.stdout.count(row) == 2, done.stdout
     assert not (tmp_path / "graph_paths_cpu.md").exists()
 
 
