@@ -420,23 +420,29 @@ def test_off_the_cpu_inference_calls_run_plans(device, channels_last, config, sh
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("config", OFF_THE_CPU_CONFIGS, ids=_config_id)
 def test_off_the_cpu_training_calls_run_plans_with_the_shells_gradients(device, channels_last, config, shell_calls):
-    """Training calls off the CPU skip the shell's checks too; outputs and gradients are the shell's, strides too."""
+    """Training calls off the CPU skip the shell's checks too.
+
+    Outputs and gradients are the shell's, strides included, and torch's conv's values.
+    """
     nd, c_in, c_out, kernel, groups, stride, dilation = config
     conv, layer = _pair(nd, c_in, c_out, kernel, groups, stride, dilation=dilation)
-    layer = layer.to(device)
+    conv, layer = conv.to(device), layer.to(device)
     x = _image(nd, 3, c_in, 9, channels_last).to(device).requires_grad_()
-    wrt = (x, layer.weight, layer.bias)
     shell = layer._forward_image(x)
-    grad = torch.randn_like(shell).movedim(1, -1).contiguous().movedim(-1, 1)   # in neither layout of x
-    shell_grads = torch.autograd.grad(shell, wrt, grad)
+    grad = torch.randn_like(shell).transpose(-1, -2).contiguous().transpose(-1, -2)  # neither NCHW nor channels-last
+    shell_grads = torch.autograd.grad(shell, (x, layer.weight, layer.bias), grad)
+    expected = conv(x)
+    torch_grads = torch.autograd.grad(expected, (x, conv.weight, conv.bias), grad)
     shell_calls.clear()
     for _ in range(2):                                                           # making the plan, then using it
         out = layer(x)
-        grads = torch.autograd.grad(out, wrt, grad)
-        for got, want in zip((out, *grads), (shell, *shell_grads)):
+        grads = torch.autograd.grad(out, (x, layer.weight, layer.bias), grad)
+        for got, want, torchs in zip((out, *grads), (shell, *shell_grads), (expected, *torch_grads)):
             assert (got.shape, got.stride()) == (want.shape, want.stride())
             if device != "meta":
                 assert torch.equal(got, want)
+                error = compare(got.double(), torchs.double())
+                assert error.within(tolerance(torch.float32)), error
     assert shell_calls == []
 
 
@@ -457,10 +463,12 @@ def test_a_plan_made_on_the_cpu_is_not_run_on_another_device(device, shell_calls
         torch.testing.assert_close(out, conv.to(device)(x.to(device)))
 
 
-def test_autocast_on_the_inputs_device_keeps_the_shell(shell_calls):
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_autocast_on_the_inputs_device_keeps_the_shell(device, shell_calls):
     conv, layer = _pair(2, 12, 20, 1, 1)
-    x = torch.randn(2, 12, 5, 5)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    conv, layer = conv.to(device), layer.to(device)
+    x = torch.randn(2, 12, 5, 5, device=device)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
         out = layer(x)
         want = conv(x)
     assert shell_calls == ["GridConv2d"] and out.dtype == want.dtype == torch.bfloat16
