@@ -37,7 +37,10 @@ static int omp_get_thread_num(void) { return 0; }
 #define CB 16   /* channels a unit: one AVX-512 float vector */
 #define OB 4    /* output nodes a step: CB-wide accumulators kept in registers */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* AVX2 hosts take x86-64-v3 (AVX2 with FMA: a plain "avx2" clone multiplies and adds apart) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CLONES
@@ -139,6 +142,120 @@ static int64_t full_run(const dw_geometry *g, int64_t x, int reading, int64_t en
 #define TRANSPOSING_STORE(SUFFIX)
 #endif
 
+/* The direct kernels' register blocks on VL-lane vectors, at most NB of them a node in the slides: AVX-512
+   runs them on 16 lanes (CB), AVX2 on 8, which its 16 vector registers hold (the 16-lane sums went through
+   the stack there). */
+#define DEFINE_DIRECT_LANES(T, SUFFIX, VL, NB)                                                                 \
+/* NB channel vectors from channel c of NN nodes n (nodes + n * step): out + n * C gets first + sum_p         \
+   w[tap[p]] * nodes[node[p] + n * step]. NB x NN independent sums hide the multiply-add latency and          \
+   share each weight vector; always inlined with constant NB and NN, so they stay in registers. */            \
+static inline __attribute__((always_inline)) void direct_vectors_##SUFFIX(                                    \
+        int nb, int nn, int64_t c, const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels, \
+        const int64_t *tap, const int64_t *node, int64_t pairs, int64_t step, T *out) {                       \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    typedef T U __attribute__((vector_size(VL * sizeof(T)), aligned(sizeof(T))));                             \
+    V a[4][4];                                                                                                \
+    for (int n = 0; n < nn; n++)                                                                              \
+        for (int j = 0; j < nb; j++) a[n][j] = ((const V *)(first + c))[j];                                   \
+    for (int64_t p = 0; p < pairs; p++) {                                                                     \
+        const V *wt = (const V *)(w + tap[p] * padded + c);                                                   \
+        const T *src = nodes + node[p] * channels + c;                                                        \
+        for (int j = 0; j < nb; j++)                                                                          \
+            for (int n = 0; n < nn; n++) a[n][j] += wt[j] * ((const U *)(src + n * step))[j];                 \
+    }                                                                                                         \
+    for (int n = 0; n < nn; n++)                                                                              \
+        for (int j = 0; j < nb; j++) ((U *)(out + n * channels + c))[j] = a[n][j];                            \
+}                                                                                                             \
+                                                                                                              \
+/* The above over all C channels of NN nodes (the last C mod VL one by one). */                               \
+static inline __attribute__((always_inline)) void direct_nodes_##SUFFIX(                                      \
+        int nn, const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels,                 \
+        const int64_t *tap, const int64_t *node, int64_t pairs, int64_t step, T *out) {                       \
+    int64_t c = 0;                                                                                            \
+    for (; c + 4 * VL <= channels; c += 4 * VL)                                                               \
+        direct_vectors_##SUFFIX(4, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out);    \
+    switch ((channels - c) / VL) {                                                                            \
+        case 3: direct_vectors_##SUFFIX(3, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
+        case 2: direct_vectors_##SUFFIX(2, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
+        case 1: direct_vectors_##SUFFIX(1, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
+    }                                                                                                         \
+    for (c += (channels - c) / VL * VL; c < channels; c++)                                                    \
+        for (int n = 0; n < nn; n++) {                                                                        \
+            T a = first[c];                                                                                   \
+            for (int64_t p = 0; p < pairs; p++) a += w[tap[p] * padded + c] * nodes[node[p] * channels + n * step + c]; \
+            out[n * channels + c] = a;                                                                        \
+        }                                                                                                     \
+}                                                                                                             \
+                                                                                                              \
+/* Runs of interior nodes at stride 1 and dilation 1 along the row (K = 3, 5 or 7 taps along it): four        \
+   neighbouring nodes read K + 3 neighbouring nodes of each row of the kernel, so each of those is loaded     \
+   once for all four (and the row's K weights once), not once per edge: about 0.7 loads a multiply-add        \
+   instead of 1.5. `reverse` reads the taps from the end (the input gradient's gather). */                    \
+static inline __attribute__((always_inline)) void direct_slide_block_##SUFFIX(                                \
+        int K, int nb, int reverse, int64_t c, const T *w, int64_t padded, const T *first, const T *image,    \
+        int64_t channels, const int64_t *plane_tap, const int64_t *plane, int64_t planes, int64_t width,      \
+        int64_t x0, T *out) {                                                                                 \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    typedef T U __attribute__((vector_size(VL * sizeof(T)), aligned(sizeof(T))));                             \
+    V a[4][2], wk[7][2];                                                                                      \
+    for (int n = 0; n < 4; n++)                                                                               \
+        for (int j = 0; j < nb; j++) a[n][j] = ((const V *)(first + c))[j];                                   \
+    for (int64_t i = 0; i < planes; i++) {                                                                    \
+        const T *src = image + (plane[i] * width + x0) * channels + c;                                        \
+        for (int k = 0; k < K; k++)                                                                           \
+            for (int j = 0; j < nb; j++) wk[k][j] = ((const V *)(w + (plane_tap[i] * K + (reverse ? K - 1 - k : k)) * padded + c))[j]; \
+        _Pragma("GCC unroll 10")                                                                              \
+        for (int m = 0; m < K + 3; m++)                                                                       \
+            for (int j = 0; j < nb; j++) {                                                                    \
+                const V v = ((const U *)(src + m * channels))[j];                                             \
+                _Pragma("GCC unroll 4")                                                                       \
+                for (int n = 0; n < 4; n++)                                                                   \
+                    if (m - n >= 0 && m - n < K) a[n][j] += wk[m - n][j] * v;                                 \
+            }                                                                                                 \
+    }                                                                                                         \
+    for (int n = 0; n < 4; n++)                                                                               \
+        for (int j = 0; j < nb; j++) ((U *)(out + n * channels + c))[j] = a[n][j];                            \
+}                                                                                                             \
+                                                                                                              \
+static inline __attribute__((always_inline)) void direct_slide_K_##SUFFIX(                                    \
+        int K, int reverse, const T *w, int64_t padded, const T *first, const T *image, int64_t channels,     \
+        const int64_t *plane_tap, const int64_t *plane, int64_t planes, int64_t width, int64_t x0, int64_t count, \
+        T *out) {                                                                                             \
+    for (int64_t n = 0; n + 4 <= count; n += 4, out += 4 * channels) {                                        \
+        int64_t c = 0;                                                                                        \
+        for (; NB > 1 && c + 2 * VL <= channels; c += 2 * VL)                                                 \
+            direct_slide_block_##SUFFIX(K, 2, reverse, c, w, padded, first, image, channels, plane_tap, plane, planes, width, x0 + n, out); \
+        for (; c < channels; c += VL)                                                                         \
+            direct_slide_block_##SUFFIX(K, 1, reverse, c, w, padded, first, image, channels, plane_tap, plane, planes, width, x0 + n, out); \
+    }                                                                                                         \
+}                                                                                                             \
+                                                                                                              \
+/* out[n][c] = first[c] + sum_p w[tap[p]][c] * nodes[node[p] + n * step][c] for `count` nodes n, c < C        \
+   (w [K][C'] aligned, nodes [*][C], out [count][C]): two nodes a pass where the edges are shared. */         \
+static inline __attribute__((always_inline)) void direct_sum_##SUFFIX(                                        \
+        const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels, const int64_t *tap,      \
+        const int64_t *node, int64_t pairs, int64_t count, int64_t step, T *out) {                            \
+    int64_t n = 0;                                                                                            \
+    for (; n + 2 <= count; n += 2)                                                                            \
+        direct_nodes_##SUFFIX(2, w, padded, first, nodes + n * step, channels, tap, node, pairs, step, out + n * channels); \
+    if (n < count) direct_nodes_##SUFFIX(1, w, padded, first, nodes + n * step, channels, tap, node, pairs, step, out + n * channels); \
+}                                                                                                             \
+                                                                                                              \
+/* The above for count / 4 * 4 nodes from x0 (the first node's first column read); C a multiple of CB. */     \
+static inline __attribute__((always_inline)) void direct_slide_##SUFFIX(                                      \
+        int64_t K, int reverse, const T *w, int64_t padded, const T *first, const T *image, int64_t channels,  \
+        const int64_t *plane_tap, const int64_t *plane, int64_t planes, int64_t width, int64_t x0,            \
+        int64_t count, T *out) {                                                                              \
+    switch (K * 2 + reverse) {                                                                                \
+        case 6: direct_slide_K_##SUFFIX(3, 0, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
+        case 7: direct_slide_K_##SUFFIX(3, 1, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
+        case 10: direct_slide_K_##SUFFIX(5, 0, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
+        case 11: direct_slide_K_##SUFFIX(5, 1, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
+        case 14: direct_slide_K_##SUFFIX(7, 0, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
+        case 15: direct_slide_K_##SUFFIX(7, 1, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
+    }                                                                                                         \
+}
+
 #define DEFINE_DIRECT(T, SUFFIX)                                                                              \
 /* Depthwise convs on channels-last input (group width 1, [B, *S, C] contiguous) read and write the nodes     \
    in place: no buffer, since a node's C channels lie together and a sweep over them streams memory           \
@@ -159,56 +276,32 @@ static T *direct_pack_##SUFFIX(const T *w, const T *bias, int64_t channels, int6
     return packed;                                                                                            \
 }                                                                                                             \
                                                                                                               \
-/* NB channel vectors from channel c of NN nodes n (nodes + n * step): out + n * C gets first + sum_p         \
-   w[tap[p]] * nodes[node[p] + n * step]. NB x NN independent sums hide the multiply-add latency and          \
-   share each weight vector; always inlined with constant NB and NN, so they stay in registers. */            \
-static inline __attribute__((always_inline)) void direct_vectors_##SUFFIX(                                    \
-        int nb, int nn, int64_t c, const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels, \
-        const int64_t *tap, const int64_t *node, int64_t pairs, int64_t step, T *out) {                       \
-    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                                 \
-    typedef T U __attribute__((vector_size(CB * sizeof(T)), aligned(sizeof(T))));                             \
-    V a[4][4];                                                                                                \
-    for (int n = 0; n < nn; n++)                                                                              \
-        for (int j = 0; j < nb; j++) a[n][j] = ((const V *)(first + c))[j];                                   \
-    for (int64_t p = 0; p < pairs; p++) {                                                                     \
-        const V *wt = (const V *)(w + tap[p] * padded + c);                                                   \
-        const T *src = nodes + node[p] * channels + c;                                                        \
-        for (int j = 0; j < nb; j++)                                                                          \
-            for (int n = 0; n < nn; n++) a[n][j] += wt[j] * ((const U *)(src + n * step))[j];                 \
-    }                                                                                                         \
-    for (int n = 0; n < nn; n++)                                                                              \
-        for (int j = 0; j < nb; j++) ((U *)(out + n * channels + c))[j] = a[n][j];                            \
-}                                                                                                             \
-                                                                                                              \
-/* The above over all C channels of NN nodes (the last C mod CB one by one). */                               \
-static inline __attribute__((always_inline)) void direct_nodes_##SUFFIX(                                      \
-        int nn, const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels,                 \
-        const int64_t *tap, const int64_t *node, int64_t pairs, int64_t step, T *out) {                       \
-    int64_t c = 0;                                                                                            \
-    for (; c + 4 * CB <= channels; c += 4 * CB)                                                               \
-        direct_vectors_##SUFFIX(4, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out);    \
-    switch ((channels - c) / CB) {                                                                            \
-        case 3: direct_vectors_##SUFFIX(3, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
-        case 2: direct_vectors_##SUFFIX(2, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
-        case 1: direct_vectors_##SUFFIX(1, nn, c, w, padded, first, nodes, channels, tap, node, pairs, step, out); break; \
-    }                                                                                                         \
-    for (c += (channels - c) / CB * CB; c < channels; c++)                                                    \
-        for (int n = 0; n < nn; n++) {                                                                        \
-            T a = first[c];                                                                                   \
-            for (int64_t p = 0; p < pairs; p++) a += w[tap[p] * padded + c] * nodes[node[p] * channels + n * step + c]; \
-            out[n * channels + c] = a;                                                                        \
-        }                                                                                                     \
-}                                                                                                             \
+DEFINE_DIRECT_LANES(T, SUFFIX##_wide, CB, 2)                                                                  \
+DEFINE_DIRECT_LANES(T, SUFFIX##_half, (CB / 2), 1)                                                            \
                                                                                                               \
 /* out[n][c] = first[c] + sum_p w[tap[p]][c] * nodes[node[p] + n * step][c] for `count` nodes n, c < C        \
    (w [K][C'] aligned, nodes [*][C], out [count][C]): two nodes a pass where the edges are shared. */         \
 CLONES static void direct_sum_##SUFFIX(const T *w, int64_t padded, const T *first, const T *nodes, int64_t channels, \
                                        const int64_t *tap, const int64_t *node, int64_t pairs, int64_t count, \
                                        int64_t step, T *out) {                                                \
-    int64_t n = 0;                                                                                            \
-    for (; n + 2 <= count; n += 2)                                                                            \
-        direct_nodes_##SUFFIX(2, w, padded, first, nodes + n * step, channels, tap, node, pairs, step, out + n * channels); \
-    if (n < count) direct_nodes_##SUFFIX(1, w, padded, first, nodes + n * step, channels, tap, node, pairs, step, out + n * channels); \
+    if (HALF_LANES(T))                                                                                        \
+        direct_sum_##SUFFIX##_half(w, padded, first, nodes, channels, tap, node, pairs, count, step, out);    \
+    else                                                                                                      \
+        direct_sum_##SUFFIX##_wide(w, padded, first, nodes, channels, tap, node, pairs, count, step, out);    \
+}                                                                                                             \
+                                                                                                              \
+/* Runs of count / 4 * 4 interior nodes from x0 (the first node's first column read), K = 3, 5 or 7 taps      \
+   along the row, by the slides of DEFINE_DIRECT_LANES; C a multiple of CB. */                                \
+CLONES static void direct_slide_##SUFFIX(int64_t K, int reverse, const T *w, int64_t padded, const T *first,  \
+                                         const T *image, int64_t channels, const int64_t *plane_tap,          \
+                                         const int64_t *plane, int64_t planes, int64_t width, int64_t x0,     \
+                                         int64_t count, T *out) {                                             \
+    if (HALF_LANES(T))                                                                                        \
+        direct_slide_##SUFFIX##_half(K, reverse, w, padded, first, image, channels, plane_tap, plane, planes, \
+                                     width, x0, count, out);                                                  \
+    else                                                                                                      \
+        direct_slide_##SUFFIX##_wide(K, reverse, w, padded, first, image, channels, plane_tap, plane, planes, \
+                                     width, x0, count, out);                                                  \
 }                                                                                                             \
                                                                                                               \
 /* acc[tap[p]][c] += sum_n grad[n][c] * nodes[node[p] + n * step][c] over `count` nodes n, every pair p,      \
@@ -236,64 +329,6 @@ CLONES static void direct_weight_grad_##SUFFIX(const T *grad, const T *nodes, in
             for (int64_t i = 0; i < nn; i++)                                                                  \
                 for (int64_t p = 0; p < pairs; p++)                                                           \
                     acc[tap[p] * padded + c] += go[i * channels + c] * from[node[p] * channels + i * step + c]; \
-    }                                                                                                         \
-}                                                                                                             \
-                                                                                                              \
-/* Runs of interior nodes at stride 1 and dilation 1 along the row (K = 3, 5 or 7 taps along it): four        \
-   neighbouring nodes read K + 3 neighbouring nodes of each row of the kernel, so each of those is loaded     \
-   once for all four (and the row's K weights once), not once per edge: about 0.7 loads a multiply-add        \
-   instead of 1.5. `reverse` reads the taps from the end (the input gradient's gather). */                    \
-static inline __attribute__((always_inline)) void direct_slide_block_##SUFFIX(                                \
-        int K, int nb, int reverse, int64_t c, const T *w, int64_t padded, const T *first, const T *image,    \
-        int64_t channels, const int64_t *plane_tap, const int64_t *plane, int64_t planes, int64_t width,      \
-        int64_t x0, T *out) {                                                                                 \
-    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                                 \
-    typedef T U __attribute__((vector_size(CB * sizeof(T)), aligned(sizeof(T))));                             \
-    V a[4][2], wk[7][2];                                                                                      \
-    for (int n = 0; n < 4; n++)                                                                               \
-        for (int j = 0; j < nb; j++) a[n][j] = ((const V *)(first + c))[j];                                   \
-    for (int64_t i = 0; i < planes; i++) {                                                                    \
-        const T *src = image + (plane[i] * width + x0) * channels + c;                                        \
-        for (int k = 0; k < K; k++)                                                                           \
-            for (int j = 0; j < nb; j++) wk[k][j] = ((const V *)(w + (plane_tap[i] * K + (reverse ? K - 1 - k : k)) * padded + c))[j]; \
-        _Pragma("GCC unroll 10")                                                                              \
-        for (int m = 0; m < K + 3; m++)                                                                       \
-            for (int j = 0; j < nb; j++) {                                                                    \
-                const V v = ((const U *)(src + m * channels))[j];                                             \
-                _Pragma("GCC unroll 4")                                                                       \
-                for (int n = 0; n < 4; n++)                                                                   \
-                    if (m - n >= 0 && m - n < K) a[n][j] += wk[m - n][j] * v;                                 \
-            }                                                                                                 \
-    }                                                                                                         \
-    for (int n = 0; n < 4; n++)                                                                               \
-        for (int j = 0; j < nb; j++) ((U *)(out + n * channels + c))[j] = a[n][j];                            \
-}                                                                                                             \
-                                                                                                              \
-static inline __attribute__((always_inline)) void direct_slide_K_##SUFFIX(                                    \
-        int K, int reverse, const T *w, int64_t padded, const T *first, const T *image, int64_t channels,     \
-        const int64_t *plane_tap, const int64_t *plane, int64_t planes, int64_t width, int64_t x0, int64_t count, \
-        T *out) {                                                                                             \
-    for (int64_t n = 0; n + 4 <= count; n += 4, out += 4 * channels) {                                        \
-        int64_t c = 0;                                                                                        \
-        for (; c + 2 * CB <= channels; c += 2 * CB)                                                           \
-            direct_slide_block_##SUFFIX(K, 2, reverse, c, w, padded, first, image, channels, plane_tap, plane, planes, width, x0 + n, out); \
-        if (c < channels)                                                                                     \
-            direct_slide_block_##SUFFIX(K, 1, reverse, c, w, padded, first, image, channels, plane_tap, plane, planes, width, x0 + n, out); \
-    }                                                                                                         \
-}                                                                                                             \
-                                                                                                              \
-/* The above for count / 4 * 4 nodes from x0 (the first node's first column read); C a multiple of CB. */     \
-CLONES static void direct_slide_##SUFFIX(int64_t K, int reverse, const T *w, int64_t padded, const T *first,  \
-                                         const T *image, int64_t channels, const int64_t *plane_tap,          \
-                                         const int64_t *plane, int64_t planes, int64_t width, int64_t x0,     \
-                                         int64_t count, T *out) {                                             \
-    switch (K * 2 + reverse) {                                                                                \
-        case 6: direct_slide_K_##SUFFIX(3, 0, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
-        case 7: direct_slide_K_##SUFFIX(3, 1, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
-        case 10: direct_slide_K_##SUFFIX(5, 0, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
-        case 11: direct_slide_K_##SUFFIX(5, 1, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
-        case 14: direct_slide_K_##SUFFIX(7, 0, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
-        case 15: direct_slide_K_##SUFFIX(7, 1, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
     }                                                                                                         \
 }                                                                                                             \
                                                                                                               \
@@ -395,6 +430,48 @@ static int direct_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w
     free(parts);                                                                                              \
     free(packed);                                                                                             \
     return failed;                                                                                            \
+}
+
+#define DEFINE_FORWARD_ROWS(T, SUFFIX, VL)                                                               \
+/* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the    \
+   w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the      \
+   depthwise call (w the constant 1) compiles without the j loop. On VL-lane vectors, CB / VL passes: on    \
+   AVX2 two of 8 lanes, whose sums its 16 registers hold (16-lane ones went through the stack there). */   \
+static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                   \
+        const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                   \
+        const int64_t *offsets, int64_t taps, T *out) {                                                     \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                               \
+    const int64_t P = CB / VL;                                                   /* vectors a node */       \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * P, cells = span(g, 0) * sh * sw; \
+    for (int64_t h = 0; h < P; h++) {                                                                       \
+        const V *in = (const V *)buffers + h, *wv = (const V *)w + h, b = ((const V *)bias)[h];             \
+        V *o = (V *)out + h;                                                                                \
+        for (int64_t z = 0; z < g->out[0]; z++)                                                             \
+            for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2] * P) {                                   \
+                const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * P;                  \
+                int64_t x = 0;                                                                              \
+                for (; x + OB <= g->out[2]; x += OB) {                                                      \
+                    V a0 = b, a1 = b, a2 = b, a3 = b;                                                       \
+                    for (int64_t t = 0; t < taps; t++)                                                      \
+                        for (int64_t j = 0; j < width; j++) {                                               \
+                            const V *src = row + (j * cells + offsets[t]) * P + x * step;                   \
+                            const V wt = wv[(t * width + j) * P];                                           \
+                            a0 += wt * src[0];                                                              \
+                            a1 += wt * src[step];                                                           \
+                            a2 += wt * src[2 * step];                                                       \
+                            a3 += wt * src[3 * step];                                                       \
+                        }                                                                                   \
+                    o[x * P] = a0, o[(x + 1) * P] = a1, o[(x + 2) * P] = a2, o[(x + 3) * P] = a3;           \
+                }                                                                                           \
+                for (; x < g->out[2]; x++) {                                                                \
+                    V a = b;                                                                                \
+                    for (int64_t t = 0; t < taps; t++)                                                      \
+                        for (int64_t j = 0; j < width; j++)                                                 \
+                            a += wv[(t * width + j) * P] * row[(j * cells + offsets[t]) * P + x * step];    \
+                    o[x * P] = a;                                                                           \
+                }                                                                                           \
+            }                                                                                               \
+    }                                                                                                       \
 }
 
 #define DEFINE_KERNELS(T, SUFFIX, I)                                                                         \
@@ -541,46 +618,39 @@ CLONES static void rotate_all_##SUFFIX(const T *src, int64_t n, int64_t w, I mas
     typedef I M __attribute__((vector_size(CB * sizeof(T))));                                               \
     const V *in = (const V *)src;                                                                           \
     V *out = (V *)rotated;                                                                                  \
+    if (HALF_LANES(T)) {                                                                                      \
+        /* 8-lane halves: each a two-source permute (two vpermps and a blend on AVX2), where a 16-lane one    \
+           would go lane by lane through the stack */                                                       \
+        typedef T H __attribute__((vector_size(CB / 2 * sizeof(T))));                                       \
+        typedef I HM __attribute__((vector_size(CB / 2 * sizeof(T))));                                      \
+        const H *hin = (const H *)src;                                                                      \
+        H *hout = (H *)rotated;                                                                             \
+        for (int64_t j = 0; j < w; j++) {                                                                   \
+            HM lo, hi;                                                                                      \
+            memcpy(&lo, masks[j], sizeof(lo)), memcpy(&hi, masks[j] + CB / 2, sizeof(hi));                  \
+            for (int64_t p = 0; p < n; p++) {                                                               \
+                hout[2 * (j * n + p)] = __builtin_shuffle(hin[2 * p], hin[2 * p + 1], lo);                  \
+                hout[2 * (j * n + p) + 1] = __builtin_shuffle(hin[2 * p], hin[2 * p + 1], hi);              \
+            }                                                                                               \
+        }                                                                                                   \
+        return;                                                                                             \
+    }                                                                                                       \
     for (int64_t j = 0; j < w; j++) {                                                                       \
         const M mask = *(const M *)masks[j];                                                                \
         for (int64_t p = 0; p < n; p++) out[j * n + p] = PERMUTE(in[p], mask);                              \
     }                                                                                                       \
 }                                                                                                            \
                                                                                                              \
-/* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the    \
-   w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the      \
-   depthwise call (w the constant 1) compiles without the j loop. */                                        \
+DEFINE_FORWARD_ROWS(T, SUFFIX##_wide, CB)                                                                  \
+DEFINE_FORWARD_ROWS(T, SUFFIX##_half, (CB / 2))                                                            \
+                                                                                                             \
 static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                   \
         const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                   \
         const int64_t *offsets, int64_t taps, T *out) {                                                     \
-    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
-    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2], cells = span(g, 0) * sh * sw;     \
-    const V *in = (const V *)buffers, *wv = (const V *)w, b = *(const V *)bias;                             \
-    V *o = (V *)out;                                                                                        \
-    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
-        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2]) {                                           \
-            const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
-            int64_t x = 0;                                                                                  \
-            for (; x + OB <= g->out[2]; x += OB) {                                                          \
-                V a0 = b, a1 = b, a2 = b, a3 = b;                                                           \
-                for (int64_t t = 0; t < taps; t++)                                                          \
-                    for (int64_t j = 0; j < width; j++) {                                                   \
-                        const V *src = row + j * cells + x * step + offsets[t], wt = wv[t * width + j];     \
-                        a0 += wt * src[0];                                                                  \
-                        a1 += wt * src[step];                                                               \
-                        a2 += wt * src[2 * step];                                                           \
-                        a3 += wt * src[3 * step];                                                           \
-                    }                                                                                       \
-                o[x] = a0, o[x + 1] = a1, o[x + 2] = a2, o[x + 3] = a3;                                     \
-            }                                                                                               \
-            for (; x < g->out[2]; x++) {                                                                    \
-                V a = b;                                                                                    \
-                for (int64_t t = 0; t < taps; t++)                                                          \
-                    for (int64_t j = 0; j < width; j++)                                                     \
-                        a += wv[t * width + j] * row[j * cells + x * step + offsets[t]];                    \
-                o[x] = a;                                                                                   \
-            }                                                                                               \
-        }                                                                                                   \
+    if (HALF_LANES(T))                                                                                      \
+        forward_rows_##SUFFIX##_half(g, buffers, width, w, bias, offsets, taps, out);                       \
+    else                                                                                                    \
+        forward_rows_##SUFFIX##_wide(g, buffers, width, w, bias, offsets, taps, out);                       \
 }                                                                                                            \
                                                                                                              \
 /* The forward of one unit: depthwise straight from the buffer, groups from its rotations in scratch. */    \
