@@ -44,13 +44,19 @@ GROUP_WIDTHS = (1, 2, 4, 8, 16)
 #: whether the dense kernel runs on this CPU: it is written for AVX-512 (its sums fill 24 of 32 vector registers)
 DENSE_ISA = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
+#: whether the grouped kernel's row and plane kernels run on this CPU (NCHW nodes at some geometries): they
+#: shift and mask 16-lane vectors, one AVX-512 register each; without AVX-512 its buffered units ran 1.2-4.4x
+#: faster (an AVX2 AMD EPYC host, NCHW, batch 8: 5x5 s2 C=672 @14 5.13 -> 1.16 ms, g16 C=256 @14 8.40 ->
+#: 6.65 ms, depthwise 3x3 C=144 @56 9.82 -> 5.06 ms)
+SHIFTED_KERNELS = DENSE_ISA
+
 
 class _Geometry(ctypes.Structure):
     """``dw_geometry`` of the C file: sizes per axis padded to three (missing leading axes have size 1)."""
 
     _fields_ = [("batch", ctypes.c_int64), ("channels", ctypes.c_int64)] + [
         (name, ctypes.c_int64 * 3) for name in ("in_", "out", "kernel", "stride", "pad", "dilation")] + [
-        ("channels_last", ctypes.c_int64), ("group_width", ctypes.c_int64), ("threads", ctypes.c_int64)]
+        (name, ctypes.c_int64) for name in ("channels_last", "group_width", "threads", "shifted")]
 
 
 class _DenseGeometry(ctypes.Structure):
@@ -145,12 +151,13 @@ def in_layout(t: Tensor, like: Optional[Tensor] = None) -> Tuple[Tensor, bool]:
 
 @functools.lru_cache(maxsize=512)
 def _geometry(batch: int, channels: int, in_size: Tuple[int, ...], geom: ConvGeometry, zero_padded: bool,
-              major: bool, width: int, threads: int) -> _Geometry:
+              major: bool, width: int, threads: int, shifted: bool) -> _Geometry:
     missing = 3 - len(in_size)                                                    # leading axes of size 1
     pads = tuple(left if zero_padded else 0 for left, _ in geom.padding)
     axes = [(1,) * missing + tuple(v) for v in (in_size, geom.out_size, geom.kernel_size, geom.stride)]
     axes += [(0,) * missing + pads, (1,) * missing + tuple(geom.dilation)]
-    return _Geometry(batch, channels, *((ctypes.c_int64 * 3)(*v) for v in axes), 0 if major else 1, width, threads)
+    return _Geometry(batch, channels, *((ctypes.c_int64 * 3)(*v) for v in axes), 0 if major else 1, width, threads,
+                     int(shifted))
 
 
 @functools.lru_cache(maxsize=None)
@@ -165,7 +172,8 @@ def grouped_kernel(name: str, x: Tensor, geom: ConvGeometry, zero_padded: bool, 
     It takes the tensors' data pointers (None for a missing one) in :func:`run_kernel`'s order and
     returns nonzero when out of memory.
     """
-    g = _geometry(x.size(0), x.size(-1), x.shape[1:-1], geom, zero_padded, major, width, torch.get_num_threads())
+    g = _geometry(x.size(0), x.size(-1), x.shape[1:-1], geom, zero_padded, major, width, torch.get_num_threads(),
+                  SHIFTED_KERNELS)
     return functools.partial(_function(name, x.dtype), ctypes.byref(g))
 
 

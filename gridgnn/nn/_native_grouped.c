@@ -53,6 +53,7 @@ typedef struct {
     int64_t channels_last; /* 1: [B, *S, C] contiguous; 0: [B, C, *S] contiguous */
     int64_t group_width;   /* channels a group (in = out); 1 for depthwise; divides CB */
     int64_t threads;
+    int64_t shifted;       /* 1: the row and plane kernels may run (_native_rows.h, _native_planes.h) */
 } dw_geometry;
 
 static void *alloc_aligned(size_t bytes) {  /* 64-byte aligned (vector loads), NULL on failure */
@@ -729,8 +730,8 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
     if (width == 1 && g->channels_last) return direct_forward_##SUFFIX(g, x, w, bias, y);                   \
-    if (row_applies(g, sizeof(T), 1)) return row_conv_##SUFFIX(g, 1, x, w, bias, y);                          \
-    if (plane_applies(g)) return plane_conv_##SUFFIX(g, 1, x, w, bias, y);                                   \
+    if (g->shifted && row_applies(g, sizeof(T), 1)) return row_conv_##SUFFIX(g, 1, x, w, bias, y);          \
+    if (g->shifted && plane_applies(g)) return plane_conv_##SUFFIX(g, 1, x, w, bias, y);                    \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t buffered = span(g, 0) * span(g, 1) * span(g, 2) * CB;                                    \
@@ -766,7 +767,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     const int64_t width = g->group_width;                                                                   \
     if (width < 1 || CB % width) return 2;                                                                  \
     if (width == 1 && g->channels_last) return direct_backward_##SUFFIX(g, x, w, grad_y, grad_x, grad_w);   \
-    if (plane_applies(g)) return plane_backward_##SUFFIX(g, x, w, grad_y, grad_x, grad_w);                  \
+    if (g->shifted && plane_applies(g)) return plane_backward_##SUFFIX(g, x, w, grad_y, grad_x, grad_w);    \
     const int64_t blocks = (g->channels + CB - 1) / CB, units = g->batch * blocks;                        \
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t sd = span(g, 0), sh = span(g, 1), sw = span(g, 2), buffered = sd * sh * sw * CB;         \

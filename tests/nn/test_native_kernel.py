@@ -19,6 +19,17 @@ GRID_CONVS = {1: GridConv1d, 2: GridConv2d, 3: GridConv3d}
 CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def shifted_kernels():
+    """The row and plane kernels run here on every CPU (by default only on AVX-512 ones, where they are faster).
+
+    Module-scoped, as hypothesis runs no function-scoped fixture.
+    """
+    was, _native.SHIFTED_KERNELS = _native.SHIFTED_KERNELS, True
+    yield
+    _native.SHIFTED_KERNELS = was
+
+
 @pytest.fixture(params=["native", "pure-torch"])
 def kernel(request):
     """Each depthwise kernel in turn: the built C library (which the install must have built) and the fallback."""
@@ -386,3 +397,24 @@ def test_native_takes_only_cpu_operands_of_the_input_dtype():
     assert not _native.applies(x, weight, torch.randn(4, device="meta"))
     assert not _native.applies(x, weight.double(), None)
     assert not _native.applies(x.half(), weight.half(), None)
+
+
+@pytest.mark.parametrize("channels, groups, k, stride", [(48, 48, 5, 2), (32, 32, 7, 1), (64, 16, 3, 1), (24, 12, 3, 1)])
+def test_buffered_units_equal_the_row_and_plane_kernels(channels, groups, k, stride, native_calls):
+    """NCHW convs the row and plane kernels take where ``SHIFTED_KERNELS`` says (AVX-512 CPUs), else the buffered
+    units: outputs and input/weight/bias gradients of both equal torch's, and each other's."""
+    conv = torch.nn.Conv2d(channels, channels, k, stride, k // 2, groups=groups)
+    layer = GridConv2d.from_conv(conv)
+    x = torch.randn(3, channels, 14, 14)
+    grad = torch.randn_like(conv(x))
+    results = {}
+    for shifted in (True, False):
+        _native.SHIFTED_KERNELS = shifted                          # (the module's fixture puts it back)
+        want, got = _run(conv, layer, x, grad)
+        for g, w in zip(got, want):
+            _assert_close(g, w)
+        results[shifted] = got
+    _native.SHIFTED_KERNELS = True
+    for a, b in zip(results[True], results[False]):
+        _assert_close(a, b)
+    assert native_calls == ["grouped_forward", "grouped_backward"] * 2
