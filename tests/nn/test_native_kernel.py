@@ -399,10 +399,14 @@ def test_native_takes_only_cpu_operands_of_the_input_dtype():
     assert not _native.applies(x.half(), weight.half(), None)
 
 
-@pytest.mark.parametrize("channels, groups, k, stride", [(48, 48, 5, 2), (32, 32, 7, 1), (64, 16, 3, 1), (24, 12, 3, 1)])
+@pytest.mark.parametrize("channels, groups, k, stride", [(48, 48, 5, 2), (32, 32, 7, 1), (64, 16, 3, 1),
+                                                         (24, 12, 3, 1)])
 def test_buffered_units_equal_the_row_and_plane_kernels(channels, groups, k, stride, native_calls):
-    """NCHW convs the row and plane kernels take where ``SHIFTED_KERNELS`` says (AVX-512 CPUs), else the buffered
-    units: outputs and input/weight/bias gradients of both equal torch's, and each other's."""
+    """Both routes of NCHW convs that the row and plane kernels take, equal to torch's and to each other.
+
+    ``SHIFTED_KERNELS`` (AVX-512 CPUs) picks the row and plane kernels, else the buffered units run; outputs
+    and input/weight/bias gradients are compared.
+    """
     conv = torch.nn.Conv2d(channels, channels, k, stride, k // 2, groups=groups)
     layer = GridConv2d.from_conv(conv)
     x = torch.randn(3, channels, 14, 14)
