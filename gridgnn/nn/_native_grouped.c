@@ -255,6 +255,34 @@ static inline __attribute__((always_inline)) void direct_slide_##SUFFIX(        
         case 14: direct_slide_K_##SUFFIX(7, 0, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
         case 15: direct_slide_K_##SUFFIX(7, 1, w, padded, first, image, channels, plane_tap, plane, planes, width, x0, count, out); break; \
     }                                                                                                         \
+}                                                                                                             \
+                                                                                                              \
+/* acc[tap[p]][c] += sum_n grad[n][c] * nodes[node[p] + n * step][c] over `count` nodes n, every pair p,      \
+   c < C (acc [K][C'] aligned). */                                                                            \
+static inline __attribute__((always_inline)) void direct_weight_grad_##SUFFIX(                                \
+        const T *grad, const T *nodes, int64_t channels, const int64_t *tap, const int64_t *node, int64_t pairs, \
+        int64_t count, int64_t step, T *acc, int64_t padded) {                                                \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    typedef T U __attribute__((vector_size(VL * sizeof(T)), aligned(sizeof(T))));                             \
+    for (int64_t n = 0; n < count; n += 4) {                                                                  \
+        const int64_t nn = count - n < 4 ? count - n : 4;                                                     \
+        const T *go = grad + n * channels, *from = nodes + n * step;                                          \
+        int64_t c = 0;                                                                                        \
+        for (; c + VL <= channels; c += VL) {                                                                 \
+            V g[4];                                                                                           \
+            for (int64_t i = 0; i < nn; i++) g[i] = *(const U *)(go + i * channels + c);                      \
+            for (int64_t p = 0; p < pairs; p++) {                                                             \
+                const T *src = from + node[p] * channels + c;                                                 \
+                V sum = g[0] * *(const U *)src;                                                               \
+                for (int64_t i = 1; i < nn; i++) sum += g[i] * *(const U *)(src + i * step);                  \
+                *(V *)(acc + tap[p] * padded + c) += sum;                                                     \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (; c < channels; c++)                                                                             \
+            for (int64_t i = 0; i < nn; i++)                                                                  \
+                for (int64_t p = 0; p < pairs; p++)                                                           \
+                    acc[tap[p] * padded + c] += go[i * channels + c] * from[node[p] * channels + i * step + c]; \
+    }                                                                                                         \
 }
 
 #define DEFINE_DIRECT(T, SUFFIX)                                                                              \
@@ -310,28 +338,12 @@ CLONES static void direct_slide_##SUFFIX(int64_t K, int reverse, const T *w, int
 CLONES static void direct_weight_grad_##SUFFIX(const T *grad, const T *nodes, int64_t channels, const int64_t *tap, \
                                                const int64_t *node, int64_t pairs, int64_t count, int64_t step, \
                                                T *acc, int64_t padded) {                                      \
-    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                                 \
-    typedef T U __attribute__((vector_size(CB * sizeof(T)), aligned(sizeof(T))));                             \
-    for (int64_t n = 0; n < count; n += 4) {                                                                  \
-        const int64_t nn = count - n < 4 ? count - n : 4;                                                     \
-        const T *go = grad + n * channels, *from = nodes + n * step;                                          \
-        int64_t c = 0;                                                                                        \
-        for (; c + CB <= channels; c += CB) {                                                                 \
-            V g[4];                                                                                           \
-            for (int64_t i = 0; i < nn; i++) g[i] = *(const U *)(go + i * channels + c);                      \
-            for (int64_t p = 0; p < pairs; p++) {                                                             \
-                const T *src = from + node[p] * channels + c;                                                 \
-                V sum = g[0] * *(const U *)src;                                                               \
-                for (int64_t i = 1; i < nn; i++) sum += g[i] * *(const U *)(src + i * step);                  \
-                *(V *)(acc + tap[p] * padded + c) += sum;                                                     \
-            }                                                                                                 \
-        }                                                                                                     \
-        for (; c < channels; c++)                                                                             \
-            for (int64_t i = 0; i < nn; i++)                                                                  \
-                for (int64_t p = 0; p < pairs; p++)                                                           \
-                    acc[tap[p] * padded + c] += go[i * channels + c] * from[node[p] * channels + i * step + c]; \
-    }                                                                                                         \
+    if (HALF_LANES(T))                                                                                        \
+        direct_weight_grad_##SUFFIX##_half(grad, nodes, channels, tap, node, pairs, count, step, acc, padded); \
+    else                                                                                                      \
+        direct_weight_grad_##SUFFIX##_wide(grad, nodes, channels, tap, node, pairs, count, step, acc, padded); \
 }                                                                                                             \
+                                                                                                              \
                                                                                                               \
 /* One row of nodes (b, z, y), flat index r: reading, an output row whose nodes read `from` (the input);      \
    else an input row, whose nodes gather from the output nodes that read them (`from`: output gradients).     \
@@ -433,7 +445,7 @@ static int direct_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w
     return failed;                                                                                            \
 }
 
-#define DEFINE_FORWARD_ROWS(T, SUFFIX, VL)                                                               \
+#define DEFINE_UNIT_SUMS(T, SUFFIX, VL)                                                                 \
 /* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the    \
    w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the      \
    depthwise call (w the constant 1) compiles without the j loop. On VL-lane vectors, CB / VL passes: on    \
@@ -473,6 +485,82 @@ static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(        
                 }                                                                                           \
             }                                                                                               \
     }                                                                                                       \
+}                                                                                                            \
+                                                                                                             \
+/* The grouped unit's gradients (backward_grouped_unit_): grad_buf[node + offset_t] += sum_j wback[t][j] *   \
+   goback[j][node] and grad_w[t][j] += sum_node grad[node] * in[j][node + offset_t], from the rotations in   \
+   scratch; on VL-lane vectors, CB / VL passes (see forward_rows_). */                                 \
+static inline __attribute__((always_inline)) void grouped_grads_##SUFFIX(                                    \
+        const dw_geometry *g, const T *grad, const T *rotated_in, const T *rotated_grad, const T *rotated_w, \
+        const int64_t *offsets, int64_t taps, T *grad_buf, T *grad_w) {                                      \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                \
+    const int64_t P = CB / (VL), width = g->group_width, sh = span(g, 1), sw = span(g, 2);                   \
+    const int64_t step = g->stride[2] * P, cells = span(g, 0) * sh * sw, nodes = g->out[0] * g->out[1] * g->out[2]; \
+    for (int64_t h = 0; h < P; h++) {                                                                        \
+        const V *in = (const V *)rotated_in + h, *go_back = (const V *)rotated_grad + h;                     \
+        const V *w_back = (const V *)rotated_w + h, *go = (const V *)grad + h;                               \
+        V *gin = grad_buf ? (V *)grad_buf + h : NULL, *gw = grad_w ? (V *)grad_w + h : NULL;                 \
+        for (int64_t z = 0; z < g->out[0]; z++)                                                              \
+            for (int64_t y = 0; y < g->out[1]; y++) {                                                        \
+                const int64_t row = ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                       \
+                const int64_t first = (z * g->out[1] + y) * g->out[2];                                       \
+                for (int64_t t = 0; t < taps; t++) {                                                         \
+                    if (gin)                                                                                 \
+                        for (int64_t x = 0; x < g->out[2]; x++) {                                            \
+                            V sum = w_back[t * width * P] * go_back[(first + x) * P];                        \
+                            for (int64_t j = 1; j < width; j++)                                              \
+                                sum += w_back[(t * width + j) * P] * go_back[(j * nodes + first + x) * P];   \
+                            gin[(row + offsets[t]) * P + x * step] += sum;                                   \
+                        }                                                                                    \
+                    if (gw)                                                                                  \
+                        for (int64_t j = 0; j < width; j++) {                                                \
+                            const V *src = in + (j * cells + row + offsets[t]) * P;                          \
+                            V acc = gw[(t * width + j) * P];                                                 \
+                            for (int64_t x = 0; x < g->out[2]; x++) acc += go[(first + x) * P] * src[x * step]; \
+                            gw[(t * width + j) * P] = acc;                                                   \
+                        }                                                                                    \
+                }                                                                                            \
+            }                                                                                                \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+/* The depthwise unit's gradients (backward_unit_): grad_buf[node + offset_t] += w[t] * grad[node] and       \
+   grad_w[t] += sum_node grad[node] * buf[node + offset_t]; on VL-lane vectors, CB / VL passes. */           \
+static inline __attribute__((always_inline)) void depthwise_grads_##SUFFIX(                                  \
+        const dw_geometry *g, const T *buf, const T *grad, const T *w, const int64_t *offsets, int64_t taps, \
+        T *grad_buf, T *grad_w) {                                                                            \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                \
+    const int64_t P = CB / (VL), sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * P, width = g->out[2]; \
+    for (int64_t h = 0; h < P; h++) {                                                                        \
+        const V *in = (const V *)buf + h, *wv = (const V *)w + h;                                            \
+        V *gin = grad_buf ? (V *)grad_buf + h : NULL, *gw = grad_w ? (V *)grad_w + h : NULL;                 \
+        for (int64_t z = 0; z < g->out[0]; z++)                                                              \
+            for (int64_t y = 0; y < g->out[1]; y++) {                                                        \
+                const int64_t row = ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                       \
+                const V *go = (const V *)grad + h + (z * g->out[1] + y) * width * P;                         \
+                for (int64_t t = 0; t < taps; t++) {                                                         \
+                    const int64_t at = (row + offsets[t]) * P;                                               \
+                    if (gin) {                                                                               \
+                        const V wt = wv[t * P];                                                              \
+                        V *dst = gin + at;                                                                   \
+                        for (int64_t x = 0; x < width; x++) dst[x * step] += wt * go[x * P];                 \
+                    }                                                                                        \
+                    if (gw) {                                                                                \
+                        const V *src = in + at;                                                              \
+                        V a0 = gw[t * P], a1 = {0}, a2 = {0}, a3 = {0};                                      \
+                        int64_t x = 0;                                                                       \
+                        for (; x + 4 <= width; x += 4) {                                                     \
+                            a0 += go[x * P] * src[x * step];                                                 \
+                            a1 += go[(x + 1) * P] * src[(x + 1) * step];                                     \
+                            a2 += go[(x + 2) * P] * src[(x + 2) * step];                                     \
+                            a3 += go[(x + 3) * P] * src[(x + 3) * step];                                     \
+                        }                                                                                    \
+                        for (; x < width; x++) a0 += go[x * P] * src[x * step];                              \
+                        gw[t * P] = (a0 + a1) + (a2 + a3);                                                   \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+    }                                                                                                        \
 }
 
 #define DEFINE_KERNELS(T, SUFFIX, I)                                                                         \
@@ -481,6 +569,9 @@ typedef T vec_##SUFFIX __attribute__((vector_size(CB * sizeof(T))));            
 typedef T uvec_##SUFFIX __attribute__((vector_size(CB * sizeof(T)), aligned(sizeof(T))));  /* unaligned */   \
                                                                                                              \
 DEFINE_TRANSPOSE(T, SUFFIX, I)                                                                               \
+                                                                                                             \
+DEFINE_UNIT_SUMS(T, SUFFIX##_wide, CB)                                                                     \
+DEFINE_UNIT_SUMS(T, SUFFIX##_half, (CB / 2))                                                               \
                                                                                                              \
 /* block[p][j] = src[p * node_stride + j * channel_stride] for n nodes and cb channels, zeros beyond cb.    \
    block is CB-aligned; channels innermost (channel_stride 1) copies vectors, channel-major (node_stride    \
@@ -567,37 +658,11 @@ static int64_t tap_offsets_##SUFFIX(const dw_geometry *g, int64_t *offsets) {   
                                                                                                              \
 /* grad_buf[node + offset_t] += w_t * grad[node] and grad_w[t] += grad[node] * buf[node + offset_t]. */    \
 CLONES static void backward_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *grad, const T *w,     \
-                                          const int64_t *offsets, int64_t taps, T *grad_buf, T *grad_w) {   \
-    typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
-    const V *in = (const V *)buf, *wv = (const V *)w;                                                       \
-    V *gin = (V *)grad_buf, *gw = (V *)grad_w;                                                              \
-    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2], width = g->out[2];                \
-    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
-        for (int64_t y = 0; y < g->out[1]; y++) {                                                           \
-            const int64_t row = ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
-            const V *go = (const V *)grad + (z * g->out[1] + y) * width;                                    \
-            for (int64_t t = 0; t < taps; t++) {                                                            \
-                const int64_t at = row + offsets[t];                                                        \
-                if (gin) {                                                                                  \
-                    const V wt = wv[t];                                                                     \
-                    V *dst = gin + at;                                                                      \
-                    for (int64_t x = 0; x < width; x++) dst[x * step] += wt * go[x];                        \
-                }                                                                                           \
-                if (gw) {                                                                                   \
-                    const V *src = in + at;                                                                 \
-                    V a0 = gw[t], a1 = {0}, a2 = {0}, a3 = {0};                                             \
-                    int64_t x = 0;                                                                          \
-                    for (; x + 4 <= width; x += 4) {                                                        \
-                        a0 += go[x] * src[x * step];                                                        \
-                        a1 += go[x + 1] * src[(x + 1) * step];                                              \
-                        a2 += go[x + 2] * src[(x + 2) * step];                                              \
-                        a3 += go[x + 3] * src[(x + 3) * step];                                              \
-                    }                                                                                       \
-                    for (; x < width; x++) a0 += go[x] * src[x * step];                                     \
-                    gw[t] = (a0 + a1) + (a2 + a3);                                                          \
-                }                                                                                           \
-            }                                                                                               \
-        }                                                                                                   \
+                                          const int64_t *offsets, int64_t taps, T *grad_buf, T *grad_w) {    \
+    if (HALF_LANES(T))                                                                                       \
+        depthwise_grads_##SUFFIX##_half(g, buf, grad, w, offsets, taps, grad_buf, grad_w);                   \
+    else                                                                                                     \
+        depthwise_grads_##SUFFIX##_wide(g, buf, grad, w, offsets, taps, grad_buf, grad_w);                   \
 }                                                                                                            \
                                                                                                              \
 /* Grouped units (group_width w > 1): a block holds CB / w whole groups. Output lane o of group G reads    \
@@ -642,8 +707,6 @@ CLONES static void rotate_all_##SUFFIX(const T *src, int64_t n, int64_t w, I mas
     }                                                                                                       \
 }                                                                                                            \
                                                                                                              \
-DEFINE_FORWARD_ROWS(T, SUFFIX##_wide, CB)                                                                  \
-DEFINE_FORWARD_ROWS(T, SUFFIX##_half, (CB / 2))                                                            \
                                                                                                              \
 static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                   \
         const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                   \
@@ -685,29 +748,10 @@ CLONES static void backward_grouped_unit_##SUFFIX(const dw_geometry *g, const T 
             for (int64_t j = 0; j < width; j++)                                                             \
                 w_back[t * width + j] = PERMUTE(((const V *)w)[t * width + j], *(const M *)back[j]);        \
     }                                                                                                       \
-    const V *go = (const V *)grad;                                                                          \
-    V *gin = (V *)grad_buf, *gw = (V *)grad_w;                                                              \
-    for (int64_t z = 0; z < g->out[0]; z++)                                                                 \
-        for (int64_t y = 0; y < g->out[1]; y++) {                                                           \
-            const int64_t row = ((z * g->stride[0] * sh) + y * g->stride[1]) * sw;                          \
-            const int64_t first = (z * g->out[1] + y) * g->out[2];                                          \
-            for (int64_t t = 0; t < taps; t++) {                                                            \
-                if (gin)                                                                                    \
-                    for (int64_t x = 0; x < g->out[2]; x++) {                                               \
-                        V sum = w_back[t * width] * go_back[first + x];                                     \
-                        for (int64_t j = 1; j < width; j++)                                                 \
-                            sum += w_back[t * width + j] * go_back[j * nodes + first + x];                  \
-                        gin[row + x * step + offsets[t]] += sum;                                            \
-                    }                                                                                       \
-                if (gw)                                                                                     \
-                    for (int64_t j = 0; j < width; j++) {                                                   \
-                        const V *src = in + j * cells + row + offsets[t];                                   \
-                        V acc = gw[t * width + j];                                                          \
-                        for (int64_t x = 0; x < g->out[2]; x++) acc += go[first + x] * src[x * step];       \
-                        gw[t * width + j] = acc;                                                            \
-                    }                                                                                       \
-            }                                                                                               \
-        }                                                                                                   \
+    if (HALF_LANES(T))                                                                                       \
+        grouped_grads_##SUFFIX##_half(g, grad, (T *)in, (T *)go_back, (T *)w_back, offsets, taps, grad_buf, grad_w); \
+    else                                                                                                     \
+        grouped_grads_##SUFFIX##_wide(g, grad, (T *)in, (T *)go_back, (T *)w_back, offsets, taps, grad_buf, grad_w); \
 }                                                                                                            \
                                                                                                              \
 /* Weights [C][w][K] (w = group_width; and bias [C]) of channels [c0, c0 + cb) as [K][w][CB], rotated as    \
