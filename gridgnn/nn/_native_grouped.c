@@ -446,45 +446,44 @@ static int direct_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w
 }
 
 #define DEFINE_UNIT_SUMS(T, SUFFIX, VL)                                                                 \
-/* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the    \
-   w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the      \
-   depthwise call (w the constant 1) compiles without the j loop. On VL-lane vectors, CB / VL passes: on    \
-   AVX2 two of 8 lanes, whose sums its 16 registers hold (16-lane ones went through the stack there). */   \
-static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                   \
-        const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                   \
-        const int64_t *offsets, int64_t taps, T *out) {                                                     \
-    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                               \
-    const int64_t P = CB / VL;                                                   /* vectors a node */       \
-    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * P, cells = span(g, 0) * sh * sw; \
-    for (int64_t h = 0; h < P; h++) {                                                                       \
-        const V *in = (const V *)buffers + h, *wv = (const V *)w + h, b = ((const V *)bias)[h];             \
-        V *o = (V *)out + h;                                                                                \
-        for (int64_t z = 0; z < g->out[0]; z++)                                                             \
-            for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2] * P) {                                   \
-                const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * P;                  \
-                int64_t x = 0;                                                                              \
-                for (; x + OB <= g->out[2]; x += OB) {                                                      \
-                    V a0 = b, a1 = b, a2 = b, a3 = b;                                                       \
-                    for (int64_t t = 0; t < taps; t++)                                                      \
-                        for (int64_t j = 0; j < width; j++) {                                               \
-                            const V *src = row + (j * cells + offsets[t]) * P + x * step;                   \
-                            const V wt = wv[(t * width + j) * P];                                           \
-                            a0 += wt * src[0];                                                              \
-                            a1 += wt * src[step];                                                           \
-                            a2 += wt * src[2 * step];                                                       \
-                            a3 += wt * src[3 * step];                                                       \
-                        }                                                                                   \
-                    o[x * P] = a0, o[(x + 1) * P] = a1, o[(x + 2) * P] = a2, o[(x + 3) * P] = a3;           \
-                }                                                                                           \
-                for (; x < g->out[2]; x++) {                                                                \
-                    V a = b;                                                                                \
-                    for (int64_t t = 0; t < taps; t++)                                                      \
-                        for (int64_t j = 0; j < width; j++)                                                 \
-                            a += wv[(t * width + j) * P] * row[(j * cells + offsets[t]) * P + x * step];    \
-                    o[x * P] = a;                                                                           \
-                }                                                                                           \
-            }                                                                                               \
-    }                                                                                                       \
+/* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the     \
+   w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the       \
+   depthwise call (w the constant 1) compiles without the j loop. A node's CB lanes are P = CB / VL vectors: \
+   on AVX2 two of 8 lanes, whose OB x 2 sums its 16 registers hold (16-lane ones went through the stack). */ \
+static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                     \
+        const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                    \
+        const int64_t *offsets, int64_t taps, T *out) {                                                      \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                \
+    enum { P = CB / (VL) };                                                      /* vectors a node */        \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * P, cells = span(g, 0) * sh * sw;   \
+    const V *in = (const V *)buffers, *wv = (const V *)w, *b = (const V *)bias;                              \
+    V *o = (V *)out;                                                                                         \
+    for (int64_t z = 0; z < g->out[0]; z++)                                                                  \
+        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2] * P) {                                        \
+            const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * P;                       \
+            int64_t x = 0;                                                                                   \
+            for (; x + OB <= g->out[2]; x += OB) {                                                           \
+                V a[P][OB];                                                                                  \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                          \
+                    _Pragma("GCC unroll 4") for (int n = 0; n < OB; n++) a[h][n] = b[h];                     \
+                for (int64_t t = 0; t < taps; t++)                                                           \
+                    for (int64_t j = 0; j < width; j++) {                                                    \
+                        const V *src = row + (j * cells + offsets[t]) * P + x * step, *wt = wv + (t * width + j) * P; \
+                        _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                  \
+                            _Pragma("GCC unroll 4") for (int n = 0; n < OB; n++) a[h][n] += wt[h] * src[n * step + h]; \
+                    }                                                                                        \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                          \
+                    _Pragma("GCC unroll 4") for (int n = 0; n < OB; n++) o[(x + n) * P + h] = a[h][n];       \
+            }                                                                                                \
+            for (; x < g->out[2]; x++)                                                                       \
+                for (int h = 0; h < P; h++) {                                                                \
+                    V a = b[h];                                                                              \
+                    for (int64_t t = 0; t < taps; t++)                                                       \
+                        for (int64_t j = 0; j < width; j++)                                                  \
+                            a += wv[(t * width + j) * P + h] * row[(j * cells + offsets[t]) * P + x * step + h]; \
+                    o[x * P + h] = a;                                                                        \
+                }                                                                                            \
+        }                                                                                                    \
 }                                                                                                            \
                                                                                                              \
 /* The grouped unit's gradients (backward_grouped_unit_): grad_buf[node + offset_t] += sum_j wback[t][j] *   \
