@@ -8,7 +8,8 @@ so a C compiler with OpenMP is all it needs; about two minutes on a 2-core host)
   ``w = 1`` is depthwise) in float32 and float64, forward and backward, in one pass over the nodes
   with all kernel offsets at once (on NCHW input at stride 1 with "same"-length rows, by channel planes:
   ``_native_planes.h``; a depthwise conv's forward and input gradient on planes whose rows fit one
-  vector, and its forward at stride 2 along such rows, by row kernels: ``_native_rows.h``);
+  vector, and its forward at stride 2 along such rows, by row kernels: ``_native_rows.h``; those two
+  on AVX-512 CPUs only, :data:`SHIFTED_KERNELS`: elsewhere the buffered units ran faster);
 * dense grid convs (``groups = 1``, any stride and dilation, zero padding read in place) in float32 on
   AVX-512 CPUs, from and to either node layout (:func:`dense_forward`; their backward is made of the same
   kernel, :mod:`gridgnn.nn._dense`).
