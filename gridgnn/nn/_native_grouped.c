@@ -127,7 +127,15 @@ static int64_t full_run(const dw_geometry *g, int64_t x, int reading, int64_t en
 #endif
 
 #ifdef TRANSPOSE_IN_REGISTERS
+/* Where HALF_LANES, each 16 x 16 tile goes as four 8 x 8 ones straight between the image and the block
+   (transpose8_copy_f32: 8 loads, 24 shuffles, 8 stores), not through 16-lane registers. */
 #define TRANSPOSING_LOAD(SUFFIX)                                                                            \
+    if (node_stride == 1 && HALF_LANES(*src))                                                               \
+        for (; p + CB <= n; p += CB)                                                                        \
+            for (int a = 0; a < 2; a++)                       /* channels 8a.. of nodes p + 8k.. */         \
+                for (int k = 0; k < 2; k++)                                                                 \
+                    transpose8_copy_f32((const float *)(src + p + 8 * k + 8 * a * channel_stride), channel_stride, \
+                                        cb - 8 * a, (float *)(block + (p + 8 * k) * CB + 8 * a), CB, 8);    \
     if (node_stride == 1)                                                                                   \
         for (; p + CB <= n; p += CB) {                                                                      \
             vec_##SUFFIX r[CB];                                                                             \
@@ -137,6 +145,13 @@ static int64_t full_run(const dw_geometry *g, int64_t x, int reading, int64_t en
             for (int64_t i = 0; i < CB; i++) ((vec_##SUFFIX *)block)[p + i] = r[i];                         \
         }
 #define TRANSPOSING_STORE(SUFFIX)                                                                           \
+    if (node_stride == 1 && HALF_LANES(*block))                                                             \
+        for (; p + CB <= n; p += CB)                                                                        \
+            for (int a = 0; a < 2; a++)                                                                     \
+                for (int k = 0; k < 2; k++)                                                                 \
+                    transpose8_copy_f32((const float *)(block + (p + 8 * k) * CB + 8 * a), CB, 8,           \
+                                        (float *)(dst + p + 8 * k + 8 * a * channel_stride), channel_stride, \
+                                        cb - 8 * a);                                                        \
     if (node_stride == 1)                                                                                   \
         for (; p + CB <= n; p += CB) {                                                                      \
             vec_##SUFFIX r[CB];                                                                             \
