@@ -583,6 +583,52 @@ static inline __attribute__((always_inline)) void depthwise_grads_##SUFFIX(     
     }                                                                                                        \
 }
 
+/* Groups as wide as a block (w = CB) on VL-lane vectors, by broadcasts instead of rotations: out[node][o] =  \
+   bias[o] + sum_t sum_i buf[node + offset_t][i] * wd[t][i][o], each input value broadcast against a row of   \
+   the group's weights, R nodes x CB / VL vectors of sums in registers. The rotations would fill w = 16       \
+   times the buffer (256 KB for a 14x14 plane) and read it back from L2; this reads the buffer in place.      \
+   wd [K][CB][CB]: the weights unrotated (forward_unit_ makes it). */                                         \
+#define DEFINE_BROADCAST_SUMS(T, SUFFIX, VL)                                                                  \
+static inline __attribute__((always_inline)) void forward_broadcast_##SUFFIX(                                 \
+        const dw_geometry *g, const T *buf, const T *wd, const T *bias, const int64_t *offsets, int64_t taps, \
+        T *out) {                                                                                             \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    enum { P = CB / (VL), R = 6 };                          /* vectors a node, nodes a register block */      \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * CB;                                 \
+    const V *b = (const V *)bias;                                                                             \
+    V *o = (V *)out;                                                                                          \
+    for (int64_t z = 0; z < g->out[0]; z++)                                                                   \
+        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2] * P) {                                         \
+            const T *row = buf + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * CB;                      \
+            int64_t x = 0;                                                                                    \
+            for (; x + R <= g->out[2]; x += R) {                                                              \
+                V a[P][R];                                                                                    \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                           \
+                    _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) a[h][n] = b[h];                       \
+                for (int64_t t = 0; t < taps; t++) {                                                          \
+                    const T *src = row + offsets[t] * CB + x * step;                                          \
+                    for (int i = 0; i < CB; i++) {                                                            \
+                        const V *wt = (const V *)(wd + (t * CB + i) * CB);                                    \
+                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) {                                 \
+                            const T xv = src[n * step + i];                                                   \
+                            _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[h][n] += wt[h] * xv;        \
+                        }                                                                                     \
+                    }                                                                                         \
+                }                                                                                             \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                           \
+                    _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) o[(x + n) * P + h] = a[h][n];         \
+            }                                                                                                 \
+            for (; x < g->out[2]; x++)                                                                        \
+                for (int h = 0; h < P; h++) {                                                                 \
+                    V a = b[h];                                                                               \
+                    for (int64_t t = 0; t < taps; t++)                                                        \
+                        for (int i = 0; i < CB; i++)                                                          \
+                            a += ((const V *)(wd + (t * CB + i) * CB))[h] * row[offsets[t] * CB + x * step + i]; \
+                    o[x * P + h] = a;                                                                         \
+                }                                                                                             \
+        }                                                                                                     \
+}
+
 #define DEFINE_KERNELS(T, SUFFIX, I)                                                                         \
                                                                                                              \
 typedef T vec_##SUFFIX __attribute__((vector_size(CB * sizeof(T))));                   /* aligned */         \
@@ -592,6 +638,7 @@ DEFINE_TRANSPOSE(T, SUFFIX, I)                                                  
                                                                                                              \
 DEFINE_UNIT_SUMS(T, SUFFIX##_wide, CB)                                                                     \
 DEFINE_UNIT_SUMS(T, SUFFIX##_half, (CB / 2))                                                               \
+DEFINE_BROADCAST_SUMS(T, SUFFIX##_half, (CB / 2))                                                             \
                                                                                                              \
 /* block[p][j] = src[p * node_stride + j * channel_stride] for n nodes and cb channels, zeros beyond cb.    \
    block is CB-aligned; channels innermost (channel_stride 1) copies vectors, channel-major (node_stride    \
@@ -743,6 +790,14 @@ CLONES static void forward_unit_##SUFFIX(const dw_geometry *g, const T *buf, con
     const int64_t width = g->group_width;                                                                   \
     if (width == 1) {                                                                                       \
         forward_rows_##SUFFIX(g, buf, 1, w, bias, offsets, taps, out);                                      \
+        return;                                                                                             \
+    }                                                                                                       \
+    if (width == CB && HALF_LANES(T)) {      /* wd[t][i][o] = W[o][i][t] = w[t][(i - o) mod CB][o] */       \
+        for (int64_t t = 0; t < taps; t++)                                                                  \
+            for (int64_t i = 0; i < CB; i++)                                                                \
+                for (int64_t o = 0; o < CB; o++)                                                            \
+                    scratch[(t * CB + i) * CB + o] = w[(t * CB + (i - o + CB) % CB) * CB + o];              \
+        forward_broadcast_##SUFFIX##_half(g, buf, scratch, bias, offsets, taps, out);                       \
         return;                                                                                             \
     }                                                                                                       \
     I rot[CB][CB], back[CB][CB];                                                                            \

@@ -228,9 +228,11 @@ def test_native_grouped_equals_torch(nd, width, groups, k, stride, padding, dila
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("width", [4, 8])
-def test_native_grouped_layouts_float32(layout, width, native_calls):
-    conv = torch.nn.Conv2d(8 * width, 8 * width, 3, 1, 1, groups=8)
+@pytest.mark.parametrize("width", [4, 8, 16])
+@pytest.mark.parametrize("k, stride", [(3, 1), (5, 2)])
+def test_native_grouped_layouts_float32(layout, width, k, stride, native_calls):
+    """Float32 thin groups (on AVX2 CPUs groups of 16 sum by broadcasts, in runs of 6 nodes and a tail)."""
+    conv = torch.nn.Conv2d(8 * width, 8 * width, k, stride, k // 2, groups=8)
     x = torch.randn(2, 8 * width, 10, 10)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
