@@ -69,6 +69,8 @@ static inline void transpose16_by_halves_f32(void *tile) {
         for (int a = 0; a < 2; a++) memcpy(rows[j] + 8 * a, &h[a][j / 8][j % 8], sizeof(half_f32));
 }
 
+/* transpose_SUFFIX for vec_SUFFIX, a vector of 16 T (I: the integer of T's width). Channel-major tiles of
+   16 nodes: 16 rows (one a channel) in, 16 node vectors out, and back. */
 #define DEFINE_TRANSPOSE(T, SUFFIX, I)                                                                      \
 /* r[i][k] <- r[k][i] for a 16 x 16 tile: log2(16) stages of two-vector shuffles swapping (i, k) and        \
    (i ^ s, k ^ s) where bit s of i is clear and that of k is set. */                                        \
