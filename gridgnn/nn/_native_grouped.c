@@ -509,7 +509,7 @@ static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(        
                                                                                                              \
 /* The grouped unit's gradients (backward_grouped_unit_): grad_buf[node + offset_t] += sum_j wback[t][j] *   \
    goback[j][node] and grad_w[t][j] += sum_node grad[node] * in[j][node + offset_t], from the rotations in   \
-   scratch; on VL-lane vectors, CB / VL passes (see forward_rows_). */                                 \
+   scratch; on VL-lane vectors, in CB / VL passes over the unit, one a VL-lane part of each node. */       \
 static inline __attribute__((always_inline)) void grouped_grads_##SUFFIX(                                    \
         const dw_geometry *g, const T *grad, const T *rotated_in, const T *rotated_grad, const T *rotated_w, \
         const int64_t *offsets, int64_t taps, T *grad_buf, T *grad_w) {                                      \
