@@ -627,7 +627,66 @@ static inline __attribute__((always_inline)) void forward_broadcast_##SUFFIX(   
                     o[x * P + h] = a;                                                                         \
                 }                                                                                             \
         }                                                                                                     \
-}
+}                                                                                                             \
+                                                                                                              \
+/* The same units' gradients by broadcasts: grad_buf[node + offset_t][i] += sum_o grad[node][o] * wt[t][o][i], \
+   R nodes x CB / VL vectors of sums in registers, added into the buffer once a tap; and outer[t][i][o] +=    \
+   sum_node buf[node + offset_t][i] * grad[node][o], IB inputs x CB / VL vectors of sums held over the whole  \
+   unit. wt [K][CB][CB]: the weights unrotated, W[o][i][t] at [t][o][i]; outer [K][CB][CB], or NULL. */       \
+static inline __attribute__((always_inline)) void broadcast_grads_##SUFFIX(                                   \
+        const dw_geometry *g, const T *buf, const T *grad, const T *wt, const int64_t *offsets, int64_t taps, \
+        T *grad_buf, T *outer) {                                                                              \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    enum { P = CB / (VL), R = 6, IB = 4 };             /* vectors a node, nodes and inputs a register block */ \
+    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * CB, width = g->out[2];              \
+    for (int64_t z = 0; z < g->out[0] && grad_buf; z++)                                                       \
+        for (int64_t y = 0; y < g->out[1]; y++) {                                                             \
+            const T *go = grad + (z * g->out[1] + y) * width * CB;                                            \
+            T *row = grad_buf + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * CB;                       \
+            for (int64_t t = 0; t < taps; t++) {                                                              \
+                T *dst = row + offsets[t] * CB;                                                               \
+                int64_t x = 0;                                                                                \
+                for (; x + R <= width; x += R) {                                                              \
+                    V a[P][R];                                                                                \
+                    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                       \
+                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) a[h][n] = (V){0};                 \
+                    for (int o = 0; o < CB; o++) {                                                            \
+                        const V *wr = (const V *)(wt + (t * CB + o) * CB);                                    \
+                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) {                                 \
+                            const T gv = go[(x + n) * CB + o];                                                \
+                            _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[h][n] += wr[h] * gv;        \
+                        }                                                                                     \
+                    }                                                                                         \
+                    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                       \
+                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) ((V *)(dst + (x + n) * step))[h] += a[h][n]; \
+                }                                                                                             \
+                for (; x < width; x++)                                                                        \
+                    for (int h = 0; h < P; h++) {                                                             \
+                        V a = {0};                                                                            \
+                        for (int o = 0; o < CB; o++) a += ((const V *)(wt + (t * CB + o) * CB))[h] * go[x * CB + o]; \
+                        ((V *)(dst + x * step))[h] += a;                                                      \
+                    }                                                                                         \
+            }                                                                                                 \
+        }                                                                                                     \
+    for (int64_t t = 0; t < taps && outer; t++)                                                               \
+        for (int i0 = 0; i0 < CB; i0 += IB) {                                                                 \
+            V a[IB][P];                                                                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < IB; k++)                                              \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[k][h] = ((V *)(outer + (t * CB + i0 + k) * CB))[h]; \
+            for (int64_t z = 0; z < g->out[0]; z++)                                                           \
+                for (int64_t y = 0; y < g->out[1]; y++) {                                                     \
+                    const V *go = (const V *)(grad + (z * g->out[1] + y) * width * CB);                       \
+                    const T *src = buf + (((z * g->stride[0] * sh) + y * g->stride[1]) * sw + offsets[t]) * CB + i0; \
+                    for (int64_t x = 0; x < width; x++)                                                       \
+                        _Pragma("GCC unroll 4") for (int k = 0; k < IB; k++) {                                \
+                            const T xv = src[x * step + k];                                                   \
+                            _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[k][h] += go[x * P + h] * xv; \
+                        }                                                                                     \
+                }                                                                                             \
+            _Pragma("GCC unroll 4") for (int k = 0; k < IB; k++)                                              \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) ((V *)(outer + (t * CB + i0 + k) * CB))[h] = a[k][h]; \
+        }                                                                                                     \
+}                                                                                                             \
 
 #define DEFINE_KERNELS(T, SUFFIX, I)                                                                         \
                                                                                                              \
@@ -745,6 +804,16 @@ static void rotations_##SUFFIX(int64_t w, I rot[CB][CB], I back[CB][CB]) {      
         }                                                                                                   \
 }                                                                                                            \
                                                                                                              \
+/* The weights W[o][i][t] of a block that is one group (w = CB), from its rotated ones w[t][j][o] (j = (i - o) \
+   mod CB): at [t][i][o] (by_input, the forward's rows) or [t][o][i] (the input gradient's). The broadcast    \
+   units read these. */                                                                                       \
+static void unrotated_##SUFFIX(const T *w, int64_t taps, int by_input, T *out) {                              \
+    for (int64_t t = 0; t < taps; t++)                                                                        \
+        for (int64_t i = 0; i < CB; i++)                                                                      \
+            for (int64_t o = 0; o < CB; o++)                                                                  \
+                out[by_input ? (t * CB + i) * CB + o : (t * CB + o) * CB + i] = w[(t * CB + (i - o + CB) % CB) * CB + o]; \
+}                                                                                                             \
+                                                                                                              \
 /* rotated[j][p] = the vector src[p] permuted by masks[j], for p < n and j < w. */                          \
 CLONES static void rotate_all_##SUFFIX(const T *src, int64_t n, int64_t w, I masks[CB][CB], T *rotated) {   \
     typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
@@ -792,11 +861,8 @@ CLONES static void forward_unit_##SUFFIX(const dw_geometry *g, const T *buf, con
         forward_rows_##SUFFIX(g, buf, 1, w, bias, offsets, taps, out);                                      \
         return;                                                                                             \
     }                                                                                                       \
-    if (width == CB && HALF_LANES(T)) {      /* wd[t][i][o] = W[o][i][t] = w[t][(i - o) mod CB][o] */       \
-        for (int64_t t = 0; t < taps; t++)                                                                  \
-            for (int64_t i = 0; i < CB; i++)                                                                \
-                for (int64_t o = 0; o < CB; o++)                                                            \
-                    scratch[(t * CB + i) * CB + o] = w[(t * CB + (i - o + CB) % CB) * CB + o];              \
+    if (width == CB && HALF_LANES(T)) {                                                                     \
+        unrotated_##SUFFIX(w, taps, 1, scratch);                                                            \
         forward_broadcast_##SUFFIX##_half(g, buf, scratch, bias, offsets, taps, out);                       \
         return;                                                                                             \
     }                                                                                                       \
@@ -814,6 +880,18 @@ CLONES static void backward_grouped_unit_##SUFFIX(const dw_geometry *g, const T 
     I rot[CB][CB], back[CB][CB];                                                                            \
     const int64_t width = g->group_width, sh = span(g, 1), sw = span(g, 2), step = g->stride[2];           \
     const int64_t cells = span(g, 0) * sh * sw, nodes = g->out[0] * g->out[1] * g->out[2];                 \
+    if (width == CB && HALF_LANES(T)) {                    /* one group a block: broadcasts (see above) */    \
+        T *wt = scratch, *outer = grad_w ? scratch + taps * CB * CB : NULL;                                   \
+        unrotated_##SUFFIX(w, taps, 0, wt);                                                                   \
+        if (outer) memset(outer, 0, sizeof(T) * taps * CB * CB);                                              \
+        broadcast_grads_##SUFFIX##_half(g, buf, grad, wt, offsets, taps, grad_buf, outer);                    \
+        if (outer)                                /* back to the rotated layout: [t][j][o] of input (o + j) */ \
+            for (int64_t t = 0; t < taps; t++)                                                                \
+                for (int64_t j = 0; j < CB; j++)                                                              \
+                    for (int64_t o = 0; o < CB; o++)                                                          \
+                        grad_w[(t * CB + j) * CB + o] += outer[(t * CB + (o + j) % CB) * CB + o];             \
+        return;                                                                                               \
+    }                                                                                                         \
     rotations_##SUFFIX(width, rot, back);                                                                   \
     V *in = (V *)scratch, *go_back = in + width * cells, *w_back = go_back + width * nodes;                \
     if (grad_w) rotate_all_##SUFFIX(buf, cells, width, rot, (T *)in);       /* the inputs, as read */      \
