@@ -43,6 +43,11 @@ static int omp_get_thread_num(void) { return 0; }
 #define CB 16   /* channels a unit: one AVX-512 float vector */
 #define OB 4    /* output nodes a step: CB-wide accumulators kept in registers */
 
+/* How a block's weights are laid out for its units (weight_block_): rotated as the grouped units read them,
+   or for the broadcast units (groups as wide as a block on 8-lane vectors) W[o][i][t] at [t][i][o] (the
+   forward's rows) or at [t][o][i] (the input gradient's). */
+enum { ROTATED, BY_INPUT, BY_OUTPUT };
+
 /* AVX2 hosts take x86-64-v3 (AVX2 with FMA: a plain "avx2" clone multiplies and adds apart) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
@@ -587,7 +592,7 @@ static inline __attribute__((always_inline)) void depthwise_grads_##SUFFIX(     
    bias[o] + sum_t sum_i buf[node + offset_t][i] * wd[t][i][o], each input value broadcast against a row of   \
    the group's weights, R nodes x CB / VL vectors of sums in registers. The rotations would fill w = 16       \
    times the buffer (256 KB for a 14x14 plane) and read it back from L2; this reads the buffer in place.      \
-   wd [K][CB][CB]: the weights unrotated (forward_unit_ makes it). */                                         \
+   wd [K][CB][CB]: the weights BY_INPUT (weight_block_). */                                                   \
 #define DEFINE_BROADCAST_SUMS(T, SUFFIX, VL)                                                                  \
 static inline __attribute__((always_inline)) void forward_broadcast_##SUFFIX(                                 \
         const dw_geometry *g, const T *buf, const T *wd, const T *bias, const int64_t *offsets, int64_t taps, \
@@ -630,12 +635,12 @@ static inline __attribute__((always_inline)) void forward_broadcast_##SUFFIX(   
 }                                                                                                             \
                                                                                                               \
 /* The same units' gradients by broadcasts: grad_buf[node + offset_t][i] += sum_o grad[node][o] * wt[t][o][i], \
-   R nodes x CB / VL vectors of sums in registers, added into the buffer once a tap; and outer[t][i][o] +=    \
+   R nodes x CB / VL vectors of sums in registers, added into the buffer once a tap; and grad_w[t][i][o] +=   \
    sum_node buf[node + offset_t][i] * grad[node][o], IB inputs x CB / VL vectors of sums held over the whole  \
-   unit. wt [K][CB][CB]: the weights unrotated, W[o][i][t] at [t][o][i]; outer [K][CB][CB], or NULL. */       \
+   unit. wt [K][CB][CB]: the weights BY_OUTPUT (weight_block_); grad_w [K][CB][CB], or NULL. */               \
 static inline __attribute__((always_inline)) void broadcast_grads_##SUFFIX(                                   \
         const dw_geometry *g, const T *buf, const T *grad, const T *wt, const int64_t *offsets, int64_t taps, \
-        T *grad_buf, T *outer) {                                                                              \
+        T *grad_buf, T *grad_w) {                                                                              \
     typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
     enum { P = CB / (VL), R = 6, IB = 4 };             /* vectors a node, nodes and inputs a register block */ \
     const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * CB, width = g->out[2];              \
@@ -668,11 +673,11 @@ static inline __attribute__((always_inline)) void broadcast_grads_##SUFFIX(     
                     }                                                                                         \
             }                                                                                                 \
         }                                                                                                     \
-    for (int64_t t = 0; t < taps && outer; t++)                                                               \
+    for (int64_t t = 0; t < taps && grad_w; t++)                                                               \
         for (int i0 = 0; i0 < CB; i0 += IB) {                                                                 \
             V a[IB][P];                                                                                       \
             _Pragma("GCC unroll 4") for (int k = 0; k < IB; k++)                                              \
-                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[k][h] = ((V *)(outer + (t * CB + i0 + k) * CB))[h]; \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[k][h] = ((V *)(grad_w + (t * CB + i0 + k) * CB))[h]; \
             for (int64_t z = 0; z < g->out[0]; z++)                                                           \
                 for (int64_t y = 0; y < g->out[1]; y++) {                                                     \
                     const V *go = (const V *)(grad + (z * g->out[1] + y) * width * CB);                       \
@@ -684,7 +689,7 @@ static inline __attribute__((always_inline)) void broadcast_grads_##SUFFIX(     
                         }                                                                                     \
                 }                                                                                             \
             _Pragma("GCC unroll 4") for (int k = 0; k < IB; k++)                                              \
-                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) ((V *)(outer + (t * CB + i0 + k) * CB))[h] = a[k][h]; \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) ((V *)(grad_w + (t * CB + i0 + k) * CB))[h] = a[k][h]; \
         }                                                                                                     \
 }                                                                                                             \
 
@@ -804,16 +809,6 @@ static void rotations_##SUFFIX(int64_t w, I rot[CB][CB], I back[CB][CB]) {      
         }                                                                                                   \
 }                                                                                                            \
                                                                                                              \
-/* The weights W[o][i][t] of a block that is one group (w = CB), from its rotated ones w[t][j][o] (j = (i - o) \
-   mod CB): at [t][i][o] (by_input, the forward's rows) or [t][o][i] (the input gradient's). The broadcast    \
-   units read these. */                                                                                       \
-static void unrotated_##SUFFIX(const T *w, int64_t taps, int by_input, T *out) {                              \
-    for (int64_t t = 0; t < taps; t++)                                                                        \
-        for (int64_t i = 0; i < CB; i++)                                                                      \
-            for (int64_t o = 0; o < CB; o++)                                                                  \
-                out[by_input ? (t * CB + i) * CB + o : (t * CB + o) * CB + i] = w[(t * CB + (i - o + CB) % CB) * CB + o]; \
-}                                                                                                             \
-                                                                                                              \
 /* rotated[j][p] = the vector src[p] permuted by masks[j], for p < n and j < w. */                          \
 CLONES static void rotate_all_##SUFFIX(const T *src, int64_t n, int64_t w, I masks[CB][CB], T *rotated) {   \
     typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
@@ -853,17 +848,17 @@ static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(        
         forward_rows_##SUFFIX##_wide(g, buffers, width, w, bias, offsets, taps, out);                       \
 }                                                                                                            \
                                                                                                              \
-/* The forward of one unit: depthwise straight from the buffer, groups from its rotations in scratch. */    \
+/* The forward of one unit: depthwise straight from the buffer; groups from its rotations in scratch, or by   \
+   broadcasts where the weights come BY_INPUT (weight_block_). */                                             \
 CLONES static void forward_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *w, const T *bias,     \
-                                         const int64_t *offsets, int64_t taps, T *out, T *scratch) {       \
+                                         const int64_t *offsets, int64_t taps, int layout, T *out, T *scratch) { \
     const int64_t width = g->group_width;                                                                   \
     if (width == 1) {                                                                                       \
         forward_rows_##SUFFIX(g, buf, 1, w, bias, offsets, taps, out);                                      \
         return;                                                                                             \
     }                                                                                                       \
-    if (width == CB && HALF_LANES(T)) {                                                                     \
-        unrotated_##SUFFIX(w, taps, 1, scratch);                                                            \
-        forward_broadcast_##SUFFIX##_half(g, buf, scratch, bias, offsets, taps, out);                       \
+    if (layout == BY_INPUT) {                                                                                 \
+        forward_broadcast_##SUFFIX##_half(g, buf, w, bias, offsets, taps, out);                               \
         return;                                                                                             \
     }                                                                                                       \
     I rot[CB][CB], back[CB][CB];                                                                            \
@@ -872,26 +867,21 @@ CLONES static void forward_unit_##SUFFIX(const dw_geometry *g, const T *buf, con
     forward_rows_##SUFFIX(g, scratch, width, w, bias, offsets, taps, out);                                  \
 }                                                                                                            \
                                                                                                              \
+/* The gradients of one grouped unit: by broadcasts where the weights come BY_OUTPUT (grad_w then gathers     \
+   [K][CB][CB] by input lane), else from the rotations of the inputs, the output gradients and the weights    \
+   in scratch (grad_w by rotation, as the weights). */                                                        \
 CLONES static void backward_grouped_unit_##SUFFIX(const dw_geometry *g, const T *buf, const T *grad,        \
-                                                  const T *w, const int64_t *offsets, int64_t taps,         \
+                                                  const T *w, const int64_t *offsets, int64_t taps, int layout, \
                                                   T *grad_buf, T *grad_w, T *scratch) {                     \
     typedef T V __attribute__((vector_size(CB * sizeof(T))));                                               \
     typedef I M __attribute__((vector_size(CB * sizeof(T))));                                               \
-    I rot[CB][CB], back[CB][CB];                                                                            \
-    const int64_t width = g->group_width, sh = span(g, 1), sw = span(g, 2), step = g->stride[2];           \
-    const int64_t cells = span(g, 0) * sh * sw, nodes = g->out[0] * g->out[1] * g->out[2];                 \
-    if (width == CB && HALF_LANES(T)) {                    /* one group a block: broadcasts (see above) */    \
-        T *wt = scratch, *outer = grad_w ? scratch + taps * CB * CB : NULL;                                   \
-        unrotated_##SUFFIX(w, taps, 0, wt);                                                                   \
-        if (outer) memset(outer, 0, sizeof(T) * taps * CB * CB);                                              \
-        broadcast_grads_##SUFFIX##_half(g, buf, grad, wt, offsets, taps, grad_buf, outer);                    \
-        if (outer)                                /* back to the rotated layout: [t][j][o] of input (o + j) */ \
-            for (int64_t t = 0; t < taps; t++)                                                                \
-                for (int64_t j = 0; j < CB; j++)                                                              \
-                    for (int64_t o = 0; o < CB; o++)                                                          \
-                        grad_w[(t * CB + j) * CB + o] += outer[(t * CB + (o + j) % CB) * CB + o];             \
+    if (layout == BY_OUTPUT) {                                                                                \
+        broadcast_grads_##SUFFIX##_half(g, buf, grad, w, offsets, taps, grad_buf, grad_w);                    \
         return;                                                                                               \
     }                                                                                                         \
+    I rot[CB][CB], back[CB][CB];                                                                              \
+    const int64_t width = g->group_width, cells = span(g, 0) * span(g, 1) * span(g, 2);                       \
+    const int64_t nodes = g->out[0] * g->out[1] * g->out[2];                                                  \
     rotations_##SUFFIX(width, rot, back);                                                                   \
     V *in = (V *)scratch, *go_back = in + width * cells, *w_back = go_back + width * nodes;                \
     if (grad_w) rotate_all_##SUFFIX(buf, cells, width, rot, (T *)in);       /* the inputs, as read */      \
@@ -907,18 +897,41 @@ CLONES static void backward_grouped_unit_##SUFFIX(const dw_geometry *g, const T 
         grouped_grads_##SUFFIX##_wide(g, grad, (T *)in, (T *)go_back, (T *)w_back, offsets, taps, grad_buf, grad_w); \
 }                                                                                                            \
                                                                                                              \
-/* Weights [C][w][K] (w = group_width; and bias [C]) of channels [c0, c0 + cb) as [K][w][CB], rotated as    \
-   the grouped units read them (plain [K][CB] for depthwise), and [CB]; zeros beyond cb. */                 \
+/* The layout of the weights a call's units read: broadcasts for groups as wide as a block on 8-lane          \
+   vectors (forward: BY_INPUT, backward: BY_OUTPUT), else ROTATED. */                                         \
+static int unit_layout_##SUFFIX(const dw_geometry *g, int by) {                                               \
+    return g->group_width == CB && HALF_LANES(T) ? by : ROTATED;                                              \
+}                                                                                                             \
+                                                                                                             \
+/* Weights [C][w][K] (w = group_width) of channels [c0, c0 + cb) as the units read them, [K][w][CB]           \
+   ROTATED (wb[t][j][o] = W[o][(o + j) mod w][t]; plain [K][CB] for depthwise), [K][w][CB] BY_INPUT           \
+   (W[o][i][t] at [t][i][o]) or [K][CB][w] BY_OUTPUT (at [t][o][i]); and bias [C] as bb [CB]. Zeros           \
+   beyond cb. */                                                                                              \
 static void weight_block_##SUFFIX(const T *w, const T *bias, int64_t taps, int64_t width, int64_t c0,       \
-                                  int64_t cb, T *wb, T *bb) {                                              \
+                                  int64_t cb, int layout, T *wb, T *bb) {                                     \
     memset(wb, 0, sizeof(T) * taps * width * CB);                                                           \
     memset(bb, 0, sizeof(T) * CB);                                                                          \
     for (int64_t t = 0; t < taps; t++)                                                                      \
         for (int64_t j = 0; j < width; j++)                                                                 \
-            for (int64_t o = 0; o < cb; o++)                                                                \
-                wb[(t * width + j) * CB + o] = w[((c0 + o) * width + (o % width + j) % width) * taps + t];  \
+            for (int64_t o = 0; o < cb; o++) {                                                                \
+                const int64_t i = layout == ROTATED ? (o % width + j) % width : j;                            \
+                wb[layout == BY_OUTPUT ? (t * CB + o) * width + j : (t * width + j) * CB + o] =               \
+                    w[((c0 + o) * width + i) * taps + t];                                                     \
+            }                                                                                                 \
     if (bias)                                                                                               \
         for (int64_t o = 0; o < cb; o++) bb[o] = bias[c0 + o];                                              \
+}                                                                                                             \
+                                                                                                             \
+/* Every block's weights (weight_block_) for one call: [blocks][K w CB + CB], or NULL when out of memory. */  \
+static T *weight_blocks_##SUFFIX(const dw_geometry *g, const T *w, const T *bias, int64_t taps, int layout) { \
+    const int64_t width = g->group_width, blocks = (g->channels + CB - 1) / CB, each = (taps * width + 1) * CB; \
+    T *packed = alloc_aligned(sizeof(T) * blocks * each);                                                     \
+    for (int64_t k = 0; packed && k < blocks; k++) {                                                          \
+        const int64_t cb = g->channels - k * CB < CB ? g->channels - k * CB : CB;                             \
+        weight_block_##SUFFIX(w, bias, taps, width, k * CB, cb, layout, packed + k * each,                    \
+                              packed + k * each + taps * width * CB);                                         \
+    }                                                                                                         \
+    return packed;                                                                                            \
 }                                                                                                            \
                                                                                                              \
 /* y = conv(x, w) + bias. x: input nodes, w [C][w][K], bias [C] or NULL, y: output nodes. 0 on success,     \
@@ -933,28 +946,32 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2];                                       \
     const int64_t buffered = span(g, 0) * span(g, 1) * span(g, 2) * CB;                                    \
     const int64_t out_pixels = g->out[0] * g->out[1] * g->out[2];                                          \
+    const int layout = unit_layout_##SUFFIX(g, BY_INPUT);                                                     \
+    T *packed = weight_blocks_##SUFFIX(g, w, bias, taps, layout);                                             \
+    if (!packed) return 1;                                                                                    \
     int failed = 0;                                                                                         \
     _Pragma("omp parallel num_threads(g->threads) reduction(|:failed)")                                     \
     {                                                                                                       \
-        const int64_t scratch = width > 1 ? width * buffered : 0;          /* the grouped units' rotations */ \
-        T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + taps * width * CB + CB + scratch)); \
+        const int64_t scratch = width > 1 && layout == ROTATED ? width * buffered : 0;    /* the rotations */ \
+        T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + scratch));                           \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
         if (!buf || !offsets) failed = 1;                                                                   \
         _Pragma("omp for schedule(static)")                                                                 \
         for (int64_t u = 0; u < units; u++) {                                                               \
             if (failed) continue;                                                                           \
-            const int64_t b = u / blocks, c0 = (u % blocks) * CB;                                           \
+            const int64_t b = u / blocks, block = u % blocks, c0 = block * CB;                                \
             const int64_t cb = g->channels - c0 < CB ? g->channels - c0 : CB;                               \
-            T *out = buf + buffered, *wb = out + out_pixels * CB, *bb = wb + taps * width * CB;             \
+            const T *wb = packed + block * (taps * width + 1) * CB, *bb = wb + taps * width * CB;             \
+            T *out = buf + buffered;                                                                          \
             tap_offsets_##SUFFIX(g, offsets);                                                               \
-            weight_block_##SUFFIX(w, bias, taps, width, c0, cb, wb, bb);                                   \
             load_##SUFFIX(g, x, b, c0, cb, buf);                                                            \
-            forward_unit_##SUFFIX(g, buf, wb, bb, offsets, taps, out, bb + CB);                             \
+            forward_unit_##SUFFIX(g, buf, wb, bb, offsets, taps, layout, out, out + out_pixels * CB);         \
             store_##SUFFIX(g, out, out_pixels, b, c0, cb, y);                                               \
         }                                                                                                   \
         free(buf);                                                                                          \
         free(offsets);                                                                                      \
     }                                                                                                       \
+    free(packed);                                                                                             \
     return failed;                                                                                          \
 }                                                                                                            \
                                                                                                              \
@@ -971,17 +988,21 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
     const int64_t out_pixels = g->out[0] * g->out[1] * g->out[2];                                          \
     const int64_t in_pixels = g->in[0] * g->in[1] * g->in[2];                                              \
     const int64_t weights = taps * width * blocks * CB;                                                             \
-    const int threads = (int)g->threads;                                                                    \
+    const int threads = (int)g->threads, layout = unit_layout_##SUFFIX(g, BY_OUTPUT);                         \
     int failed = 0;                                                                                         \
+    T *packed = weight_blocks_##SUFFIX(g, w, NULL, taps, layout);                                             \
     T *grad_w_parts = grad_w ? alloc_aligned(sizeof(T) * threads * weights) : NULL;                        \
-    if (grad_w && !grad_w_parts) return 1;                                                                  \
+    if (!packed || (grad_w && !grad_w_parts)) {                                                               \
+        free(packed);                                                                                         \
+        free(grad_w_parts);                                                                                   \
+        return 1;                                                                                             \
+    }                                                                                                         \
     if (grad_w_parts) memset(grad_w_parts, 0, sizeof(T) * threads * weights);                               \
     _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                                        \
     {                                                                                                       \
         const int rank = omp_get_thread_num();                                                              \
-        const int64_t scratch = width > 1 ? width * (buffered + (out_pixels + taps) * CB) : 0;              \
-        T *buf = alloc_aligned(sizeof(T) * (2 * buffered + (out_pixels + in_pixels + taps * width + 1) * CB  \
-                                            + scratch));                                                    \
+        const int64_t scratch = width > 1 && layout == ROTATED ? width * (buffered + (out_pixels + taps) * CB) : 0; \
+        T *buf = alloc_aligned(sizeof(T) * (2 * buffered + (out_pixels + in_pixels) * CB + scratch));         \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
         if (!buf || !offsets) failed = 1;                                                                   \
         _Pragma("omp for schedule(static)")                                                                 \
@@ -989,19 +1010,18 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
             if (failed) continue;                                                                           \
             const int64_t b = u / blocks, block = u % blocks, c0 = block * CB;                              \
             const int64_t cb = g->channels - c0 < CB ? g->channels - c0 : CB;                               \
+            const T *wb = packed + block * (taps * width + 1) * CB;                                           \
             T *grad_buf = buf + buffered, *go = grad_buf + buffered, *gi = go + out_pixels * CB;            \
-            T *wb = gi + in_pixels * CB, *bb = wb + taps * width * CB;                                      \
             T *gw = grad_w ? grad_w_parts + rank * weights + block * taps * width * CB : NULL;              \
             tap_offsets_##SUFFIX(g, offsets);                                                               \
-            weight_block_##SUFFIX(w, NULL, taps, width, c0, cb, wb, bb);                                   \
             if (grad_w) load_##SUFFIX(g, x, b, c0, cb, buf);                                                \
             if (grad_x) memset(grad_buf, 0, sizeof(T) * buffered);                                          \
             gather_##SUFFIX(g, grad_y, out_pixels, b, c0, cb, go);                                          \
             if (width == 1)                                                                                 \
                 backward_unit_##SUFFIX(g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw);        \
             else                                                                                            \
-                backward_grouped_unit_##SUFFIX(g, buf, go, wb, offsets, taps, grad_x ? grad_buf : NULL, gw, \
-                                               bb + CB);                                                    \
+                backward_grouped_unit_##SUFFIX(g, buf, go, wb, offsets, taps, layout, grad_x ? grad_buf : NULL, \
+                                               gw, gi + in_pixels * CB);                                      \
             if (grad_x) {                                                                                   \
                 /* the input nodes' gradient: the buffer's inner box, zeros where no edge reached */        \
                 for (int64_t iz = 0; iz < g->in[0]; iz++)                                                   \
@@ -1024,7 +1044,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
         for (int64_t c = 0; c < g->channels; c++)                                                           \
             for (int64_t i = 0; i < width; i++)                                                             \
                 for (int64_t t = 0; t < taps; t++) {                                                        \
-                    const int64_t j = (i - c % width + width) % width;       /* the rotation of input i */  \
+                    const int64_t j = layout == ROTATED ? (i - c % width + width) % width : i;  /* input i's slot */ \
                     const int64_t at = ((c / CB) * taps * width + t * width + j) * CB + c % CB;             \
                     T total = 0;                                                                            \
                     for (int r = 0; r < threads; r++) total += grad_w_parts[r * weights + at];              \
@@ -1032,6 +1052,7 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
                 }                                                                                           \
         free(grad_w_parts);                                                                                 \
     }                                                                                                       \
+    free(packed);                                                                                             \
     return failed;                                                                                          \
 }
 
