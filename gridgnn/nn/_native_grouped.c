@@ -42,6 +42,19 @@ static int omp_get_thread_num(void) { return 0; }
 
 #define CB 16   /* channels a unit: one AVX-512 float vector */
 #define OB 4    /* output nodes a step: CB-wide accumulators kept in registers */
+#define RB 6    /* output nodes a register block of the broadcast units (groups as wide as a block) */
+
+/* fn(N, x, ...) over the nodes [x, end) of an output row: register blocks of FULL nodes, then the rest in
+   blocks of 4, 2 and 1, N a constant in every call, so each block's sums stay in registers. (A tail node by
+   node is one chain of dependent multiply-adds a vector: on a 14-node row with FULL = 4 its last two nodes
+   took as long as the other twelve.) */
+#define IN_BLOCKS(x, end, FULL, fn, ...)                                                                      \
+    do {                                                                                                      \
+        for (; (x) + (FULL) <= (end); (x) += (FULL)) fn(FULL, x, __VA_ARGS__);                                \
+        if ((FULL) > 4 && (x) + 4 <= (end)) fn(4, x, __VA_ARGS__), (x) += 4;                                  \
+        if ((FULL) > 2 && (x) + 2 <= (end)) fn(2, x, __VA_ARGS__), (x) += 2;                                  \
+        if ((x) < (end)) fn(1, x, __VA_ARGS__), (x) += 1;                                                     \
+    } while (0)
 
 /* How a block's weights are laid out for its units (weight_block_): rotated as the grouped units read them,
    or for the broadcast units (groups as wide as a block on 8-lane vectors) W[o][i][t] at [t][i][o] (the
@@ -472,46 +485,42 @@ static int direct_backward_##SUFFIX(const dw_geometry *g, const T *x, const T *w
 }
 
 #define DEFINE_UNIT_SUMS(T, SUFFIX, VL)                                                                 \
-/* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the     \
-   w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the       \
-   depthwise call (w the constant 1) compiles without the j loop. A node's CB lanes are P = CB / VL vectors: \
-   on AVX2 two of 8 lanes, whose OB x 2 sums its 16 registers hold (16-lane ones went through the stack). */ \
-static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                     \
-        const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                    \
-        const int64_t *offsets, int64_t taps, T *out) {                                                      \
-    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                \
-    enum { P = CB / (VL) };                                                      /* vectors a node */        \
-    const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * P, cells = span(g, 0) * sh * sw;   \
-    const V *in = (const V *)buffers, *wv = (const V *)w, *b = (const V *)bias;                              \
-    V *o = (V *)out;                                                                                         \
-    for (int64_t z = 0; z < g->out[0]; z++)                                                                  \
-        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2] * P) {                                        \
-            const V *row = in + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * P;                       \
-            int64_t x = 0;                                                                                   \
-            for (; x + OB <= g->out[2]; x += OB) {                                                           \
-                V a[P][OB];                                                                                  \
-                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                          \
-                    _Pragma("GCC unroll 4") for (int n = 0; n < OB; n++) a[h][n] = b[h];                     \
-                for (int64_t t = 0; t < taps; t++)                                                           \
-                    for (int64_t j = 0; j < width; j++) {                                                    \
-                        const V *src = row + (j * cells + offsets[t]) * P + x * step, *wt = wv + (t * width + j) * P; \
-                        _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                  \
-                            _Pragma("GCC unroll 4") for (int n = 0; n < OB; n++) a[h][n] += wt[h] * src[n * step + h]; \
-                    }                                                                                        \
-                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                          \
-                    _Pragma("GCC unroll 4") for (int n = 0; n < OB; n++) o[(x + n) * P + h] = a[h][n];       \
-            }                                                                                                \
-            for (; x < g->out[2]; x++)                                                                       \
-                for (int h = 0; h < P; h++) {                                                                \
-                    V a = b[h];                                                                              \
-                    for (int64_t t = 0; t < taps; t++)                                                       \
-                        for (int64_t j = 0; j < width; j++)                                                  \
-                            a += wv[(t * width + j) * P + h] * row[(j * cells + offsets[t]) * P + x * step + h]; \
-                    o[x * P + h] = a;                                                                        \
-                }                                                                                            \
-        }                                                                                                    \
-}                                                                                                            \
-                                                                                                             \
+/* N <= OB output nodes from x of one output row (forward_rows_'s register block; N a constant). */           \
+static inline __attribute__((always_inline)) void rows_block_##SUFFIX(                                        \
+        int N, int64_t x, const T *row, int64_t width, const T *w, const T *bias, const int64_t *offsets,     \
+        int64_t taps, int64_t cells, int64_t step, T *out) {                                                  \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    enum { P = CB / (VL) };                                                      /* vectors a node */         \
+    const V *in = (const V *)row, *wv = (const V *)w, *b = (const V *)bias;                                   \
+    V *o = (V *)out, a[P][OB];                                                                                \
+    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                                       \
+        _Pragma("GCC unroll 4") for (int n = 0; n < N; n++) a[h][n] = b[h];                                   \
+    for (int64_t t = 0; t < taps; t++)                                                                        \
+        for (int64_t j = 0; j < width; j++) {                                                                 \
+            const V *src = in + (j * cells + offsets[t]) * P + x * step, *wt = wv + (t * width + j) * P;      \
+            _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                               \
+                _Pragma("GCC unroll 4") for (int n = 0; n < N; n++) a[h][n] += wt[h] * src[n * step + h];     \
+        }                                                                                                     \
+    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                                       \
+        _Pragma("GCC unroll 4") for (int n = 0; n < N; n++) o[(x + n) * P + h] = a[h][n];                     \
+}                                                                                                             \
+                                                                                                              \
+/* out [P_out][CB] = bias + sum_t sum_j wb[t][j] * in[j][node + offset_t] for every output node, in: the      \
+   w rotations of the buffer ([w][cells] vectors; the buffer itself for w = 1). Always inlined, so the        \
+   depthwise call (w the constant 1) compiles without the j loop. A node's CB lanes are P = CB / VL vectors:  \
+   on AVX2 two of 8 lanes, whose OB x 2 sums its 16 registers hold (16-lane ones went through the stack). */  \
+static inline __attribute__((always_inline)) void forward_rows_##SUFFIX(                                      \
+        const dw_geometry *g, const T *buffers, int64_t width, const T *w, const T *bias,                     \
+        const int64_t *offsets, int64_t taps, T *out) {                                                       \
+    const int64_t sh = span(g, 1), sw = span(g, 2), cells = span(g, 0) * sh * sw;                             \
+    const int64_t step = g->stride[2] * (CB / (VL));                         /* in vectors */                 \
+    for (int64_t z = 0; z < g->out[0]; z++)                                                                   \
+        for (int64_t y = 0; y < g->out[1]; y++, out += g->out[2] * CB) {                                      \
+            const T *row = buffers + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * CB;                  \
+            int64_t x = 0;                                                                                    \
+            IN_BLOCKS(x, g->out[2], OB, rows_block_##SUFFIX, row, width, w, bias, offsets, taps, cells, step, out); \
+        }                                                                                                     \
+}                                                                                                             \
 /* The grouped unit's gradients (backward_grouped_unit_): grad_buf[node + offset_t] += sum_j wback[t][j] *   \
    goback[j][node] and grad_w[t][j] += sum_node grad[node] * in[j][node + offset_t], from the rotations in   \
    scratch; on VL-lane vectors, in CB / VL passes over the unit, one a VL-lane part of each node. */       \
@@ -590,87 +599,82 @@ static inline __attribute__((always_inline)) void depthwise_grads_##SUFFIX(     
 
 /* Groups as wide as a block (w = CB) on VL-lane vectors, by broadcasts instead of rotations: out[node][o] =  \
    bias[o] + sum_t sum_i buf[node + offset_t][i] * wd[t][i][o], each input value broadcast against a row of   \
-   the group's weights, R nodes x CB / VL vectors of sums in registers. The rotations would fill w = 16       \
+   the group's weights, RB nodes x CB / VL vectors of sums in registers. The rotations would fill w = 16       \
    times the buffer (256 KB for a 14x14 plane) and read it back from L2; this reads the buffer in place.      \
    wd [K][CB][CB]: the weights BY_INPUT (weight_block_). */                                                   \
 #define DEFINE_BROADCAST_SUMS(T, SUFFIX, VL)                                                                  \
+/* N <= RB output nodes from x of one output row (forward_broadcast_'s register block; N a constant). */      \
+static inline __attribute__((always_inline)) void broadcast_block_##SUFFIX(                                   \
+        int N, int64_t x, const T *row, const T *wd, const T *bias, const int64_t *offsets, int64_t taps,     \
+        int64_t step, T *out) {                                                                               \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    enum { P = CB / (VL) };                                                      /* vectors a node */         \
+    const V *b = (const V *)bias;                                                                             \
+    V *o = (V *)out, a[P][RB];                                                                                \
+    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                                       \
+        _Pragma("GCC unroll 6") for (int n = 0; n < N; n++) a[h][n] = b[h];                                   \
+    for (int64_t t = 0; t < taps; t++) {                                                                      \
+        const T *src = row + offsets[t] * CB + x * step;                                                      \
+        for (int i = 0; i < CB; i++) {                                                                        \
+            const V *wt = (const V *)(wd + (t * CB + i) * CB);                                                \
+            _Pragma("GCC unroll 6") for (int n = 0; n < N; n++) {                                             \
+                const T xv = src[n * step + i];                                                               \
+                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[h][n] += wt[h] * xv;                    \
+            }                                                                                                 \
+        }                                                                                                     \
+    }                                                                                                         \
+    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                                       \
+        _Pragma("GCC unroll 6") for (int n = 0; n < N; n++) o[(x + n) * P + h] = a[h][n];                     \
+}                                                                                                             \
+                                                                                                              \
 static inline __attribute__((always_inline)) void forward_broadcast_##SUFFIX(                                 \
         const dw_geometry *g, const T *buf, const T *wd, const T *bias, const int64_t *offsets, int64_t taps, \
         T *out) {                                                                                             \
-    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
-    enum { P = CB / (VL), R = 6 };                          /* vectors a node, nodes a register block */      \
     const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * CB;                                 \
-    const V *b = (const V *)bias;                                                                             \
-    V *o = (V *)out;                                                                                          \
     for (int64_t z = 0; z < g->out[0]; z++)                                                                   \
-        for (int64_t y = 0; y < g->out[1]; y++, o += g->out[2] * P) {                                         \
+        for (int64_t y = 0; y < g->out[1]; y++, out += g->out[2] * CB) {                                      \
             const T *row = buf + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * CB;                      \
             int64_t x = 0;                                                                                    \
-            for (; x + R <= g->out[2]; x += R) {                                                              \
-                V a[P][R];                                                                                    \
-                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                           \
-                    _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) a[h][n] = b[h];                       \
-                for (int64_t t = 0; t < taps; t++) {                                                          \
-                    const T *src = row + offsets[t] * CB + x * step;                                          \
-                    for (int i = 0; i < CB; i++) {                                                            \
-                        const V *wt = (const V *)(wd + (t * CB + i) * CB);                                    \
-                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) {                                 \
-                            const T xv = src[n * step + i];                                                   \
-                            _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[h][n] += wt[h] * xv;        \
-                        }                                                                                     \
-                    }                                                                                         \
-                }                                                                                             \
-                _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                           \
-                    _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) o[(x + n) * P + h] = a[h][n];         \
-            }                                                                                                 \
-            for (; x < g->out[2]; x++)                                                                        \
-                for (int h = 0; h < P; h++) {                                                                 \
-                    V a = b[h];                                                                               \
-                    for (int64_t t = 0; t < taps; t++)                                                        \
-                        for (int i = 0; i < CB; i++)                                                          \
-                            a += ((const V *)(wd + (t * CB + i) * CB))[h] * row[offsets[t] * CB + x * step + i]; \
-                    o[x * P + h] = a;                                                                         \
-                }                                                                                             \
+            IN_BLOCKS(x, g->out[2], RB, broadcast_block_##SUFFIX, row, wd, bias, offsets, taps, step, out);   \
         }                                                                                                     \
 }                                                                                                             \
                                                                                                               \
+/* dst[(x + n) step] += sum_o grad[x + n][o] * wt[t][o] for N <= RB output nodes from x (broadcast_grads_'s   \
+   register block; N a constant). */                                                                          \
+static inline __attribute__((always_inline)) void broadcast_grad_block_##SUFFIX(                              \
+        int N, int64_t x, const T *go, const T *wt, int64_t t, int64_t step, T *dst) {                        \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
+    enum { P = CB / (VL) };                                                      /* vectors a node */         \
+    V a[P][RB];                                                                                               \
+    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                                       \
+        _Pragma("GCC unroll 6") for (int n = 0; n < N; n++) a[h][n] = (V){0};                                 \
+    for (int o = 0; o < CB; o++) {                                                                            \
+        const V *wr = (const V *)(wt + (t * CB + o) * CB);                                                    \
+        _Pragma("GCC unroll 6") for (int n = 0; n < N; n++) {                                                 \
+            const T gv = go[(x + n) * CB + o];                                                                \
+            _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[h][n] += wr[h] * gv;                        \
+        }                                                                                                     \
+    }                                                                                                         \
+    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                                       \
+        _Pragma("GCC unroll 6") for (int n = 0; n < N; n++) ((V *)(dst + (x + n) * step))[h] += a[h][n];      \
+}                                                                                                             \
 /* The same units' gradients by broadcasts: grad_buf[node + offset_t][i] += sum_o grad[node][o] * wt[t][o][i], \
-   R nodes x CB / VL vectors of sums in registers, added into the buffer once a tap; and grad_w[t][i][o] +=   \
+   RB nodes x CB / VL vectors of sums in registers, added into the buffer once a tap; and grad_w[t][i][o] +=   \
    sum_node buf[node + offset_t][i] * grad[node][o], IB inputs x CB / VL vectors of sums held over the whole  \
    unit. wt [K][CB][CB]: the weights BY_OUTPUT (weight_block_); grad_w [K][CB][CB], or NULL. */               \
 static inline __attribute__((always_inline)) void broadcast_grads_##SUFFIX(                                   \
         const dw_geometry *g, const T *buf, const T *grad, const T *wt, const int64_t *offsets, int64_t taps, \
         T *grad_buf, T *grad_w) {                                                                              \
     typedef T V __attribute__((vector_size(VL * sizeof(T))));                                                 \
-    enum { P = CB / (VL), R = 6, IB = 4 };             /* vectors a node, nodes and inputs a register block */ \
+    enum { P = CB / (VL), IB = 4 };                       /* vectors a node, inputs a register block */       \
     const int64_t sh = span(g, 1), sw = span(g, 2), step = g->stride[2] * CB, width = g->out[2];              \
     for (int64_t z = 0; z < g->out[0] && grad_buf; z++)                                                       \
         for (int64_t y = 0; y < g->out[1]; y++) {                                                             \
             const T *go = grad + (z * g->out[1] + y) * width * CB;                                            \
             T *row = grad_buf + ((z * g->stride[0] * sh) + y * g->stride[1]) * sw * CB;                       \
             for (int64_t t = 0; t < taps; t++) {                                                              \
-                T *dst = row + offsets[t] * CB;                                                               \
                 int64_t x = 0;                                                                                \
-                for (; x + R <= width; x += R) {                                                              \
-                    V a[P][R];                                                                                \
-                    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                       \
-                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) a[h][n] = (V){0};                 \
-                    for (int o = 0; o < CB; o++) {                                                            \
-                        const V *wr = (const V *)(wt + (t * CB + o) * CB);                                    \
-                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) {                                 \
-                            const T gv = go[(x + n) * CB + o];                                                \
-                            _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) a[h][n] += wr[h] * gv;        \
-                        }                                                                                     \
-                    }                                                                                         \
-                    _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                       \
-                        _Pragma("GCC unroll 6") for (int n = 0; n < R; n++) ((V *)(dst + (x + n) * step))[h] += a[h][n]; \
-                }                                                                                             \
-                for (; x < width; x++)                                                                        \
-                    for (int h = 0; h < P; h++) {                                                             \
-                        V a = {0};                                                                            \
-                        for (int o = 0; o < CB; o++) a += ((const V *)(wt + (t * CB + o) * CB))[h] * go[x * CB + o]; \
-                        ((V *)(dst + x * step))[h] += a;                                                      \
-                    }                                                                                         \
+                IN_BLOCKS(x, width, RB, broadcast_grad_block_##SUFFIX, go, wt, t, step, row + offsets[t] * CB); \
             }                                                                                                 \
         }                                                                                                     \
     for (int64_t t = 0; t < taps && grad_w; t++)                                                               \
