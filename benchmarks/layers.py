@@ -159,7 +159,7 @@ def bench_graph_paths(device, run_time, densities=(1.0, 0.9, 0.7, 0.5, 0.3)):
 
 
 def plot_ratios(rows, title):
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, max(4.0, 1.0 + 0.15 * len(rows))))    # a readable line per row
     labels = [f"{r[0]} B{r[1]} {r[2]}" for r in rows]
     y = range(len(rows))
     ax.barh([i - 0.2 for i in y], [float(r[5]) for r in rows], height=0.4, color="tab:orange",
@@ -169,7 +169,8 @@ def plot_ratios(rows, title):
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.legend(fontsize=6)
-    ax.set_yticks(range(len(rows)), labels, fontsize=5)
+    ax.set_yticks(range(len(rows)), labels, fontsize=6)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set(xlabel="gridgnn time / torch time (lower is better)", title=title)
     return fig
 

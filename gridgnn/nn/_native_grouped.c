@@ -21,10 +21,14 @@
  * stride 2 along such rows, take the row kernels of _native_rows.h, with each output row's sum in a register.
  * Those two take their calls only where the geometry's `shifted` says so (AVX-512 CPUs, _native.py).
  *
+ * Each call packs its blocks' weights once, in the layout its units read (weight_block_).
+ *
  * Vectors are CB = 16 lanes, one AVX-512 register. The AVX2 clone (x86-64-v3) runs the transposes, the
  * group rotations and the register-blocked sums on 8-lane halves instead (HALF_LANES, _native_transpose.h;
  * DEFINE_DIRECT_LANES and DEFINE_UNIT_SUMS are instantiated for both widths): there GCC spills 16-lane
- * sums and moves 16-lane shuffles lane by lane through the stack.
+ * sums and moves 16-lane shuffles lane by lane through the stack. There groups of 16 channels (one group a
+ * block) sum by broadcasts against unrotated weights, forward and backward (DEFINE_BROADCAST_SUMS), not
+ * through 16 rotations of the buffer.
  *
  * Loaded by ctypes (gridgnn/nn/_native.py); no Python or torch headers. Built by setup.py with the
  * package; where it is missing, the pure-torch kernels (gridgnn/nn/_depthwise.py, _dense.py) run.
