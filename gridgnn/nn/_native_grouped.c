@@ -667,6 +667,7 @@ static inline __attribute__((always_inline)) void broadcast_grad_block_##SUFFIX(
     _Pragma("GCC unroll 2") for (int h = 0; h < P; h++)                                                       \
         _Pragma("GCC unroll 6") for (int n = 0; n < N; n++) ((V *)(dst + (x + n) * step))[h] += a[h][n];      \
 }                                                                                                             \
+                                                                                                              \
 /* The same units' gradients by broadcasts: grad_buf[node + offset_t][i] += sum_o grad[node][o] * wt[t][o][i], \
    RB nodes x CB / VL vectors of sums in registers, added into the buffer once a tap; and grad_w[t][i][o] +=   \
    sum_node buf[node + offset_t][i] * grad[node][o], IB inputs x CB / VL vectors of sums held over the whole  \
@@ -704,7 +705,7 @@ static inline __attribute__((always_inline)) void broadcast_grads_##SUFFIX(     
             _Pragma("GCC unroll 4") for (int k = 0; k < IB; k++)                                              \
                 _Pragma("GCC unroll 2") for (int h = 0; h < P; h++) ((V *)(grad_w + (t * CB + i0 + k) * CB))[h] = a[k][h]; \
         }                                                                                                     \
-}                                                                                                             \
+}
 
 #define DEFINE_KERNELS(T, SUFFIX, I)                                                                         \
                                                                                                              \

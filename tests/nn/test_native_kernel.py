@@ -230,10 +230,15 @@ def test_native_grouped_equals_torch(nd, width, groups, k, stride, padding, dila
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("width", [4, 8, 16])
 @pytest.mark.parametrize("k, stride", [(3, 1), (5, 2)])
-def test_native_grouped_layouts_float32(layout, width, k, stride, native_calls):
-    """Float32 thin groups (on AVX2 CPUs groups of 16 sum by broadcasts, in runs of 6 nodes and a tail)."""
+@pytest.mark.parametrize("size", [10, 14])
+def test_native_grouped_layouts_float32(layout, width, k, stride, size, native_calls):
+    """Float32 thin groups, output rows of 10, 14, 5 and 7 nodes.
+
+    On AVX2 CPUs groups of 16 sum by broadcasts in register blocks of 6 nodes and tails of 4, 2 and 1:
+    10 = 6 + 4, 14 = 6 + 6 + 2, 5 = 4 + 1, 7 = 6 + 1.
+    """
     conv = torch.nn.Conv2d(8 * width, 8 * width, k, stride, k // 2, groups=8)
-    x = torch.randn(2, 8 * width, 10, 10)
+    x = torch.randn(2, 8 * width, size, size)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     grad = torch.randn_like(conv(x))
