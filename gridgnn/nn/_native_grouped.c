@@ -49,9 +49,9 @@ static int omp_get_thread_num(void) { return 0; }
 #define RB 6    /* output nodes a register block of the broadcast units (groups as wide as a block) */
 
 /* fn(N, x, ...) over the nodes [x, end) of an output row: register blocks of FULL nodes, then the rest in
-   blocks of 4, 2 and 1, N a constant in every call, so each block's sums stay in registers. (A tail node by
-   node is one chain of dependent multiply-adds a vector: on a 14-node row with FULL = 4 its last two nodes
-   took as long as the other twelve.) */
+   blocks of 4, 2 and 1, N a constant in every call, so each block's sums stay in registers. (Node by node,
+   a tail node's sum is one chain of dependent multiply-adds a vector, each waiting out the last one's
+   latency, where a block's independent sums keep both FMA pipes busy.) */
 #define IN_BLOCKS(x, end, FULL, fn, ...)                                                                      \
     do {                                                                                                      \
         for (; (x) + (FULL) <= (end); (x) += (FULL)) fn(FULL, x, __VA_ARGS__);                                \
