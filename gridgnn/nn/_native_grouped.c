@@ -969,7 +969,8 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
         const int64_t scratch = width > 1 && layout == ROTATED ? width * buffered : 0;    /* the rotations */ \
         T *buf = alloc_aligned(sizeof(T) * (buffered + out_pixels * CB + scratch));                           \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
-        if (!buf || !offsets) failed = 1;                                                                   \
+        if (!buf || !offsets) failed = 1;                                                                     \
+        else tap_offsets_##SUFFIX(g, offsets);                                                                \
         _Pragma("omp for schedule(static)")                                                                 \
         for (int64_t u = 0; u < units; u++) {                                                               \
             if (failed) continue;                                                                           \
@@ -977,7 +978,6 @@ int gridgnn_grouped_forward_##SUFFIX(const dw_geometry *g, const T *x, const T *
             const int64_t cb = g->channels - c0 < CB ? g->channels - c0 : CB;                               \
             const T *wb = packed + block * (taps * width + 1) * CB, *bb = wb + taps * width * CB;             \
             T *out = buf + buffered;                                                                          \
-            tap_offsets_##SUFFIX(g, offsets);                                                               \
             load_##SUFFIX(g, x, b, c0, cb, buf);                                                            \
             forward_unit_##SUFFIX(g, buf, wb, bb, offsets, taps, layout, out, out + out_pixels * CB);         \
             store_##SUFFIX(g, out, out_pixels, b, c0, cb, y);                                               \
@@ -1018,7 +1018,8 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
         const int64_t scratch = width > 1 && layout == ROTATED ? width * (buffered + (out_pixels + taps) * CB) : 0; \
         T *buf = alloc_aligned(sizeof(T) * (2 * buffered + (out_pixels + in_pixels) * CB + scratch));         \
         int64_t *offsets = malloc(sizeof(int64_t) * taps);                                                  \
-        if (!buf || !offsets) failed = 1;                                                                   \
+        if (!buf || !offsets) failed = 1;                                                                     \
+        else tap_offsets_##SUFFIX(g, offsets);                                                                \
         _Pragma("omp for schedule(static)")                                                                 \
         for (int64_t u = 0; u < units; u++) {                                                               \
             if (failed) continue;                                                                           \
@@ -1027,7 +1028,6 @@ int gridgnn_grouped_backward_##SUFFIX(const dw_geometry *g, const T *x, const T 
             const T *wb = packed + block * (taps * width + 1) * CB;                                           \
             T *grad_buf = buf + buffered, *go = grad_buf + buffered, *gi = go + out_pixels * CB;            \
             T *gw = grad_w ? grad_w_parts + rank * weights + block * taps * width * CB : NULL;              \
-            tap_offsets_##SUFFIX(g, offsets);                                                               \
             if (grad_w) load_##SUFFIX(g, x, b, c0, cb, buf);                                                \
             if (grad_x) memset(grad_buf, 0, sizeof(T) * buffered);                                          \
             gather_##SUFFIX(g, grad_y, out_pixels, b, c0, cb, go);                                          \
