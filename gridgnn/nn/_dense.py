@@ -17,7 +17,7 @@ a torch conv op:
 * **clipped shifted views** (depthwise, any stride/padding/dilation): one
   in-place per-channel product per offset (:mod:`gridgnn.nn._depthwise`).
 
-On AVX-512 CPUs, float32 convs with ``groups = 1`` (any stride, dilation and
+On AVX-512 and AVX2 CPUs, float32 convs with ``groups = 1`` (any stride, dilation and
 padding) run gridgnn's native dense kernel instead (:class:`NativeDenseConv`,
 :mod:`gridgnn.nn._native`): register tiles of output nodes that read every
 message's source in place, zero padding and NCHW layout included.

@@ -11,8 +11,8 @@ so a C compiler with OpenMP is all it needs; about two minutes on a 2-core host)
   vector, and its forward at stride 2 along such rows, by row kernels: ``_native_rows.h``; those two
   on AVX-512 CPUs only, :data:`SHIFTED_KERNELS`: elsewhere the buffered units ran faster);
 * dense grid convs (``groups = 1``, any stride and dilation, zero padding read in place) in float32 on
-  AVX-512 CPUs, from and to either node layout (:func:`dense_forward`; their backward is made of the same
-  kernel, :mod:`gridgnn.nn._dense`).
+  AVX-512 and AVX2 CPUs (:data:`DENSE_ISA`), from and to either node layout (:func:`dense_forward`;
+  their backward is made of the same kernel, :mod:`gridgnn.nn._dense`).
 
 Where the library is missing (no C compiler at install, a source checkout that was never built)
 the pure-torch kernels run and a one-line warning says so once; ``GRIDGNN_NATIVE=0`` in the
@@ -42,14 +42,15 @@ _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 GROUP_WIDTHS = (1, 2, 4, 8, 16)
 
 
-#: whether the dense kernel runs on this CPU: it is written for AVX-512 (its sums fill 24 of 32 vector registers)
-DENSE_ISA = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+#: whether the dense kernel runs on this CPU: it is written for AVX-512 (a tile's sums fill 24 of its 32 vector
+#: registers) and AVX2 (a tile's sums in quarters, 12 of 16 registers); the generic build is for tests only
+DENSE_ISA = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AVX2"))
 
 #: whether the grouped kernel's row and plane kernels run on this CPU (NCHW nodes at some geometries): they
 #: shift and mask 16-lane vectors, one AVX-512 register each; without AVX-512 its buffered units ran 1.2-4.4x
 #: faster (an AVX2 AMD EPYC host, NCHW, batch 8: 5x5 s2 C=672 @14 5.13 -> 1.16 ms, g16 C=256 @14 8.40 ->
 #: 6.65 ms, depthwise 3x3 C=144 @56 9.82 -> 5.06 ms)
-SHIFTED_KERNELS = DENSE_ISA
+SHIFTED_KERNELS = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 class _Geometry(ctypes.Structure):
@@ -85,7 +86,7 @@ def describe() -> str:
     path = _library_path()
     if not path:
         return "not built: the pure-torch kernels run"
-    return f"built ({path}){'' if DENSE_ISA else '; the dense kernel needs AVX-512, not on this CPU'}"
+    return f"built ({path}){'' if DENSE_ISA else '; the dense kernel needs AVX-512 or AVX2, not on this CPU'}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -226,7 +227,7 @@ def grouped_backward(x: Tensor, weight: Tensor, grad_out: Tensor, geom: ConvGeom
 
 
 def dense_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
-    """Whether the dense kernel takes these tensors: plain CPU float32 on an AVX-512 CPU."""
+    """Whether the dense kernel takes these tensors: plain CPU float32 on an AVX-512 or AVX2 CPU."""
     return DENSE_ISA and x.dtype == torch.float32 and applies(x, weight, bias)
 
 

@@ -1,13 +1,15 @@
 /*
  * gridgnn's native dense grid conv (groups = 1): y = conv(x, W) + b on complete 1-D/2-D/3-D grids with zero
- * padding (CPU, float32, OpenMP). gridgnn/nn/_native.py calls it only where torch reports AVX-512.
+ * padding (CPU, float32, OpenMP). gridgnn/nn/_native.py calls it only where torch reports AVX-512 or AVX2.
  *
  * Node-wise, y_i = b + sum_t W_t x_{src_t(i)}, src_t(i) = i s + k_t d - p on every axis; a source outside
  * the grid is a zero node. A tile is RB consecutive output nodes (rows and images run on into each
  * other, so short rows fill whole tiles) in one block of 64 output channels; it holds the
  * tile's RB x 64 sums in registers (24 AVX-512 vectors) while every offset t and input channel c adds
- * x_{src_t(i)}[c] (one broadcast) times row c of W_t (4 vectors): RB x 4 FMAs per 4 + RB loads. Each tile
- * points every (node, offset) pair at its source node, or at a zero node, once per offset, so no bound is
+ * x_{src_t(i)}[c] (one broadcast) times row c of W_t (4 vectors): RB x 4 FMAs per 4 + RB loads. On AVX2
+ * (16 registers of 8 floats) it holds a quarter of them at a time, RB x 16 sums in 12 registers: RB x 2
+ * FMAs per 2 + RB loads, the sources read once per quarter. Each tile
+ * points every (node, offset) pair at its source node, or at a zero node, once, so no bound is
  * tested in the channel loop and no padded copy of the input is made. The threads run the tiles of one
  * block at a time, sharing its weights in cache, in work items of up to 3072 consecutive nodes; an item
  * takes its input channels in spans of 64, all its tiles a span, their sums going out to memory and back
@@ -18,7 +20,8 @@
  * image's nodes), read in place either way (channel-major with a channel stride of S0 S1 S2: a transposed
  * copy would cost a pass over memory, more than the strided reads); the output likewise, in either. A
  * channel-major output is staged: the tiles' sums land channels innermost in a per-thread buffer and,
- * in the last span, every 96 nodes go out as 16 x 16 register transposes, 16 nodes of a channel a store.
+ * in the last span, every 96 nodes go out as 16 x 16 register transposes (8 x 8 ones on AVX2), 16 nodes
+ * of a channel a store.
  *
  * The weight W[o][i][t] is read through element strides (torch's [C_out][C_in][K], or its flipped
  * transpose for the input gradient, with no copy) and packed by the threads, one block of 64 output
@@ -45,11 +48,6 @@ static int omp_get_thread_num(void) { return 0; }
 #define SPAN 64              /* input channels a pass over a work item's tiles: their weights stay in L2 */
 #define UNSTAGED (16 * RB)   /* output nodes unstaged at a time to a channel-major output */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CLONES __attribute__((target_clones("avx512f", "default")))
-#else
-#define CLONES
-#endif
 
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 typedef vec vec_f32;                                                                      /* aligned */
@@ -81,50 +79,84 @@ static inline __attribute__((always_inline)) const float *source(const dense_geo
     return o->image + ((a * g->in[1] + b) * g->in[2] + c) * node_stride;
 }
 
-/* N output nodes (N a constant in each expansion, so the sums stay in registers): out[r][0 : width) =
-   start + sum_t sum_{c in [c0, c0 + cn)} src_t[r][c cs] w_t[c], stored channels innermost; start is the bias,
-   or with bias NULL the sums of the earlier input channels already in out. */
-#define TILE(N)                                                                                             \
+/* N output nodes (N a constant in each expansion, so the sums stay in registers) by NVV vectors V of output
+   channels: out[r][COL : COL + WIDTH) = start + sum_t sum_{c in [c0, c0 + cn)} src_t[r][c cs] w_t[c], stored
+   channels innermost; start is the bias B (from COL), or with B NULL the sums of the earlier input channels
+   already in out. W points at the tile's first weight vector of offset 0, input channel 0; a channel's row
+   of weights is ROW vectors on from the one before; sources[t * RB + r] is node r's source of offset t
+   at channel c0 (`skip` floats on from its channel 0). */
+#define TILE(N, V, NVV, ROW, W, B, COL, WIDTH)                                                              \
     {                                                                                                       \
-        vec acc[N][NV];                                                                                     \
+        V acc[N][NVV];                                                                                      \
+        const int64_t full_ = NVV * (int64_t)(sizeof(V) / sizeof(float));                                   \
         _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) {                                               \
-            if (bias) memcpy(acc[r], bias, sizeof(acc[r]));                                                  \
-            else if (width == BLOCK) memcpy(acc[r], dst[r], sizeof(acc[r]));                                \
-            else memset(acc[r], 0, sizeof(acc[r])), memcpy(acc[r], dst[r], width * sizeof(float));          \
+            if (B) memcpy(acc[r], B, sizeof(acc[r]));                                                       \
+            else if (WIDTH == full_) memcpy(acc[r], dst[r] + COL, sizeof(acc[r]));                          \
+            else memset(acc[r], 0, sizeof(acc[r])), memcpy(acc[r], dst[r] + COL, WIDTH * sizeof(float));   \
         }                                                                                                   \
         for (int64_t t = 0; t < taps; t++) {                                                                \
             const float *s[N];                                                                              \
-            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++)                                             \
-                s[r] = source(g, origins + r, reach + 3 * t, node_stride, zeros) + c0 * cs;                 \
-            const vec *wt = w + (t * c_in + c0) * NV;                                                       \
+            _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) s[r] = sources[t * RB + r];                 \
+            const V *wt = W + (t * c_in + c0) * ROW;                                                        \
             for (int64_t c = 0; c < cn; c++) {                                                              \
-                vec wc[NV];                                                                                 \
-                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) wc[j] = wt[c * NV + j];                \
+                V wc[NVV];                                                                                  \
+                _Pragma("GCC unroll 4") for (int j = 0; j < NVV; j++) wc[j] = wt[c * ROW + j];              \
                 _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) {                                       \
                     const float xv = s[r][c * cs];                                                          \
-                    _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[r][j] += xv * wc[j];           \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < NVV; j++) acc[r][j] += xv * wc[j];          \
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
         _Pragma("GCC unroll 8") for (int r = 0; r < N; r++) {                                               \
-            if (width == BLOCK) memcpy(dst[r], acc[r], sizeof(acc[r]));                                     \
-            else memcpy(dst[r], acc[r], width * sizeof(float));                                            \
+            if (WIDTH == full_) memcpy(dst[r] + COL, acc[r], sizeof(acc[r]));                               \
+            else memcpy(dst[r] + COL, acc[r], WIDTH * sizeof(float));                                       \
         }                                                                                                   \
     }
 
+/* TILE for n (at most RB) nodes of one block of 64 output channels, `width` of them real: in 16-lane
+   vectors (24 sums in 32 AVX-512 registers), or where HALF_LANES in quarters of 16 channels, each 6 x 2
+   sums of 8 lanes (12 of AVX2's 16 registers, the 6 x 16 tile of AVX2 GEMM kernels). The quarters read the
+   same sources four times (their pointers, made once a tile). */
 static inline __attribute__((always_inline)) void tile(const dense_geometry *g, const node_origin *origins,
                                                        const int64_t *reach, int64_t taps, int64_t c_in,
                                                        int64_t c0, int64_t cn, int64_t cs, int64_t node_stride,
-                                                       const float *zeros, const vec *w, const vec *bias,
-                                                       float *const *dst, int64_t width, int64_t n) {
-    switch (n) {
-    case 6: TILE(6) break;
-    case 5: TILE(5) break;
-    case 4: TILE(4) break;
-    case 3: TILE(3) break;
-    case 2: TILE(2) break;
-    default: TILE(1)
+                                                       int64_t skip, const float *zeros, const float *w,
+                                                       const float *bias, float *const *dst, int64_t width,
+                                                       int64_t n) {
+    const float *sources[RB * taps];
+    for (int64_t t = 0; t < taps; t++)
+        for (int64_t r = 0; r < n; r++)
+            sources[t * RB + r] = source(g, origins + r, reach + 3 * t, node_stride, zeros) + skip;
+#ifdef TRANSPOSE_IN_REGISTERS
+    if (HALF_LANES(float)) {
+        for (int64_t col = 0; col < width; col += 16) {
+            const int64_t part = width - col < 16 ? width - col : 16;
+            const half_f32 *wq = (const half_f32 *)(w + col), *bq = bias ? (const half_f32 *)(bias + col) : NULL;
+#define QUARTER(N) TILE(N, half_f32, 2, BLOCK / 8, wq, bq, col, part)
+            switch (n) {
+            case 6: QUARTER(6) break;
+            case 5: QUARTER(5) break;
+            case 4: QUARTER(4) break;
+            case 3: QUARTER(3) break;
+            case 2: QUARTER(2) break;
+            default: QUARTER(1)
+            }
+#undef QUARTER
+        }
+        return;
     }
+#endif
+    const vec *wv = (const vec *)w, *bv = (const vec *)bias;
+#define WHOLE(N) TILE(N, vec, NV, NV, wv, bv, 0, width)
+    switch (n) {
+    case 6: WHOLE(6) break;
+    case 5: WHOLE(5) break;
+    case 4: WHOLE(4) break;
+    case 3: WHOLE(3) break;
+    case 2: WHOLE(2) break;
+    default: WHOLE(1)
+    }
+#undef WHOLE
 }
 
 /* Staged sums (n nodes from output node `first`, [n][64] channels innermost, width of them real)
@@ -140,6 +172,10 @@ CLONES static void unstage(const float *stage, int64_t first, int64_t n, int64_t
         m = rest < m ? rest : m;
         int64_t c = 0;
 #ifdef TRANSPOSE_IN_REGISTERS
+        if (m == 16 && HALF_LANES(float))              /* 8 x 8 transposes (16-lane ones go through memory) */
+            for (; c + 8 <= width; c += 8)
+                for (int64_t k = 0; k < 16; k += 8)
+                    transpose8_copy_f32(src + k * BLOCK + c, BLOCK, 8, dst + c * pixels + k, pixels, 8);
         if (m == 16)
             for (; c + 16 <= width; c += 16) {
                 vec r[16];
@@ -197,6 +233,53 @@ CLONES static void pack_weight(const dense_geometry *g, const float *w, float *p
     }
 }
 
+#ifdef TRANSPOSE_IN_REGISTERS
+/* The input nodes that output nodes [start, end) read, flat over the batch: [*lo, *hi). Per axis, a node's
+   sources lie between its corner and its corner plus the last offset's reach, within the grid; where the
+   first node's bound leaves the grid on an axis, the axes after it are left free (a later node's may be
+   lower there), and likewise the last node's. */
+static void input_range(const dense_geometry *g, int64_t start, int64_t end, const int64_t *last_reach,
+                        int64_t *lo, int64_t *hi) {
+    const int64_t pixels = g->out[0] * g->out[1] * g->out[2];
+    for (int side = 0; side < 2; side++) {
+        const int64_t p = side ? end - 1 : start, q = p % pixels;
+        const int64_t at[3] = {q / (g->out[1] * g->out[2]), q / g->out[2] % g->out[1], q % g->out[2]};
+        int64_t flat = p / pixels, free = 0;
+        for (int d = 0; d < 3; d++) {
+            const int64_t bound = at[d] * g->stride[d] - g->pad[d] + (side ? last_reach[d] : 0);
+            int64_t v = bound < 0 ? 0 : bound >= g->in[d] ? g->in[d] - 1 : bound;
+            if (free) v = side ? g->in[d] - 1 : 0;
+            free |= v != bound;
+            flat = flat * g->in[d] + v;
+        }
+        if (side) *hi = flat + 1;
+        else *lo = flat;
+    }
+}
+
+/* Input nodes [lo, hi) (flat over the batch) of a channel-major input [B][C_in][P], channels [c0, c0 + cn),
+   into buf as [node - lo][SPAN] (channels innermost): 8 x 8 register transposes, single values at the
+   edges. */
+CLONES static void stage_input(const float *x, int64_t c_in, int64_t pixels, int64_t lo, int64_t hi, int64_t c0,
+                               int64_t cn, float *buf) {
+    for (int64_t p = lo, m; p < hi; p += m) {                                   /* the part in one image */
+        const int64_t q = p % pixels;
+        const float *src = x + (p / pixels * c_in + c0) * pixels + q;           /* + c * pixels + node */
+        float *dst = buf + (p - lo) * SPAN;                                     /* + node * SPAN + c */
+        m = pixels - q < hi - p ? pixels - q : hi - p;
+        int64_t i = 0, c;
+        for (; i + 8 <= m; i += 8) {
+            for (c = 0; c + 8 <= cn; c += 8)
+                transpose8_copy_f32(src + c * pixels + i, pixels, 8, dst + i * SPAN + c, SPAN, 8);
+            for (; c < cn; c++)
+                for (int64_t k = i; k < i + 8; k++) dst[k * SPAN + c] = src[c * pixels + k];
+        }
+        for (; i < m; i++)
+            for (c = 0; c < cn; c++) dst[i * SPAN + c] = src[c * pixels + i];
+    }
+}
+#endif
+
 /* y = conv(x, w) + bias, as the header says (bias may be NULL). 0 on success, 1 when out of memory. */
 CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, const float *w, const float *bias,
                                      float *y) {
@@ -222,21 +305,47 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
         const int64_t k[3] = {t / (g->kernel[1] * g->kernel[2]), t / g->kernel[2] % g->kernel[1], t % g->kernel[2]};
         for (int d = 0; d < 3; d++) reach[3 * t + d] = k[d] * g->dilation[d];
     }
+    /* AVX2 tiles read a channel-major input's span through a per-thread copy of the nodes an item reads,
+       channels innermost (as they read a channels-innermost input) */
+    int64_t staged_nodes = 0, lo = 0, hi = 0;
+    float *staged_inputs = NULL;
+#ifdef TRANSPOSE_IN_REGISTERS
+    if (g->x_major && HALF_LANES(float)) {
+        for (int64_t item = 0; item < items; item++)
+            if (item * size < nodes) {
+                input_range(g, item * size, nodes - item * size < size ? nodes : item * size + size,
+                            reach + 3 * (taps - 1), &lo, &hi);
+                staged_nodes = hi - lo > staged_nodes ? hi - lo : staged_nodes;
+            }
+        staged_inputs = aligned_alloc(64, sizeof(float) * g->threads * staged_nodes * SPAN);
+        if (!staged_inputs) {
+            free(packed), free(packed_bias), free(zeros), free(reach), free(stages);
+            return 1;
+        }
+    }
+#endif
     for (int64_t o = 0; o < blocks * BLOCK; o++) packed_bias[o] = bias && o < c_out ? bias[o] : 0.0f;
     _Pragma("omp parallel num_threads(g->threads)")
     {
         float *stage = g->y_major ? stages + omp_get_thread_num() * size * BLOCK : NULL;
+        float *staged_input = staged_inputs ? staged_inputs + omp_get_thread_num() * staged_nodes * SPAN : NULL;
         for (int64_t block = 0; block < blocks; block++) {      /* the threads share a block's weights in cache */
             pack_weight(g, w, packed, block, taps);              /* (each omp for ends in a barrier) */
-            const vec *wb = (const vec *)packed;
-            const vec *bb = (const vec *)packed_bias + block * NV;
+            const float *bb = packed_bias + block * BLOCK;
             const int64_t left = c_out - block * BLOCK, width = left < BLOCK ? left : BLOCK;
             _Pragma("omp for schedule(static)")
             for (int64_t item = 0; item < items; item++) {
                 const int64_t start = item * size < nodes ? item * size : nodes;
                 const int64_t end = nodes - start < size ? nodes : start + size;
+                int64_t first_in = 0, end_in = 0;
+#ifdef TRANSPOSE_IN_REGISTERS
+                if (staged_input && start < end) input_range(g, start, end, reach + 3 * (taps - 1), &first_in, &end_in);
+#endif
                 for (int64_t c0 = 0; c0 < c_in; c0 += SPAN) {  /* its sums go out and back between spans */
                     const int64_t cn = c_in - c0 < SPAN ? c_in - c0 : SPAN;
+#ifdef TRANSPOSE_IN_REGISTERS
+                    if (staged_input && start < end) stage_input(x, c_in, pixels_in, first_in, end_in, c0, cn, staged_input);
+#endif
                     int64_t staged = start;                  /* in the last span, staged sums go out from here */
                     for (int64_t first = start; first < end; first += RB) {  /* RB consecutive nodes */
                         const int64_t n = end - first < RB ? end - first : RB;
@@ -246,13 +355,18 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
                             const int64_t p = first + r, b = p / pixels, q = p % pixels;
                             const int64_t at[3] = {q / (g->out[1] * g->out[2]), q / g->out[2] % g->out[1],
                                                    q % g->out[2]};
-                            origins[r].image = x + b * pixels_in * c_in;
+                            origins[r].image = staged_input ? staged_input + (b * pixels_in - first_in) * SPAN
+                                                            : x + b * pixels_in * c_in;
                             for (int d = 0; d < 3; d++) origins[r].corner[d] = at[d] * g->stride[d] - g->pad[d];
                             dst[r] = stage ? stage + (p - (spans > 1 ? start : staged)) * BLOCK
                                            : y + p * c_out + block * BLOCK;
                         }
-                        tile(g, origins, reach, taps, c_in, c0, cn, cs, node_stride, zeros, wb, c0 ? NULL : bb,
-                             dst, width, n);
+                        if (g->x_major && !staged_input)                  /* (channels one after another) */
+                            tile(g, origins, reach, taps, c_in, c0, cn, cs, 1, c0 * cs, zeros, packed,
+                                 c0 ? NULL : bb, dst, width, n);
+                        else                              /* a constant channel stride: one register fewer */
+                            tile(g, origins, reach, taps, c_in, c0, cn, 1, staged_input ? SPAN : c_in,
+                                 staged_input ? 0 : c0, zeros, packed, c0 ? NULL : bb, dst, width, n);
                         if (stage && c0 + cn == c_in && (first + n - staged >= UNSTAGED || first + n == end)) {
                             unstage(stage + (spans > 1 ? staged - start : 0) * BLOCK, staged, first + n - staged,
                                     width, y, c_out, pixels, block * BLOCK);  /* (while they are still in L1) */
@@ -263,6 +377,6 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
             }
         }
     }
-    free(packed), free(packed_bias), free(zeros), free(reach), free(stages);
+    free(packed), free(packed_bias), free(zeros), free(reach), free(stages), free(staged_inputs);
     return 0;
 }

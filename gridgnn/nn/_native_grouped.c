@@ -65,15 +65,6 @@ static int omp_get_thread_num(void) { return 0; }
    forward's rows) or at [t][o][i] (the input gradient's). */
 enum { ROTATED, BY_INPUT, BY_OUTPUT };
 
-/* AVX2 hosts take x86-64-v3 (AVX2 with FMA: a plain "avx2" clone multiplies and adds apart) */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
-#define CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
-
 /* The geometry of one call, in the order gridgnn/nn/_native.py fills it. Missing axes have size 1. */
 typedef struct {
     int64_t batch, channels;

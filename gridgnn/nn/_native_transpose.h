@@ -1,7 +1,7 @@
 /*
- * 16 x 16 tile transposes in vector registers, shared by gridgnn's native kernels (_native_grouped.c,
- * _native_dense.c). GCC's __builtin_shuffle does them; elsewhere TRANSPOSE_IN_REGISTERS stays undefined
- * and the kernels copy element by element.
+ * 16 x 16 tile transposes in vector registers and the CPU variants, shared by gridgnn's native kernels
+ * (_native_grouped.c, _native_dense.c). GCC's __builtin_shuffle does the transposes; elsewhere
+ * TRANSPOSE_IN_REGISTERS stays undefined and the kernels copy element by element.
  */
 #ifndef GRIDGNN_NATIVE_TRANSPOSE_H
 #define GRIDGNN_NATIVE_TRANSPOSE_H
@@ -11,6 +11,16 @@
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define TRANSPOSE_IN_REGISTERS 1
+#endif
+
+/* The kernels' CPU variants, one picked when the library loads: AVX-512, AVX2 (x86-64-v3: AVX2 with FMA;
+   a plain "avx2" clone multiplies and adds apart) and the generic build. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
 #endif
 
 /* Whether a kernel's float vectors of 16 lanes go as two halves of 8 on this CPU: without AVX-512 (AVX2

@@ -1,7 +1,7 @@
 """The native dense kernel (convs with ``groups = 1``): torch's values and gradients, and where it runs.
 
-It runs only on AVX-512 CPUs (:data:`gridgnn.nn._native.DENSE_ISA`); the library's generic build computes the
-same sums anywhere, so these tests switch it on on every x86 host to check it.
+It runs only on AVX-512 and AVX2 CPUs (:data:`gridgnn.nn._native.DENSE_ISA`; each has its own tiles); the
+library's generic build computes the same sums anywhere, so these tests switch it on on every x86 host to check it.
 """
 import itertools
 
@@ -22,7 +22,7 @@ CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 @pytest.fixture
 def dense_calls(monkeypatch, shell_only):
-    """The native dense kernel switched on (as on AVX-512 CPUs), its calls counted (every call through the shell)."""
+    """The native dense kernel switched on (as on AVX-512 and AVX2 CPUs), its calls counted (all through the shell)."""
     assert _native.available(), "the native kernels were not built by the install"
     monkeypatch.setattr(_native, "DENSE_ISA", True)
     calls = []

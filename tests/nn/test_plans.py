@@ -329,7 +329,7 @@ def test_training_plans_differentiate_twice_and_batch_gradients(groups, c_out, d
         grads.append(torch.autograd.grad(grad_x.square().sum(), (x, module.weight)))
         batched = torch.randn(3, *out.shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
         grads.append(torch.autograd.grad(module(x), (x, module.weight), batched, is_grads_batched=True))
-    planned = groups > 1 or _native.DENSE_ISA                   # (the dense kernel: float32 on AVX-512 CPUs)
+    planned = groups > 1 or _native.DENSE_ISA                   # (the dense kernel: float32, AVX-512 or AVX2)
     assert (type(layer(x).grad_fn).__name__ == "PlannedConvBackward") == planned
     for got, want in zip(grads[2:], grads[:2]):
         for g, w in zip(got, want):
