@@ -53,10 +53,12 @@ from ._transforms import plain_ops
 # 0.20 ms and the C=64 @56 of the same MACs (shifted, then 269 ops a call) in 2.27 ms)
 SHIFT_MAX_CHANNELS = 128
 
-#: the native dense kernel runs convs with more output channels than this: its tiles always compute 64, so at
-#: 32 or fewer the GEMM paths ran faster (side by side, an AVX-512 Xeon: C_in=64 56x56 batch 8, C_out=32 9.2 vs
-#: 8.4 ms, C_out=16 9.2 vs 6.5 ms; at C_out=64 10.2 vs 16.2 ms; an RGB stem 3->64 8.2 vs 27.9 ms)
-NATIVE_DENSE_MIN_OUT = 32
+#: the native dense kernel runs convs with more output channels than this. On AVX-512 its tiles always compute
+#: 64, so at 32 or fewer the GEMM paths ran faster (side by side, an AVX-512 Xeon: C_in=64 56x56 batch 8,
+#: C_out=32 9.2 vs 8.4 ms, C_out=16 9.2 vs 6.5 ms; at C_out=64 10.2 vs 16.2 ms; an RGB stem 3->64 8.2 vs 27.9 ms).
+#: AVX2 tiles compute only the quarters of 16 channels that hold output channels, and ran faster at every
+#: C_out (an AVX2 AMD EPYC host, same shape: C_out=16 0.65x and C_out=32 0.73x the GEMM path's time)
+NATIVE_DENSE_MIN_OUT = 32 if _native.AVX512 else 0
 
 #: output elements a row chunk of :func:`shifted_matmul_` accumulates (1 MiB of float32: stays in a core's L2)
 SHIFT_CHUNK_ELEMENTS = 1 << 18

@@ -42,15 +42,18 @@ _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 GROUP_WIDTHS = (1, 2, 4, 8, 16)
 
 
+#: whether this CPU has AVX-512 (torch's report of it)
+AVX512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
 #: whether the dense kernel runs on this CPU: it is written for AVX-512 (a tile's sums fill 24 of its 32 vector
 #: registers) and AVX2 (a tile's sums in quarters, 12 of 16 registers); the generic build is for tests only
-DENSE_ISA = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AVX2"))
+DENSE_ISA = AVX512 or torch.backends.cpu.get_cpu_capability().startswith("AVX2")
 
 #: whether the grouped kernel's row and plane kernels run on this CPU (NCHW nodes at some geometries): they
 #: shift and mask 16-lane vectors, one AVX-512 register each; without AVX-512 its buffered units ran 1.2-4.4x
 #: faster (an AVX2 AMD EPYC host, NCHW, batch 8: 5x5 s2 C=672 @14 5.13 -> 1.16 ms, g16 C=256 @14 8.40 ->
 #: 6.65 ms, depthwise 3x3 C=144 @56 9.82 -> 5.06 ms)
-SHIFTED_KERNELS = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+SHIFTED_KERNELS = AVX512
 
 
 class _Geometry(ctypes.Structure):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridgnn.nn import GridConv, GridConv1d, GridConv2d, GridConv3d, _native
+from gridgnn.nn import GridConv, GridConv1d, GridConv2d, GridConv3d, _dense, _native
 from gridgnn.testing import compare, tolerance
 
 from helpers import TORCH_CONVS
@@ -147,11 +147,31 @@ def test_input_channels_in_spans_and_work_items(c_in, c_out, stride, size, layou
 
 @pytest.mark.parametrize("c_out, groups, dtype", [(48, 2, torch.float32), (48, 1, torch.float64),
                                                   (32, 1, torch.float32)])
-def test_other_convs_keep_the_torch_paths(c_out, groups, dtype, dense_calls):
-    """Grouped convs, float64 and 32 or fewer output channels (mostly padding in a tile's 64) run the GEMM paths."""
+def test_other_convs_keep_the_torch_paths(c_out, groups, dtype, dense_calls, monkeypatch):
+    """Grouped convs, float64 and, on AVX-512, 32 or fewer output channels run the GEMM paths.
+
+    (An AVX-512 tile's 64 channels would be mostly padding.)
+    """
+    monkeypatch.setattr(_dense, "NATIVE_DENSE_MIN_OUT", 32)                    # (AVX-512's; AVX2's is 0)
     conv = torch.nn.Conv2d(32, c_out, 3, 1, 1, groups=groups).to(dtype)
     _assert_twin_equals_torch(conv, torch.randn(2, 32, 6, 20, dtype=dtype))
     assert dense_calls == []
+
+
+@pytest.mark.parametrize("c_out", [1, 8, 16, 20, 32])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_narrow_outputs_fill_part_of_a_block(c_out, layout, dense_calls, monkeypatch):
+    """Below AVX-512's threshold of output channels the kernel's sums are torch's too.
+
+    (AVX2 tiles compute only the 16-channel quarters that hold some: here the first, partial or whole.)
+    """
+    monkeypatch.setattr(_dense, "NATIVE_DENSE_MIN_OUT", 0)
+    conv = torch.nn.Conv2d(24, c_out, 3, 1, 1)
+    x = torch.randn(2, 24, 7, 19)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    _assert_twin_equals_torch(conv, x)
+    assert dense_calls[0] == (c_out, 24, False)
 
 
 def test_off_avx512_or_switched_off_the_gemm_path_runs(monkeypatch):
