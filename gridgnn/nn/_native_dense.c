@@ -127,20 +127,23 @@ static inline __attribute__((always_inline)) void tile(const dense_geometry *g, 
     for (int64_t t = 0; t < taps; t++)
         for (int64_t r = 0; r < n; r++)
             sources[t * RB + r] = source(g, origins + r, reach + 3 * t, node_stride, zeros) + skip;
+/* TILE_N(N) for the n nodes (a constant in each case, up to RB) */
+#define FOR_NODES(TILE_N)                                                                                   \
+    switch (n) {                                                                                            \
+    case 6: TILE_N(6) break;                                                                                \
+    case 5: TILE_N(5) break;                                                                                \
+    case 4: TILE_N(4) break;                                                                                \
+    case 3: TILE_N(3) break;                                                                                \
+    case 2: TILE_N(2) break;                                                                                \
+    default: TILE_N(1)                                                                                      \
+    }
 #ifdef TRANSPOSE_IN_REGISTERS
     if (HALF_LANES(float)) {
         for (int64_t col = 0; col < width; col += 16) {
             const int64_t part = width - col < 16 ? width - col : 16;
             const half_f32 *wq = (const half_f32 *)(w + col), *bq = bias ? (const half_f32 *)(bias + col) : NULL;
 #define QUARTER(N) TILE(N, half_f32, 2, BLOCK / 8, wq, bq, col, part)
-            switch (n) {
-            case 6: QUARTER(6) break;
-            case 5: QUARTER(5) break;
-            case 4: QUARTER(4) break;
-            case 3: QUARTER(3) break;
-            case 2: QUARTER(2) break;
-            default: QUARTER(1)
-            }
+            FOR_NODES(QUARTER)
 #undef QUARTER
         }
         return;
@@ -148,15 +151,9 @@ static inline __attribute__((always_inline)) void tile(const dense_geometry *g, 
 #endif
     const vec *wv = (const vec *)w, *bv = (const vec *)bias;
 #define WHOLE(N) TILE(N, vec, NV, NV, wv, bv, 0, width)
-    switch (n) {
-    case 6: WHOLE(6) break;
-    case 5: WHOLE(5) break;
-    case 4: WHOLE(4) break;
-    case 3: WHOLE(3) break;
-    case 2: WHOLE(2) break;
-    default: WHOLE(1)
-    }
+    FOR_NODES(WHOLE)
 #undef WHOLE
+#undef FOR_NODES
 }
 
 /* Staged sums (n nodes from output node `first`, [n][64] channels innermost, width of them real)
