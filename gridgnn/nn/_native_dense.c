@@ -8,17 +8,19 @@
  * tile's RB x 64 sums in registers (24 AVX-512 vectors) while every offset t and input channel c adds
  * x_{src_t(i)}[c] (one broadcast) times row c of W_t (4 vectors): RB x 4 FMAs per 4 + RB loads. On AVX2
  * (16 registers of 8 floats) it holds a quarter of them at a time, RB x 16 sums in 12 registers: RB x 2
- * FMAs per 2 + RB loads, the sources read once per quarter. Each tile
- * points every (node, offset) pair at its source node, or at a zero node, once, so no bound is
- * tested in the channel loop and no padded copy of the input is made. The threads run the tiles of one
+ * FMAs per 2 + RB loads, the sources read once per quarter. Each tile points every (node, offset) pair at
+ * its source node, or at a zero node, once, so no bound is tested in the channel loop and no padded copy
+ * of the input is made. The threads run the tiles of one
  * block at a time, sharing its weights in cache, in work items of up to 3072 consecutive nodes; an item
  * takes its input channels in spans of 64, all its tiles a span, their sums going out to memory and back
  * between spans (the item's sums stay in a core's L2 and the span's weights, 9 x 64 x 64 for a 3x3, are
  * reused by all its tiles: at C_in = 256 and 512 side by side 15-35% faster than one pass over C_in).
  *
  * Layouts: the input is [B][S0][S1][S2][C_in] (channels innermost) or [B][C_in][S0][S1][S2] (an NCHW
- * image's nodes), read in place either way (channel-major with a channel stride of S0 S1 S2: a transposed
- * copy would cost a pass over memory, more than the strided reads); the output likewise, in either. A
+ * image's nodes), read in place either way on AVX-512 (channel-major with a channel stride of S0 S1 S2: a
+ * transposed copy would cost a pass over memory, more than the strided reads). On AVX2, whose quarters
+ * read each source four times, a channel-major input goes through a per-thread copy, channels innermost,
+ * of the nodes each work item reads (stage_input, a span at a time). The output goes to either layout. A
  * channel-major output is staged: the tiles' sums land channels innermost in a per-thread buffer and,
  * in the last span, every 96 nodes go out as 16 x 16 register transposes (8 x 8 ones on AVX2), 16 nodes
  * of a channel a store.
@@ -47,7 +49,6 @@ static int omp_get_thread_num(void) { return 0; }
 #define CHUNK (512 * RB)     /* output nodes a work item: its 64 channels' sums stay in a core's L2 */
 #define SPAN 64              /* input channels a pass over a work item's tiles: their weights stay in L2 */
 #define UNSTAGED (16 * RB)   /* output nodes unstaged at a time to a channel-major output */
-
 
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 typedef vec vec_f32;                                                                      /* aligned */
@@ -336,12 +337,14 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
                 const int64_t end = nodes - start < size ? nodes : start + size;
                 int64_t first_in = 0, end_in = 0;
 #ifdef TRANSPOSE_IN_REGISTERS
-                if (staged_input && start < end) input_range(g, start, end, reach + 3 * (taps - 1), &first_in, &end_in);
+                if (staged_input && start < end)
+                    input_range(g, start, end, reach + 3 * (taps - 1), &first_in, &end_in);
 #endif
                 for (int64_t c0 = 0; c0 < c_in; c0 += SPAN) {  /* its sums go out and back between spans */
                     const int64_t cn = c_in - c0 < SPAN ? c_in - c0 : SPAN;
 #ifdef TRANSPOSE_IN_REGISTERS
-                    if (staged_input && start < end) stage_input(x, c_in, pixels_in, first_in, end_in, c0, cn, staged_input);
+                    if (staged_input && start < end)
+                        stage_input(x, c_in, pixels_in, first_in, end_in, c0, cn, staged_input);
 #endif
                     int64_t staged = start;                  /* in the last span, staged sums go out from here */
                     for (int64_t first = start; first < end; first += RB) {  /* RB consecutive nodes */
