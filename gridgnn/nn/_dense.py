@@ -61,6 +61,13 @@ SHIFT_MAX_CHANNELS = 128
 #: C_out (an AVX2 AMD EPYC host, same shape: C_out=16 0.65x and C_out=32 0.73x the GEMM path's time)
 NATIVE_DENSE_MIN_OUT = 32 if _native.AVX512 else 0
 
+#: the native dense kernel's weight gradient at stride 1 on grids of at most this many nodes an image: one GEMM
+#: on the gathered windows (as at any stride), not a GEMM per offset over the padded grid, whose padding rows
+#: are a large share there and whose channel-major rows are one short image each (side by side, an AVX2 AMD
+#: EPYC host, 3x3 batch 8 / 1 from NCHW: C=512 @7 0.68x / 0.40x the time, C=256 @14 0.88x / 0.67x, C=128 @28
+#: 1.20x at batch 8; channels innermost: @7 0.63x / 0.48x, @14 0.82x / 0.79x, @16 0.92x, @28 0.97x)
+GATHERED_WEIGHT_GRAD_MAX_NODES = 256
+
 #: output elements a row chunk of :func:`shifted_matmul_` accumulates (1 MiB of float32: stays in a core's L2)
 SHIFT_CHUNK_ELEMENTS = 1 << 18
 
@@ -170,9 +177,10 @@ class NativeDenseConv(Function):
     output is written in the same layout; ``weight`` is torch's ``[C_out, C_in, *kernel]``. The backward
     is made of the same kernel at stride 1: the input gradient is the conv of the output gradient with
     the flipped, transposed weights, padded by ``(kernel - 1) dilation - padding``; the weight gradient is
-    one GEMM per offset over the padded grid's rows (:func:`_offset_products`). Strided convs send the
-    output gradient back over the reversed grid graph (:func:`dense_conv_transpose`) and contract it with
-    the gathered windows for the weight gradient. A backward that must itself be differentiable
+    one GEMM per offset over the padded grid's rows (:func:`_offset_products`), or on small grids
+    (:data:`GATHERED_WEIGHT_GRAD_MAX_NODES`) one GEMM of the output gradient and the gathered windows.
+    Strided convs send the output gradient back over the reversed grid graph (:func:`dense_conv_transpose`)
+    and contract it with the gathered windows for the weight gradient. A backward that must itself be differentiable
     (``create_graph=True``) or that receives batched gradients recomputes the conv in plain torch ops
     (:func:`plain_window_conv`) and differentiates that. Bilinear in ``image`` and ``weight``, so the
     ``jvp`` is the same conv on the tangents.
@@ -228,9 +236,9 @@ def native_dense_grads(image: Tensor, weight: Tensor, grad_out: Tensor, geom: Co
         pad = [(k - 1) * d - left for k, d, (left, _) in zip(geom.kernel_size, geom.dilation, geom.padding)]
         grad_x = _native.dense_forward(grad_out, weight, None, geom.in_size, (1,) * geom.ndim, pad,
                                        geom.dilation, transposed=True, major=is_channel_major(image))
-    if need_weight and strided:                       # dW = g^T [windows]: [C_out, K, C_in]
+    if need_weight and (strided or math.prod(geom.in_size) <= GATHERED_WEIGHT_GRAD_MAX_NODES):   # dW = g^T [windows]
         windows = gather_windows(image, geom).reshape(grad_out.numel() // c_out, -1)
-        grad_weight = (grad_out.reshape(-1, c_out).mT @ windows).view(c_out, -1, c_in)
+        grad_weight = (grad_out.reshape(-1, c_out).mT @ windows).view(c_out, -1, c_in)       # [C_out, K, C_in]
         grad_weight = grad_weight.transpose(1, 2).reshape(weight.shape)
     elif need_weight:
         grad_weight = _offset_products(_zero_padded(image, geom), grad_out, geom.kernel_size, geom.dilation)
