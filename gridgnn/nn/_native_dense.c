@@ -242,12 +242,12 @@ static void input_range(const dense_geometry *g, int64_t start, int64_t end, con
     for (int side = 0; side < 2; side++) {
         const int64_t p = side ? end - 1 : start, q = p % pixels;
         const int64_t at[3] = {q / (g->out[1] * g->out[2]), q / g->out[2] % g->out[1], q % g->out[2]};
-        int64_t flat = p / pixels, free = 0;
+        int64_t flat = p / pixels, loose = 0;
         for (int d = 0; d < 3; d++) {
             const int64_t bound = at[d] * g->stride[d] - g->pad[d] + (side ? last_reach[d] : 0);
             int64_t v = bound < 0 ? 0 : bound >= g->in[d] ? g->in[d] - 1 : bound;
-            if (free) v = side ? g->in[d] - 1 : 0;
-            free |= v != bound;
+            if (loose) v = side ? g->in[d] - 1 : 0;
+            loose |= v != bound;
             flat = flat * g->in[d] + v;
         }
         if (side) *hi = flat + 1;
@@ -284,7 +284,7 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
     const int64_t taps = g->kernel[0] * g->kernel[1] * g->kernel[2], c_in = g->c_in, c_out = g->c_out;
     const int64_t blocks = (c_out + BLOCK - 1) / BLOCK;
     const int64_t pixels_in = g->in[0] * g->in[1] * g->in[2], pixels = g->out[0] * g->out[1] * g->out[2];
-    const int64_t cs = g->x_major ? pixels_in : 1, node_stride = g->x_major ? 1 : c_in;
+    const int64_t cs = g->x_major ? pixels_in : 1;                                /* the channel stride */
     float *packed = aligned_alloc(64, sizeof(float) * taps * c_in * BLOCK);       /* one block's weights */
     float *packed_bias = aligned_alloc(64, sizeof(float) * blocks * BLOCK);
     float *zeros = calloc((c_in - 1) * cs + 1, sizeof(float)); /* the zero node, read with the channel stride */
@@ -295,31 +295,25 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
     const int64_t size = (tiles + items - 1) / items * RB;                           /* nodes an item */
     const int64_t spans = (c_in + SPAN - 1) / SPAN;  /* one: the stage is a ring of UNSTAGED nodes, else the item's */
     float *stages = g->y_major ? aligned_alloc(64, sizeof(float) * g->threads * size * BLOCK) : NULL;
-    if (!packed || !packed_bias || !zeros || !reach || (g->y_major && !stages)) {
-        free(packed), free(packed_bias), free(zeros), free(reach), free(stages);
-        return 1;
-    }
+    /* AVX2 tiles read a channel-major input's span through a per-thread copy of the nodes an item reads,
+       channels innermost (as they read a channels-innermost input) */
+    float *staged_inputs = NULL;
+    int64_t staged_nodes = 0;
+    int failed = !packed || !packed_bias || !zeros || !reach || (g->y_major && !stages);
+    if (failed) goto done;
     for (int64_t t = 0; t < taps; t++) {
         const int64_t k[3] = {t / (g->kernel[1] * g->kernel[2]), t / g->kernel[2] % g->kernel[1], t % g->kernel[2]};
         for (int d = 0; d < 3; d++) reach[3 * t + d] = k[d] * g->dilation[d];
     }
-    /* AVX2 tiles read a channel-major input's span through a per-thread copy of the nodes an item reads,
-       channels innermost (as they read a channels-innermost input) */
-    int64_t staged_nodes = 0, lo = 0, hi = 0;
-    float *staged_inputs = NULL;
 #ifdef TRANSPOSE_IN_REGISTERS
     if (g->x_major && HALF_LANES(float)) {
-        for (int64_t item = 0; item < items; item++)
-            if (item * size < nodes) {
-                input_range(g, item * size, nodes - item * size < size ? nodes : item * size + size,
-                            reach + 3 * (taps - 1), &lo, &hi);
-                staged_nodes = hi - lo > staged_nodes ? hi - lo : staged_nodes;
-            }
-        staged_inputs = aligned_alloc(64, sizeof(float) * g->threads * staged_nodes * SPAN);
-        if (!staged_inputs) {
-            free(packed), free(packed_bias), free(zeros), free(reach), free(stages);
-            return 1;
+        for (int64_t item = 0, lo, hi; item * size < nodes; item++) {
+            input_range(g, item * size, nodes - item * size < size ? nodes : item * size + size,
+                        reach + 3 * (taps - 1), &lo, &hi);
+            staged_nodes = hi - lo > staged_nodes ? hi - lo : staged_nodes;
         }
+        staged_inputs = aligned_alloc(64, sizeof(float) * g->threads * staged_nodes * SPAN);
+        if ((failed = !staged_inputs)) goto done;
     }
 #endif
     for (int64_t o = 0; o < blocks * BLOCK; o++) packed_bias[o] = bias && o < c_out ? bias[o] : 0.0f;
@@ -377,6 +371,7 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
             }
         }
     }
+done:
     free(packed), free(packed_bias), free(zeros), free(reach), free(stages), free(staged_inputs);
-    return 0;
+    return failed;
 }
