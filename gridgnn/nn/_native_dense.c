@@ -40,6 +40,7 @@
 #include <omp.h>
 #else
 static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
 #endif
 
 #define LANES 16             /* floats a vector */
@@ -187,19 +188,28 @@ CLONES static void unstage(const float *stage, int64_t first, int64_t n, int64_t
     }
 }
 
+/* Units [*lo, *hi) of n: this thread's static share where the team shares them, else all n. */
+static inline void my_share(int64_t n, int shared, int64_t *lo, int64_t *hi) {
+    const int64_t team = shared ? omp_get_num_threads() : 1, me = shared ? omp_get_thread_num() : 0;
+    *lo = n * me / team, *hi = n * (me + 1) / team;
+}
+
 /* Block `block` of the weight W[o][i][t] (strides in g) into [K][C_in][64] (its 64 output channels, zeros
-   beyond C_out); the threads share the work. Torch's layout, where each W[o] is one run of C_in K values,
-   goes by 16 x 16 register transposes (16 output channels by 16 (i, t) pairs); others (the flipped
-   transpose) value by value, each input channel's row read once. Runs inside the parallel region (its
-   omp for ends in a barrier). */
+   beyond C_out). With `shared` the team shares the work and meets at a barrier after it (call it from every
+   thread of the parallel region); else the calling thread packs the block alone. Where each W[o][i] is one
+   run of K values in memory (torch's layout, w_tap = 1, or its flipped transpose for the input gradient,
+   w_tap = -1), 8 output channels by 8 offsets go as an 8 x 8 register transpose (a store a row of 8
+   channels; the offsets after the last whole 8, value by value); on AVX-512 torch's layout goes by 16 x 16
+   transposes of 16 output channels by 16 (i, t) pairs. Others value by value. */
 CLONES static void pack_weight(const dense_geometry *g, const float *w, float *packed, int64_t block,
-                               int64_t taps) {
-    const int64_t c_in = g->c_in, run = c_in * taps;
+                               int64_t taps, int shared) {
+    const int64_t c_in = g->c_in, tap_stride = c_in * BLOCK;   /* packed[t][i][o] at (t * C_in + i) * 64 + o */
+    int64_t lo, hi;
 #ifdef TRANSPOSE_IN_REGISTERS
-    if (g->w_tap == 1 && g->w_in == taps) {
-        const int64_t spans = (run + 15) / 16;
-        _Pragma("omp for schedule(static)")
-        for (int64_t u = 0; u < NV * spans; u++) {
+    if (g->w_tap == 1 && g->w_in == taps && !HALF_LANES(float)) {
+        const int64_t run = c_in * taps, spans = (run + 15) / 16;
+        my_share(NV * spans, shared, &lo, &hi);
+        for (int64_t u = lo; u < hi; u++) {
             const int64_t o0 = u / spans * LANES, j0 = u % spans * 16;
             const int64_t first = block * BLOCK + o0, m = run - j0 < 16 ? run - j0 : 16;
             float *panel = packed + o0;                                        /* + (t * C_in + i) * 64 + o */
@@ -212,22 +222,54 @@ CLONES static void pack_weight(const dense_geometry *g, const float *w, float *p
                     for (int64_t k = 0; k < m; k++) r[o][k] = src[k];
             }
             transpose_f32(r);                                 /* r[k]: the 16 channels' values of pair j0 + k */
-            for (int64_t k = 0; k < m; k++) {
-                const int64_t i = (j0 + k) / taps, t = (j0 + k) % taps;
-                *(vec *)(panel + (t * c_in + i) * BLOCK) = r[k];
+            for (int64_t k = 0, i = j0 / taps, t = j0 % taps; k < m; k++) {      /* pair j0 + k is (i, t) */
+                *(vec *)(panel + t * tap_stride + i * BLOCK) = r[k];
+                if (++t == taps) t = 0, i++;
             }
+        }
+        if (shared) {
+            _Pragma("omp barrier")
+        }
+        return;
+    }
+    if (g->w_tap == 1 || g->w_tap == -1) {
+        my_share(BLOCK / 8 * c_in, shared, &lo, &hi);
+        for (int64_t u = lo; u < hi; u++) {                        /* 8 output channels of input channel i */
+            const int64_t o0 = u / c_in * 8, i = u % c_in, first = block * BLOCK + o0;
+            const int64_t rows = g->c_out - first < 8 ? g->c_out - first : 8;
+            float *dst = packed + i * BLOCK + o0;                                     /* + t * tap_stride + o */
+            if (rows <= 0) {
+                for (int64_t t = 0; t < taps; t++) memset(dst + t * tap_stride, 0, 8 * sizeof(float));
+                continue;
+            }
+            const float *src = w + first * g->w_out + i * g->w_in;                   /* + o * w_out + t * w_tap */
+            int64_t t = 0;
+            for (; t + 8 <= taps; t += 8) {           /* offsets t..t+7 lie from the lower one on in memory */
+                const int64_t low = g->w_tap > 0 ? t : t + 7;
+                transpose8_copy_f32(src + low * g->w_tap, g->w_out, rows, dst + low * tap_stride,
+                                    g->w_tap * tap_stride, 8);
+            }
+            for (; t < taps; t++)
+                for (int64_t o = 0; o < 8; o++)
+                    dst[t * tap_stride + o] = o < rows ? src[o * g->w_out + t * g->w_tap] : 0.0f;
+        }
+        if (shared) {
+            _Pragma("omp barrier")
         }
         return;
     }
 #endif
-    _Pragma("omp for schedule(static)")
-    for (int64_t i = 0; i < c_in; i++) {
-        float *dst = packed + i * BLOCK;                                       /* + t * c_in * BLOCK + o */
+    my_share(c_in, shared, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        float *dst = packed + i * BLOCK;                                       /* + t * tap_stride + o */
         for (int64_t o = 0; o < BLOCK; o++) {
             const int64_t oc = block * BLOCK + o;
             const float *src = w + oc * g->w_out + i * g->w_in;
-            for (int64_t t = 0; t < taps; t++) dst[t * c_in * BLOCK + o] = oc < g->c_out ? src[t * g->w_tap] : 0.0f;
+            for (int64_t t = 0; t < taps; t++) dst[t * tap_stride + o] = oc < g->c_out ? src[t * g->w_tap] : 0.0f;
         }
+    }
+    if (shared) {
+        _Pragma("omp barrier")
     }
 }
 
@@ -285,13 +327,17 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
     const int64_t blocks = (c_out + BLOCK - 1) / BLOCK;
     const int64_t pixels_in = g->in[0] * g->in[1] * g->in[2], pixels = g->out[0] * g->out[1] * g->out[2];
     const int64_t cs = g->x_major ? pixels_in : 1;                                /* the channel stride */
-    float *packed = aligned_alloc(64, sizeof(float) * taps * c_in * BLOCK);       /* one block's weights */
+    const int64_t nodes = g->batch * pixels;
+    /* a call of one work item a thread with whole blocks for every thread runs each block on one thread (it packs
+       and reads its weights alone, with no barrier); else the threads share each block's packing and items */
+    const int by_block = nodes <= CHUNK && blocks % g->threads == 0;
+    float *packed = aligned_alloc(64, sizeof(float) * taps * c_in * BLOCK * (by_block ? g->threads : 1));
     float *packed_bias = aligned_alloc(64, sizeof(float) * blocks * BLOCK);
     float *zeros = calloc((c_in - 1) * cs + 1, sizeof(float)); /* the zero node, read with the channel stride */
     int64_t *reach = malloc(sizeof(int64_t) * 3 * taps);       /* k_t d per axis, offsets row-major */
-    /* work items of whole tiles, as many for each thread, CHUNK nodes or fewer */
-    const int64_t nodes = g->batch * pixels, per_thread = (nodes + g->threads * CHUNK - 1) / (g->threads * CHUNK);
-    const int64_t items = g->threads * per_thread, tiles = (nodes + RB - 1) / RB;
+    /* work items of whole tiles, as many for each thread, CHUNK nodes or fewer (by block: one, all nodes) */
+    const int64_t per_thread = (nodes + g->threads * CHUNK - 1) / (g->threads * CHUNK);
+    const int64_t items = by_block ? 1 : g->threads * per_thread, tiles = (nodes + RB - 1) / RB;
     const int64_t size = (tiles + items - 1) / items * RB;                           /* nodes an item */
     const int64_t spans = (c_in + SPAN - 1) / SPAN;  /* one: the stage is a ring of UNSTAGED nodes, else the item's */
     float *stages = g->y_major ? aligned_alloc(64, sizeof(float) * g->threads * size * BLOCK) : NULL;
@@ -321,12 +367,15 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
     {
         float *stage = g->y_major ? stages + omp_get_thread_num() * size * BLOCK : NULL;
         float *staged_input = staged_inputs ? staged_inputs + omp_get_thread_num() * staged_nodes * SPAN : NULL;
-        for (int64_t block = 0; block < blocks; block++) {      /* the threads share a block's weights in cache */
-            pack_weight(g, w, packed, block, taps);              /* (each omp for ends in a barrier) */
+        float *weights = packed + (by_block ? omp_get_thread_num() * taps * c_in * BLOCK : 0);
+        const int64_t block_step = by_block ? omp_get_num_threads() : 1;
+        for (int64_t block = by_block ? omp_get_thread_num() : 0; block < blocks; block += block_step) {
+            pack_weight(g, w, weights, block, taps, !by_block);        /* shared: the team's weights in cache */
             const float *bb = packed_bias + block * BLOCK;
             const int64_t left = c_out - block * BLOCK, width = left < BLOCK ? left : BLOCK;
-            _Pragma("omp for schedule(static)")
-            for (int64_t item = 0; item < items; item++) {
+            int64_t first_item, end_item;
+            my_share(items, !by_block, &first_item, &end_item);
+            for (int64_t item = first_item; item < end_item; item++) {
                 const int64_t start = item * size < nodes ? item * size : nodes;
                 const int64_t end = nodes - start < size ? nodes : start + size;
                 int64_t first_in = 0, end_in = 0;
@@ -356,11 +405,11 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
                                            : y + p * c_out + block * BLOCK;
                         }
                         if (g->x_major && !staged_input)                  /* (channels one after another) */
-                            tile(g, origins, reach, taps, c_in, c0, cn, cs, 1, c0 * cs, zeros, packed,
+                            tile(g, origins, reach, taps, c_in, c0, cn, cs, 1, c0 * cs, zeros, weights,
                                  c0 ? NULL : bb, dst, width, n);
                         else                              /* a constant channel stride: one register fewer */
                             tile(g, origins, reach, taps, c_in, c0, cn, 1, staged_input ? SPAN : c_in,
-                                 staged_input ? 0 : c0, zeros, packed, c0 ? NULL : bb, dst, width, n);
+                                 staged_input ? 0 : c0, zeros, weights, c0 ? NULL : bb, dst, width, n);
                         if (stage && c0 + cn == c_in && (first + n - staged >= UNSTAGED || first + n == end)) {
                             unstage(stage + (spans > 1 ? staged - start : 0) * BLOCK, staged, first + n - staged,
                                     width, y, c_out, pixels, block * BLOCK);  /* (while they are still in L1) */
@@ -368,6 +417,9 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
                         }
                     }
                 }
+            }
+            if (!by_block) {                               /* the next block's packing overwrites the weights */
+                _Pragma("omp barrier")
             }
         }
     }
