@@ -231,20 +231,24 @@ def test_inf_and_nan_reach_what_torch_reaches(bad, dense_calls):
     assert dense_calls
 
 
-def test_thread_counts_agree(dense_calls):
-    conv = torch.nn.Conv2d(32, 64, 3, padding=1)
-    layer = GridConv2d.from_conv(conv)
-    x = torch.randn(3, 32, 5, 21)
+@pytest.mark.parametrize("c_in, c_out, size", [(32, 64, (5, 21)), (130, 130, (5, 21)), (130, 130, (40, 40))])
+def test_thread_counts_agree(c_in, c_out, size, dense_calls):
+    """1, 2 and 3 threads give torch's output and gradients, forward and input-gradient kernels alike.
+
+    A call of one work item a thread whose 64-channel blocks divide among the threads runs each block on one
+    thread (130 channels, 3 blocks: 1 and 3 threads); the others share each block (2 threads, and 2 x 40 x 40
+    nodes: more than one work item a thread).
+    """
+    conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1)
+    x = torch.randn(2, c_in, *size)
     threads = torch.get_num_threads()
     try:
-        outputs = []
-        for n in (1, 3):
+        for n in (1, 2, 3):
             torch.set_num_threads(n)
-            outputs.append(layer(x))
+            _assert_twin_equals_torch(conv, x)
     finally:
         torch.set_num_threads(threads)
-    torch.testing.assert_close(outputs[0], outputs[1])
-    _assert_close(outputs[0], conv(x))
+    assert dense_calls == [(c_out, c_in, False), (c_out, c_in, True)] * 3
 
 
 @pytest.mark.parametrize("major", [False, True, None])
