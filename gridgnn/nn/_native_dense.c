@@ -30,7 +30,8 @@
  *
  * The weight W[o][i][t] is read through element strides (torch's [C_out][C_in][K], or its flipped
  * transpose for the input gradient, with no copy) and packed, one block of 64 output channels at a time,
- * into [K][C_in][64] (zeros beyond C_out) just before its tiles run, so the tiles read it from cache. The backward is made of this same forward (gridgnn/nn/_dense.py).
+ * into [K][C_in][64] (zeros beyond C_out) just before its tiles run, so the tiles read it from cache.
+ * The backward is made of this same forward (gridgnn/nn/_dense.py).
  *
  * Loaded by ctypes (gridgnn/nn/_native.py), beside the kernel of _native_grouped.c.
  */
@@ -122,15 +123,23 @@ static inline __attribute__((always_inline)) const float *source(const dense_geo
    sums of 8 lanes (12 of AVX2's 16 registers, the 6 x 16 tile of AVX2 GEMM kernels). The quarters read the
    same sources four times (their pointers, made once a tile). */
 static inline __attribute__((always_inline)) void tile(const dense_geometry *g, const node_origin *origins,
-                                                       const int64_t *reach, int64_t taps, int64_t c_in,
-                                                       int64_t c0, int64_t cn, int64_t cs, int64_t node_stride,
-                                                       int64_t skip, const float *zeros, const float *w,
-                                                       const float *bias, float *const *dst, int64_t width,
-                                                       int64_t n) {
+                                                       const int64_t *reach, const int64_t *offsets,
+                                                       int64_t taps, int64_t c_in, int64_t c0, int64_t cn,
+                                                       int64_t cs, int64_t node_stride, int64_t skip,
+                                                       const float *zeros, const float *w, const float *bias,
+                                                       float *const *dst, int64_t width, int64_t n) {
     const float *sources[RB * taps];
-    for (int64_t t = 0; t < taps; t++)
-        for (int64_t r = 0; r < n; r++)
-            sources[t * RB + r] = source(g, origins + r, reach + 3 * t, node_stride, zeros) + skip;
+    const int64_t *last = reach + 3 * (taps - 1);                    /* the farthest reach on every axis */
+    for (int64_t r = 0; r < n; r++) {
+        const int64_t *at = origins[r].corner;
+        if (at[0] >= 0 && at[1] >= 0 && at[2] >= 0 && at[0] + last[0] < g->in[0] && at[1] + last[1] < g->in[1]
+            && at[2] + last[2] < g->in[2]) {            /* the whole window in the grid: one add an offset */
+            const float *corner = origins[r].image + ((at[0] * g->in[1] + at[1]) * g->in[2] + at[2]) * node_stride;
+            for (int64_t t = 0; t < taps; t++) sources[t * RB + r] = corner + offsets[t] + skip;
+        } else
+            for (int64_t t = 0; t < taps; t++)
+                sources[t * RB + r] = source(g, origins + r, reach + 3 * t, node_stride, zeros) + skip;
+    }
 /* TILE_N(N) for the n nodes (a constant in each case, up to RB) */
 #define FOR_NODES(TILE_N)                                                                                   \
     switch (n) {                                                                                            \
@@ -336,7 +345,8 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
     float *packed = aligned_alloc(64, sizeof(float) * taps * c_in * BLOCK * (by_block ? g->threads : 1));
     float *packed_bias = aligned_alloc(64, sizeof(float) * blocks * BLOCK);
     float *zeros = calloc((c_in - 1) * cs + 1, sizeof(float)); /* the zero node, read with the channel stride */
-    int64_t *reach = malloc(sizeof(int64_t) * 3 * taps);       /* k_t d per axis, offsets row-major */
+    int64_t *reach = malloc(sizeof(int64_t) * 4 * taps);       /* k_t d per axis, offsets row-major */
+    int64_t *offsets = reach + 3 * taps;                  /* an offset's source, from a window's corner node */
     /* work items of whole tiles, as many for each thread, CHUNK nodes or fewer (by block: one, all nodes) */
     const int64_t per_thread = (nodes + g->threads * CHUNK - 1) / (g->threads * CHUNK);
     const int64_t items = by_block ? 1 : g->threads * per_thread, tiles = (nodes + RB - 1) / RB;
@@ -354,7 +364,7 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
         for (int d = 0; d < 3; d++) reach[3 * t + d] = k[d] * g->dilation[d];
     }
 #ifdef TRANSPOSE_IN_REGISTERS
-    if (g->x_major && HALF_LANES(float)) {
+    if (g->x_major && HALF_LANES(float) && c_in >= 8) {     /* (fewer: no 8 x 8 transposes, few lines a node) */
         for (int64_t item = 0, lo, hi; item * size < nodes; item++) {
             input_range(g, item * size, nodes - item * size < size ? nodes : item * size + size,
                         reach + 3 * (taps - 1), &lo, &hi);
@@ -364,6 +374,9 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
         if ((failed = !staged_inputs)) goto done;
     }
 #endif
+    const int64_t node_stride = g->x_major ? (staged_inputs ? SPAN : 1) : c_in;        /* as the tiles read */
+    for (int64_t t = 0; t < taps; t++)
+        offsets[t] = ((reach[3 * t] * g->in[1] + reach[3 * t + 1]) * g->in[2] + reach[3 * t + 2]) * node_stride;
     for (int64_t o = 0; o < blocks * BLOCK; o++) packed_bias[o] = bias && o < c_out ? bias[o] : 0.0f;
     _Pragma("omp parallel num_threads(g->threads)")
     {
@@ -392,25 +405,28 @@ CLONES int gridgnn_dense_forward_f32(const dense_geometry *g, const float *x, co
                         stage_input(x, c_in, pixels_in, first_in, end_in, c0, cn, staged_input);
 #endif
                     int64_t staged = start;                  /* in the last span, staged sums go out from here */
+                    int64_t at[4];             /* the next node's image and place per axis (no division a node) */
+                    at[0] = start / pixels, at[1] = start % pixels / (g->out[1] * g->out[2]);
+                    at[2] = start % (g->out[1] * g->out[2]) / g->out[2], at[3] = start % g->out[2];
                     for (int64_t first = start; first < end; first += RB) {  /* RB consecutive nodes */
                         const int64_t n = end - first < RB ? end - first : RB;
                         node_origin origins[RB];
                         float *dst[RB];                      /* where node r's channel block goes */
                         for (int64_t r = 0; r < n; r++) {
-                            const int64_t p = first + r, b = p / pixels, q = p % pixels;
-                            const int64_t at[3] = {q / (g->out[1] * g->out[2]), q / g->out[2] % g->out[1],
-                                                   q % g->out[2]};
-                            origins[r].image = staged_input ? staged_input + (b * pixels_in - first_in) * SPAN
-                                                            : x + b * pixels_in * c_in;
-                            for (int d = 0; d < 3; d++) origins[r].corner[d] = at[d] * g->stride[d] - g->pad[d];
+                            const int64_t p = first + r;
+                            origins[r].image = staged_input ? staged_input + (at[0] * pixels_in - first_in) * SPAN
+                                                            : x + at[0] * pixels_in * c_in;
+                            for (int d = 0; d < 3; d++) origins[r].corner[d] = at[d + 1] * g->stride[d] - g->pad[d];
                             dst[r] = stage ? stage + (p - (spans > 1 ? start : staged)) * BLOCK
                                            : y + p * c_out + block * BLOCK;
+                            for (int d = 3; d > 0 && ++at[d] == g->out[d - 1]; d--) /* the next node: carries */
+                                at[d] = 0, at[0] += d == 1;
                         }
                         if (g->x_major && !staged_input)                  /* (channels one after another) */
-                            tile(g, origins, reach, taps, c_in, c0, cn, cs, 1, c0 * cs, zeros, weights,
+                            tile(g, origins, reach, offsets, taps, c_in, c0, cn, cs, 1, c0 * cs, zeros, weights,
                                  c0 ? NULL : bb, dst, width, n);
                         else                              /* a constant channel stride: one register fewer */
-                            tile(g, origins, reach, taps, c_in, c0, cn, 1, staged_input ? SPAN : c_in,
+                            tile(g, origins, reach, offsets, taps, c_in, c0, cn, 1, staged_input ? SPAN : c_in,
                                  staged_input ? 0 : c0, zeros, weights, c0 ? NULL : bb, dst, width, n);
                         if (stage && c0 + cn == c_in && (first + n - staged >= UNSTAGED || first + n == end)) {
                             unstage(stage + (spans > 1 ? staged - start : 0) * BLOCK, staged, first + n - staged,
