@@ -9,8 +9,8 @@
  * x_{src_t(i)}[c] (one broadcast) times row c of W_t (4 vectors): RB x 4 FMAs per 4 + RB loads. On AVX2
  * (16 registers of 8 floats) it holds a quarter of them at a time, RB x 16 sums in 12 registers: RB x 2
  * FMAs per 2 + RB loads, the sources read once per quarter. Each tile points every (node, offset) pair at
- * its source node, or at a zero node, once, so no bound is tested in the channel loop and no padded copy
- * of the input is made. The threads run the tiles of one
+ * its source node, or at a zero node, once (a node whose window lies in the grid by one add an offset),
+ * so no bound is tested in the channel loop and no padded copy of the input is made. The threads run the tiles of one
  * block at a time, sharing its weights in cache, in work items of up to 3072 consecutive nodes; an item
  * takes its input channels in spans of 64, all its tiles a span, their sums going out to memory and back
  * between spans (the item's sums stay in a core's L2 and the span's weights, 9 x 64 x 64 for a 3x3, are
@@ -22,8 +22,8 @@
  * Layouts: the input is [B][S0][S1][S2][C_in] (channels innermost) or [B][C_in][S0][S1][S2] (an NCHW
  * image's nodes), read in place either way on AVX-512 (channel-major with a channel stride of S0 S1 S2: a
  * transposed copy would cost a pass over memory, more than the strided reads). On AVX2, whose quarters
- * read each source four times, a channel-major input goes through a per-thread copy, channels innermost,
- * of the nodes each work item reads (stage_input, a span at a time). The output goes to either layout. A
+ * read each source four times, a channel-major input of 8 channels or more goes through a per-thread
+ * copy, channels innermost, of the nodes each work item reads (stage_input, a span at a time). The output goes to either layout. A
  * channel-major output is staged: the tiles' sums land channels innermost in a per-thread buffer and,
  * in the last span, every 96 nodes go out as 16 x 16 register transposes (8 x 8 ones on AVX2), 16 nodes
  * of a channel a store.
