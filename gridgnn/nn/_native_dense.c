@@ -10,8 +10,9 @@
  * (16 registers of 8 floats) it holds a quarter of them at a time, RB x 16 sums in 12 registers: RB x 2
  * FMAs per 2 + RB loads, the sources read once per quarter. Each tile points every (node, offset) pair at
  * its source node, or at a zero node, once (a node whose window lies in the grid by one add an offset),
- * so no bound is tested in the channel loop and no padded copy of the input is made. The threads run the tiles of one
- * block at a time, sharing its weights in cache, in work items of up to 3072 consecutive nodes; an item
+ * so no bound is tested in the channel loop and no padded copy of the input is made. The threads run the
+ * tiles of one block at a time, sharing its weights in cache, in work items of up to 3072 consecutive
+ * nodes; an item
  * takes its input channels in spans of 64, all its tiles a span, their sums going out to memory and back
  * between spans (the item's sums stay in a core's L2 and the span's weights, 9 x 64 x 64 for a 3x3, are
  * reused by all its tiles: at C_in = 256 and 512 side by side 15-35% faster than one pass over C_in).
