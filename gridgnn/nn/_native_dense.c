@@ -24,10 +24,10 @@
  * image's nodes), read in place either way on AVX-512 (channel-major with a channel stride of S0 S1 S2: a
  * transposed copy would cost a pass over memory, more than the strided reads). On AVX2, whose quarters
  * read each source four times, a channel-major input of 8 channels or more goes through a per-thread
- * copy, channels innermost, of the nodes each work item reads (stage_input, a span at a time). The output goes to either layout. A
- * channel-major output is staged: the tiles' sums land channels innermost in a per-thread buffer and,
- * in the last span, every 96 nodes go out as 16 x 16 register transposes (8 x 8 ones on AVX2), 16 nodes
- * of a channel a store.
+ * copy, channels innermost, of the nodes each work item reads (stage_input, a span at a time). The output
+ * goes to either layout. A channel-major output is staged: the tiles' sums land channels innermost in a
+ * per-thread buffer and, in the last span, every 96 nodes go out as 16 x 16 register transposes (8 x 8
+ * ones on AVX2), 16 nodes of a channel a store.
  *
  * The weight W[o][i][t] is read through element strides (torch's [C_out][C_in][K], or its flipped
  * transpose for the input gradient, with no copy) and packed, one block of 64 output channels at a time,
