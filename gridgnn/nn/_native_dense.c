@@ -12,10 +12,10 @@
  * its source node, or at a zero node, once (a node whose window lies in the grid by one add an offset),
  * so no bound is tested in the channel loop and no padded copy of the input is made. The threads run the
  * tiles of one block at a time, sharing its weights in cache, in work items of up to 3072 consecutive
- * nodes; an item
- * takes its input channels in spans of 64, all its tiles a span, their sums going out to memory and back
- * between spans (the item's sums stay in a core's L2 and the span's weights, 9 x 64 x 64 for a 3x3, are
- * reused by all its tiles: at C_in = 256 and 512 side by side 15-35% faster than one pass over C_in).
+ * nodes; an item takes its input channels in spans of 64, all its tiles a span, their sums going out to
+ * memory and back between spans (the item's sums stay in a core's L2 and the span's weights, 9 x 64 x 64
+ * for a 3x3, are reused by all its tiles: at C_in = 256 and 512 side by side 15-35% faster than one pass
+ * over C_in).
  * A call of at most 3072 nodes whose blocks divide among the threads runs each block on one thread
  * instead, all its nodes one item: the thread packs the block's weights and reads them alone, with no
  * barrier between blocks (3x3 C=512 @7 batch 1 on an AVX2 host: 0.55-0.7x the time of the shared blocks).

@@ -238,17 +238,26 @@ def test_thread_counts_agree(c_in, c_out, size, dense_calls):
     A call of one work item a thread whose 64-channel blocks divide among the threads runs each block on one
     thread (130 channels, 3 blocks: 1 and 3 threads); the others share each block (2 threads, and 2 x 40 x 40
     nodes: more than one work item a thread).
+    Tiles start at the same nodes in every mode and sum in the same order, so the kernel's output and input
+    gradient are bitwise equal at every thread count (the weight gradient is torch's GEMM: not asked).
     """
     conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1)
+    layer = GridConv2d.from_conv(conv)
     x = torch.randn(2, c_in, *size)
+    grad = torch.randn_like(conv(x))
     threads = torch.get_num_threads()
+    runs = []
     try:
         for n in (1, 2, 3):
             torch.set_num_threads(n)
             _assert_twin_equals_torch(conv, x)
+            runs.append(_run(layer, x, grad))
     finally:
         torch.set_num_threads(threads)
-    assert dense_calls == [(c_out, c_in, False), (c_out, c_in, True)] * 3
+    (y, (grad_x, *_)), *others = runs
+    for y_n, (grad_x_n, *_) in others:
+        assert torch.equal(y, y_n) and torch.equal(grad_x, grad_x_n)
+    assert dense_calls == [(c_out, c_in, False), (c_out, c_in, True)] * 6
 
 
 @pytest.mark.parametrize("major", [False, True, None])
