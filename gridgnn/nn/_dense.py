@@ -21,7 +21,8 @@ On AVX-512 and AVX2 CPUs, float32 convs with ``groups = 1`` (any stride, dilatio
 padding) run gridgnn's native dense kernel instead (:class:`NativeDenseConv`,
 :mod:`gridgnn.nn._native`): register tiles of output nodes that read every
 message's source in place, zero padding and NCHW layout included (on AVX2 an
-NCHW input through a copy, channels innermost, of each work item's nodes).
+NCHW input of 8 channels or more through a copy, channels innermost, of each
+work item's nodes).
 
 :func:`dense_grid_conv` picks the fastest for the shape. On the reversed graph
 of a complete grid (a transposed conv), :func:`dense_conv_transpose` transforms
