@@ -174,18 +174,28 @@ def _window_reduce(x: Tensor, geom: ConvGeometry, reduce: str) -> Tensor:
     return window_max(image, geom) if reduce == "max" else window_sum(image, geom)
 
 
-def _edge_reduce(x: Tensor, graph: GridGraph, reduce: str) -> Tensor:
-    r"""General path: ``reduce`` over the in-edges of every target node.
+def _edge_reduce(x: Tensor, edge_index: Tensor, num_dst_nodes: int, reduce: str) -> Tensor:
+    r"""General path: ``reduce`` ("max", "sum" or "mean") over the in-edges of every target node.
 
-    A sum is PyG's scatter; a max starts from :math:`-\infty`, so a window with no real
-    pixel (all of it in the padding, possible with dilation) is :math:`-\infty` as in torch.
+    A sum or mean is PyG's scatter. A max starts from :math:`-\infty` and takes it into the
+    reduction, so a window with no real pixel (all of it in the padding, possible with
+    dilation) is :math:`-\infty` as in torch, and each window's gradient goes whole to its
+    maximum (split evenly between exact ties). PyG's ``scatter(reduce="max")`` leaves the
+    initial value out of the reduction but not out of torch's count of ties in the backward:
+    a window whose maximum is exactly 0 lost part of its gradient to the zero it started from.
     """
-    src, dst = graph.edge_index
+    src, dst = edge_index
     messages = x.index_select(-2, src)                                            # [B, E, C]
     if reduce == "max":
-        out = x.new_full((*x.shape[:-2], graph.num_dst_nodes, x.size(-1)), -math.inf)
+        out = x.new_full((*x.shape[:-2], num_dst_nodes, x.size(-1)), -math.inf)
         return out.scatter_reduce(-2, dst.view(-1, 1).expand_as(messages), messages, "amax")
-    return scatter(messages, dst, dim=-2, dim_size=graph.num_dst_nodes, reduce=reduce)
+    return scatter(messages, dst, dim=-2, dim_size=num_dst_nodes, reduce=reduce)
+
+
+def _graph_reduce(x: Tensor, geom: ConvGeometry, reduce: str) -> Tensor:
+    """:func:`_edge_reduce` over the window edges of the pooling grid graph of ``geom``."""
+    graph = graph_from_geometry(geom, x.device)
+    return _edge_reduce(x, graph.edge_index, graph.num_dst_nodes, reduce)
 
 
 def max_pool_nodes(x: Tensor, geom: ConvGeometry, path: str = "auto") -> Tensor:
@@ -203,7 +213,7 @@ def max_pool_nodes(x: Tensor, geom: ConvGeometry, path: str = "auto") -> Tensor:
         True
     """
     if path == "general":
-        return _edge_reduce(x, graph_from_geometry(geom, x.device), "max")
+        return _graph_reduce(x, geom, "max")
     return _window_reduce(x, geom, "max")
 
 
@@ -235,7 +245,7 @@ def avg_pool_nodes(x: Tensor, geom: ConvGeometry, padding: Tuple[int, ...], coun
         >>> torch.allclose(gg.to_image(y, (2, 2)), F.avg_pool2d(x, 2))
         True
     """
-    total = _edge_reduce(x, graph_from_geometry(geom, x.device), "sum") if path == "general" else \
+    total = _graph_reduce(x, geom, "sum") if path == "general" else \
         _window_reduce(x, geom, "sum")
     return total / avg_divisor(geom, padding, count_include_pad, divisor_override, x)
 
@@ -293,7 +303,7 @@ def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size: Adapti
     :math:`\frac{1}{|\mathcal{N}(i)|}\sum_{j \in \mathcal{N}(i)} \mathbf{x}_j` with output
     ``i``'s window ``[floor(i n / o), ceil((i + 1) n / o))`` per dim (torch's).
     ``output_size = 1`` is global pooling (PyG's ``global_max_pool`` / ``global_mean_pool``
-    over each grid). Returns ``([B, N_out, C], out_size)``.
+    over each grid). ``reduce`` is ``"max"`` or ``"mean"``. Returns ``([B, N_out, C], out_size)``.
 
     Example:
         >>> from gridgnn.nn.functional import adaptive_pool_nodes
@@ -302,6 +312,8 @@ def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size: Adapti
         >>> torch.allclose(gg.to_image(y, size), F.adaptive_avg_pool2d(x, (2, 3)))
         True
     """
+    if reduce not in ("max", "mean"):
+        raise GridValueError(f"adaptive_pool_nodes: reduce must be 'max' or 'mean', got {reduce!r}")
     out_size = adaptive_output_size(in_size, output_size)
     if 0 in out_size:                                                             # no windows: empty, as in torch
         return x.new_empty(x.size(0), 0, x.size(-1)), out_size
@@ -312,7 +324,5 @@ def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size: Adapti
         geom = ConvGeometry(tuple(in_size), kernel, kernel, ((0, 0),) * len(kernel), (1,) * len(kernel))
         out = _window_reduce(x, geom, "max" if reduce == "max" else "sum")
         return (out if reduce == "max" else out / math.prod(kernel)), out_size
-    src, dst = adaptive_pool_graph(in_size, out_size, x.device)
-    out = scatter(x.index_select(-2, src), dst, dim=-2, dim_size=math.prod(out_size),
-                  reduce="max" if reduce == "max" else "mean")
-    return out, out_size
+    edge_index = adaptive_pool_graph(in_size, out_size, x.device)
+    return _edge_reduce(x, edge_index, math.prod(out_size), reduce), out_size

@@ -17,6 +17,7 @@ from gridgnn.nn import (
     GridMaxPool2d,
     twin_of,
 )
+from gridgnn.nn.functional import adaptive_pool_nodes
 from gridgnn.testing import assert_conv_equivalent
 
 
@@ -135,6 +136,30 @@ def test_ties_split_the_gradient_where_torch_picks_one():
     assert torch.equal(x.grad.view(2, 2, 2, 2).sum((1, 3)), x_ref.grad.view(2, 2, 2, 2).sum((1, 3)))
 
 
+@pytest.mark.parametrize("reference", [nn.AdaptiveMaxPool1d(3), nn.AdaptiveMaxPool2d((2, 3)), nn.MaxPool2d(3, 2, 1),
+                                       nn.AdaptiveMaxPool2d(1)], ids=["adaptive1d", "adaptive2d", "max", "global"])
+@pytest.mark.parametrize("path", ["auto", "general"])
+def test_a_window_whose_maximum_is_zero_passes_on_its_whole_gradient(reference, path):
+    """Maxima of exactly 0 (common after a ReLU) keep their whole gradient: PyG's scatter max halved it.
+
+    Its backward counted the zero the reduction started from as one more tie. Adaptive windows of 7 by 3
+    overlap, so the scatter route (not equal windows) runs on both paths.
+    """
+    size = (7,) if isinstance(reference, nn.AdaptiveMaxPool1d) else (7, 8)
+    twin = twin_of(reference)
+    twin.path = path
+    x = -tie_free((2, 3, *size))                                # values in (-1, 0]: one 0, the largest, unique
+    x_twin, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad_out = torch.rand_like(reference(x)) + 1
+    twin(x_twin).backward(grad_out)
+    reference(x_ref).backward(grad_out)
+    torch.testing.assert_close(x_twin.grad, x_ref.grad)        # (overlapping windows add in another order)
+    zeros = torch.zeros(2, 3, *size, requires_grad=True)       # every value tied at 0: the totals still agree
+    twin(zeros).backward(grad_out.float())
+    spatial = tuple(range(2, 2 + len(size)))
+    torch.testing.assert_close(zeros.grad.sum(spatial), grad_out.float().sum(spatial))
+
+
 def test_nan_and_inf_propagate_like_torch():
     x = torch.randn(1, 2, 6, 6)
     x[0, 0, 1, 1], x[0, 1, 4, 4] = float("nan"), float("inf")
@@ -185,6 +210,8 @@ def test_errors():
     with pytest.raises(ValueError, match="output_size must hold non-negative ints"):
         GridAdaptiveAvgPool2d((-1, 2))(torch.randn(1, 1, 4, 4))
     assert GridAdaptiveAvgPool2d((0, 2))(torch.randn(1, 1, 4, 4)).shape == (1, 1, 0, 2)   # empty, as in torch
+    with pytest.raises(ValueError, match="reduce must be 'max' or 'mean', got 'avg'"):
+        adaptive_pool_nodes(torch.randn(1, 16, 2), (4, 4), 2, "avg")
     with pytest.raises(ValueError, match="expects an input \\[B, C, 2 spatial dims\\]"):
         GridMaxPool2d(2)(torch.randn(4, 4))
     with pytest.raises(TypeError, match="from_module expects an nn.MaxPool2d"):
