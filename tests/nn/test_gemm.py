@@ -134,11 +134,10 @@ def test_shifted_slices_accumulate_through_onednn_as_torch(layout, monkeypatch):
 @pytest.mark.parametrize("shape", [(5, 48), (2, 3, 48)])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_sliced_grouped_linear_equals_per_group_products_to_two_orders(shape, with_bias, monkeypatch):
-    """Groups of 16 channels (left unmerged) through the sliced GEMMs, in passes of 2 rows.
+    """Groups of 16 channels (left unmerged) through the sliced GEMMs.
 
     The per-group products' values, gradients of two orders, batched gradients and forward-mode derivatives.
     """
-    monkeypatch.setattr(_gemm, "SLICED_ROWS", 2)
     calls = []
     original = _gemm.sliced_group_matmul
     monkeypatch.setattr(_gemm, "sliced_group_matmul", lambda *a: calls.append(1) or original(*a))
