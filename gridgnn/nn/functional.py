@@ -260,8 +260,7 @@ def _adaptive_windows(n: int, o: int) -> Tuple[list, list]:
     return outs, ins
 
 
-@functools.lru_cache(maxsize=128)
-def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: torch.device) -> Tensor:
+def _build_adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: torch.device) -> Tensor:
     src = torch.zeros(1, dtype=torch.long, device=device)
     dst = torch.zeros(1, dtype=torch.long, device=device)
     for n, o in zip(in_size, out_size):
@@ -271,8 +270,24 @@ def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device:
     return torch.stack([src, dst])                                                # [2, E]
 
 
+_cached_adaptive_edges = functools.lru_cache(maxsize=128)(_build_adaptive_edges)
+
+
+def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: torch.device) -> Tensor:
+    """The edges adaptive pooling computes with, ``[2, E]``.
+
+    Cached in eager mode and never handed out (a caller that edited them in place would change every
+    later pool of that size); built directly under ``torch.compile``, which bakes them into the graph once.
+    """
+    if torch.compiler.is_compiling():
+        return _build_adaptive_edges(in_size, out_size, device)
+    return _cached_adaptive_edges(in_size, out_size, device)
+
+
 def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: Device = None) -> Tensor:
     """``edge_index [2, E]`` of adaptive pooling: input ``j`` -> output ``i`` when ``j`` lies in ``i``'s window.
+
+    A new tensor each call, the caller's to edit.
 
     Example:
         >>> from gridgnn.nn.functional import adaptive_pool_graph
@@ -280,7 +295,7 @@ def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], dev
         >>> src.tolist(), dst.tolist()
         ([0, 1, 2, 3], [0, 0, 1, 1])
     """
-    return _adaptive_edges(tuple(in_size), tuple(out_size), _canonical_device(device))
+    return _adaptive_edges(tuple(in_size), tuple(out_size), _canonical_device(device)).clone()
 
 
 def adaptive_output_size(in_size: Tuple[int, ...], output_size: AdaptiveSize) -> Tuple[int, ...]:
@@ -324,5 +339,5 @@ def adaptive_pool_nodes(x: Tensor, in_size: Tuple[int, ...], output_size: Adapti
         geom = ConvGeometry(tuple(in_size), kernel, kernel, ((0, 0),) * len(kernel), (1,) * len(kernel))
         out = _window_reduce(x, geom, "max" if reduce == "max" else "sum")
         return (out if reduce == "max" else out / math.prod(kernel)), out_size
-    edge_index = adaptive_pool_graph(in_size, out_size, x.device)
+    edge_index = _adaptive_edges(tuple(in_size), tuple(out_size), _canonical_device(x.device))
     return _edge_reduce(x, edge_index, math.prod(out_size), reduce), out_size

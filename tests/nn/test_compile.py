@@ -1,8 +1,19 @@
 """torch.compile: the layers trace without graph breaks (fullgraph=True) and run under the default backend."""
+import warnings
+
 import pytest
 import torch
 
-from gridgnn.nn import ChannelShuffle, GridConv1d, GridConv2d, GridConv3d, NodeLinear
+from gridgnn.nn import (
+    ChannelShuffle,
+    GridAdaptiveAvgPool1d,
+    GridAdaptiveMaxPool2d,
+    GridConv1d,
+    GridConv2d,
+    GridConv3d,
+    GridMaxPool2d,
+    NodeLinear,
+)
 
 
 @pytest.mark.parametrize("make", [
@@ -23,6 +34,24 @@ def test_drop_ins_compile_fullgraph_forward_and_backward(make):
     torch.testing.assert_close(y, layer(x))
     for a, b in zip(grad_c, grad_e):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GridAdaptiveMaxPool2d((3, 2)),                            # windows of 7 by 3 overlap: edges
+    lambda: GridAdaptiveAvgPool1d(3, path="general"),
+    lambda: GridMaxPool2d(3, 2, 1, ceil_mode=True, path="general"),
+], ids=["adaptive_max", "adaptive_avg_general", "max_general"])
+def test_pools_on_edges_compile_fullgraph_without_warnings(make):
+    """The pools that reduce over edges build them inside the graph: no cache traced (dynamo warns of one)."""
+    pool = make()
+    x = torch.randn(2, 3, *([7] * pool._ndim), requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = torch.compile(pool, backend="aot_eager", fullgraph=True)(x)
+        grad = torch.autograd.grad(y.sum(), x)[0]
+    assert not [str(w.message) for w in caught]
+    torch.testing.assert_close(y, pool(x))
+    torch.testing.assert_close(grad, torch.autograd.grad(pool(x).sum(), x)[0])
 
 
 def test_node_layers_compile_fullgraph():

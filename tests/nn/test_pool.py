@@ -17,7 +17,7 @@ from gridgnn.nn import (
     GridMaxPool2d,
     twin_of,
 )
-from gridgnn.nn.functional import adaptive_pool_nodes
+from gridgnn.nn.functional import adaptive_pool_graph, adaptive_pool_nodes
 from gridgnn.testing import assert_conv_equivalent
 
 
@@ -158,6 +158,18 @@ def test_a_window_whose_maximum_is_zero_passes_on_its_whole_gradient(reference, 
     twin(zeros).backward(grad_out.float())
     spatial = tuple(range(2, 2 + len(size)))
     torch.testing.assert_close(zeros.grad.sum(spatial), grad_out.float().sum(spatial))
+
+
+def test_adaptive_pool_graph_is_the_callers_to_edit():
+    """Editing the edges ``adaptive_pool_graph`` returns in place changes no later pool of that size."""
+    x = torch.randn(2, 3, 7, 5)
+    pool = GridAdaptiveMaxPool2d((3, 2), path="general")
+    before = pool(x)
+    edges = adaptive_pool_graph((7, 5), (3, 2))
+    edges.zero_()
+    assert adaptive_pool_graph((7, 5), (3, 2)).any()
+    assert torch.equal(pool(x), before)
+    assert torch.equal(before, nn.AdaptiveMaxPool2d((3, 2))(x))
 
 
 def test_nan_and_inf_propagate_like_torch():
