@@ -120,7 +120,7 @@ def conv_transpose_nodes(x: Tensor, size: Tuple[int, ...], weight: Tensor, bias:
         return grid_conv(x.contiguous(), graph, message_weight, bias, groups, path), graph.out_size
     # the complete reversed grid: no edge tensors (the targets are the conv's input positions)
     return on_batched_nodes(lambda batched: dense_conv_transpose(batched, geom, message_weight, bias, groups),
-                            x.contiguous()), tuple(geom.in_size)
+                            x), tuple(geom.in_size)
 
 
 # -- pooling ------------------------------------------------------------------------------------------------

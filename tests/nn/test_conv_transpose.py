@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import gridgnn as gg
-from gridgnn.nn import GridConv, GridConvTranspose1d, GridConvTranspose2d, GridConvTranspose3d
+from gridgnn.nn import GridConv, GridConvTranspose1d, GridConvTranspose2d, GridConvTranspose3d, _dense, _native
 from gridgnn.testing import assert_conv_equivalent
 
 from helpers import conv_adjacency, graph_adjacency
@@ -145,3 +145,74 @@ def test_errors():
         GridConvTranspose2d(2, 2, 3)(torch.randn(1, 3, 4, 4))
     with pytest.raises(TypeError, match="expects an nn.ConvTranspose1d/2d/3d, got Conv2d"):
         GridConvTranspose2d.from_conv(nn.Conv2d(2, 2, 3))
+
+
+NATIVE = pytest.mark.skipif(not _native.DENSE_ISA or not _native.available(),
+                            reason="needs the native dense kernel (an AVX2 or AVX-512 CPU and the built library)")
+
+
+@NATIVE
+@pytest.mark.parametrize("nd, k, s, p, op", [(1, 3, 2, 1, 1), (1, 5, 3, 2, 0), (2, 3, 2, 1, 1), (2, 4, 2, 1, 0),
+                                             (2, 7, 3, 2, 2), (2, 5, 2, 2, 1), (2, 3, 1, 1, 0), (3, 3, 2, 1, 1),
+                                             (3, 4, 2, 0, 0), (2, (1, 5), (2, 1), (0, 2), (1, 0))],
+                         ids=str)                                 # (the last: phases no tap reaches, the bias alone)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_native_phases_equal_torch_in_float32(nd, k, s, p, op, channels_last, monkeypatch):
+    """Ungrouped, in float32: each phase of targets is a stride-1 conv on the native kernel, in both layouts.
+
+    Forward, input, weight and bias gradients against torch's transposed conv; the phases ran (counted),
+    as the native kernel's strided conv in the backward.
+    """
+    calls = []
+    phases = _dense.native_conv_transpose
+    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
+    torch.manual_seed(0)
+    reference = TORCH[nd](40, 36, k, s, p, op)
+    twin = TWINS[nd].from_conv(reference)
+    x = torch.randn(2, 40, *({1: (13,), 2: (7, 6), 3: (4, 3, 5)}[nd]))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last if nd == 2 else torch.channels_last_3d) if nd > 1 else x
+    x_twin, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = twin(x_twin), reference(x_ref)
+    grad = torch.randn_like(expected)
+    params = [twin.weight, twin.bias], [reference.weight, reference.bias]
+    grads = torch.autograd.grad(out, [x_twin, *params[0]], grad)
+    expected_grads = torch.autograd.grad(expected, [x_ref, *params[1]], grad)
+    tol = gg.testing.TOLERANCES[torch.float32]
+    for a, b in zip((out, *grads), (expected, *expected_grads)):
+        torch.testing.assert_close(a, b, rtol=tol.rtol, atol=tol.atol * (1 + b.abs().max().item()))
+    layout = {2: torch.channels_last, 3: torch.channels_last_3d}.get(nd) if channels_last else None
+    assert calls and out.is_contiguous(memory_format=layout or torch.contiguous_format)
+
+
+@NATIVE
+@pytest.mark.parametrize("k, s, p", [(3, 2, 1), (5, 2, 2), (7, 2, 3), (4, 3, 1)])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_strided_convs_send_the_input_gradient_back_by_phases(k, s, p, channels_last, monkeypatch):
+    """A strided conv's input gradient on the native kernel is its transposed conv, phase by phase."""
+    calls = []
+    phases = _dense.native_conv_transpose
+    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
+    torch.manual_seed(0)
+    reference = nn.Conv2d(24, 40, k, s, p)
+    x = torch.randn(2, 24, 15, 14)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x_twin, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn_like(reference(x))
+    got = torch.autograd.grad(gg.nn.GridConv2d.from_conv(reference)(x_twin), x_twin, grad)[0]
+    expected = torch.autograd.grad(reference(x_ref), x_ref, grad)[0]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * (1 + expected.abs().max().item()))
+    assert calls and got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@NATIVE
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=3),
+                                    dict(kernel_size=3, stride=2, dilation=2), dict(kernel_size=3, stride=2, groups=2),
+                                    dict(out_channels=3, kernel_size=3, stride=2)],
+                         ids=["tap_a_phase", "3x3_stride_3", "dilated", "grouped", "rgb"])
+def test_transposed_convs_the_phases_do_not_pay_for_keep_the_scatter(kwargs, monkeypatch):
+    """One tap a phase, dilation, groups and few target channels keep the GEMM and scatter (still exact)."""
+    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: pytest.fail("phases ran"))
+    reference = nn.ConvTranspose2d(**{"in_channels": 32, "out_channels": 32, **kwargs})
+    assert_conv_equivalent(reference, input_size=(6, 5))

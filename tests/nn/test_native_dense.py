@@ -118,15 +118,19 @@ def test_message_passing_layer_on_the_grid_graph_runs_it(dense_calls):
 def test_strided_convs_and_any_channel_count(nd, c_in, c_out, k, stride, padding, mode, layout, dense_calls):
     """Strided convs, channel counts that are not multiples of 16 (e.g. an RGB stem), a partial 64-channel block.
 
-    The forward runs the kernel; the input gradient goes back along the reversed grid graph (one GEMM and
-    box scatters), the weight gradient contracts it with the gathered windows.
+    The forward runs the kernel; the input gradient is the transposed conv: on the kernel, phase by phase,
+    where it has more kernel offsets than phases and 16 target channels or more, else back along the
+    reversed grid graph (one GEMM and box scatters); the weight gradient contracts the output gradient
+    with the gathered windows.
     """
     conv = TORCH_CONVS[nd](c_in, c_out, k, stride, padding, padding_mode=mode)
     x = torch.randn(2, c_in, *{1: (13,), 2: (7, 12), 3: (5, 6, 7)}[nd])
     if layout == "channels_last":
         x = x.contiguous(memory_format=CHANNELS_LAST[nd])
     _assert_twin_equals_torch(conv, x)
-    assert dense_calls == [(c_out, c_in, False)]
+    phases = c_in >= 16 and k > stride                                  # (k ** nd offsets, stride ** nd phases)
+    assert dense_calls[0] == (c_out, c_in, False) and bool(dense_calls[1:]) == phases
+    assert all(call == (c_out, c_in, True) for call in dense_calls[1:])                 # [C_out, C_in, *taps]
 
 
 @pytest.mark.parametrize("c_in, c_out, stride, size, layout", [
