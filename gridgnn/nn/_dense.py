@@ -70,6 +70,13 @@ NATIVE_DENSE_MIN_OUT = 32 if _native.AVX512 else 0
 #: 1.20x at batch 8; channels innermost: @7 0.63x / 0.48x, @14 0.82x / 0.79x, @16 0.92x, @28 0.97x)
 GATHERED_WEIGHT_GRAD_MAX_NODES = 256
 
+#: transposed convs (and strided convs' input gradients) run phase by phase on the native kernel from source
+#: grids of at least this many nodes an image: there the scatter's GEMM is thin for the grid. Side by side on an
+#: AVX2 EPYC, 3x3 stride 2: 64 -> 32 from 32x32 at batch 8 0.62-0.78x the scatter's time (a 4x4 kernel
+#: 0.50-0.58x), C=64 from 56x56 at batch 1 0.69-0.73x; from 28x28 (C=128) 0.84-1.10x, 14x14 (C=256) 0.96-1.16x
+#: and 7x7 (C=512) 1.04-1.42x
+PHASES_MIN_SOURCES = 1024
+
 #: output elements a row chunk of :func:`shifted_matmul_` accumulates (1 MiB of float32: stays in a core's L2)
 SHIFT_CHUNK_ELEMENTS = 1 << 18
 
@@ -278,13 +285,12 @@ def native_transpose_applies(x: Tensor, geom: ConvGeometry, weight: Tensor, bias
     ``weight`` is the conv's ``[C_out, C_in, *kernel]``: ``groups = 1``, dilation 1, more kernel offsets than
     phases (a 2x2 or 1x1 kernel at stride 2 has one tap a phase: a GEMM each, no faster than the scatter's
     one GEMM, 0.9-1.4x its time), at least 16 target channels (and more than :data:`NATIVE_DENSE_MIN_OUT`;
-    an RGB image's gradient through a 7x7 stride-2 stem took 1.6-1.7x the scatter's time), and the native
-    dense kernel's tensors. Side by side on an AVX2 EPYC, batch 8: a 3x3 stride-2 transposed conv 64 -> 32
-    @32 0.62-0.78x the scatter's time, a 4x4 one 0.50-0.58x, the input gradient of a 3x3 stride-2 conv
-    C=128 @56 0.76-0.91x; at batch 1 on a 14x14 grid (C=256) 0.97-1.07x.
+    an RGB image's gradient through a 7x7 stride-2 stem took 1.6-1.7x the scatter's time), at least
+    :data:`PHASES_MIN_SOURCES` source nodes an image, and the native dense kernel's tensors.
     """
     return (groups == 1 and all(d == 1 for d in geom.dilation) and geom.num_offsets > math.prod(geom.stride)
             and weight.size(1) >= 16 and weight.size(1) > NATIVE_DENSE_MIN_OUT
+            and math.prod(geom.out_size) >= PHASES_MIN_SOURCES
             and not plain_ops(x, weight, bias) and _native.dense_applies(x, weight, bias))
 
 

@@ -166,6 +166,7 @@ def test_native_phases_equal_torch_in_float32(nd, k, s, p, op, channels_last, mo
     calls = []
     phases = _dense.native_conv_transpose
     monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
+    monkeypatch.setattr(_dense, "PHASES_MIN_SOURCES", 1)                 # (small grids, for the test's speed)
     torch.manual_seed(0)
     reference = TORCH[nd](40, 36, k, s, p, op)
     twin = TWINS[nd].from_conv(reference)
@@ -193,6 +194,7 @@ def test_strided_convs_send_the_input_gradient_back_by_phases(k, s, p, channels_
     calls = []
     phases = _dense.native_conv_transpose
     monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
+    monkeypatch.setattr(_dense, "PHASES_MIN_SOURCES", 1)                 # (small grids, for the test's speed)
     torch.manual_seed(0)
     reference = nn.Conv2d(24, 40, k, s, p)
     x = torch.randn(2, 24, 15, 14)
@@ -209,10 +211,22 @@ def test_strided_convs_send_the_input_gradient_back_by_phases(k, s, p, channels_
 @NATIVE
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=3),
                                     dict(kernel_size=3, stride=2, dilation=2), dict(kernel_size=3, stride=2, groups=2),
-                                    dict(out_channels=3, kernel_size=3, stride=2)],
-                         ids=["tap_a_phase", "3x3_stride_3", "dilated", "grouped", "rgb"])
+                                    dict(out_channels=3, kernel_size=3, stride=2), dict(kernel_size=3, stride=2)],
+                         ids=["tap_a_phase", "3x3_stride_3", "dilated", "grouped", "rgb", "small_grid"])
 def test_transposed_convs_the_phases_do_not_pay_for_keep_the_scatter(kwargs, monkeypatch):
-    """One tap a phase, dilation, groups and few target channels keep the GEMM and scatter (still exact)."""
+    """One tap a phase, dilation, groups, few target channels and small grids keep the GEMM and scatter (exact)."""
     monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: pytest.fail("phases ran"))
+    if kwargs != dict(kernel_size=3, stride=2):                 # (the others: excluded whatever the grid's size)
+        monkeypatch.setattr(_dense, "PHASES_MIN_SOURCES", 1)
     reference = nn.ConvTranspose2d(**{"in_channels": 32, "out_channels": 32, **kwargs})
     assert_conv_equivalent(reference, input_size=(6, 5))
+
+
+@NATIVE
+def test_large_grids_take_the_phases_by_default(monkeypatch):
+    """From :data:`~gridgnn.nn._dense.PHASES_MIN_SOURCES` source nodes an image (here 32 x 32) the phases run."""
+    calls = []
+    phases = _dense.native_conv_transpose
+    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
+    assert_conv_equivalent(nn.ConvTranspose2d(32, 24, 4, 2, 1), input_size=(32, 32), batch_size=1)
+    assert calls
