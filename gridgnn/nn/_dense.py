@@ -179,7 +179,44 @@ class ShiftedSliceConv(Function):
         return sum_tangents(terms, (flat.size(0), weight.size(-1)), flat)
 
 
-class NativeDenseConv(Function):
+class _NativeBilinearMap(Function):
+    """Shared body of the native kernels' grid maps ``(image, weight, bias, geom) -> image``, bilinear in both.
+
+    A subclass gives the forward, :meth:`native_grads` (the first-order input and weight gradients on the
+    native kernels), :meth:`plain` (the same map in differentiable torch ops, for a backward that must
+    itself be differentiable, ``create_graph=True``, or that receives batched gradients) and
+    :meth:`out_shape`. The bias gradient sums the output gradient over the nodes; the ``jvp`` is the map
+    on the tangents.
+    """
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        image, weight, bias, ctx.geom = inputs
+        save_bilinear(ctx, image, weight, bias)
+
+    @classmethod
+    def backward(cls, ctx, grad: Tensor):
+        image, weight = ctx.saved_tensors
+        geom = ctx.geom
+        need_x, need_weight = ctx.needs_input_grad[:2]
+        grad_bias = grad.sum(tuple(range(grad.dim() - 1))) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        if torch.is_grad_enabled() or plain_ops(grad):
+            def compute(image: Tensor, weight: Tensor) -> Tensor:
+                return cls.plain(image, weight, geom).view(grad.shape)
+            grad_x, grad_weight = recomputed_grads(compute, image, weight, grad, need_x, need_weight)
+        else:
+            grad_x, grad_weight = cls.native_grads(image, weight, grad, geom, need_x, need_weight)
+        return grad_x, grad_weight, grad_bias, None
+
+    @classmethod
+    def jvp(cls, ctx, image_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
+        image, weight = ctx.saved_tensors
+        terms = [cls.apply(image_t, weight, None, ctx.geom) if image_t is not None else None,
+                 cls.apply(image, weight_t, None, ctx.geom) if weight_t is not None else None, bias_t]
+        return sum_tangents(terms, cls.out_shape(image, weight, ctx.geom), image)
+
+
+class NativeDenseConv(_NativeBilinearMap):
     """``[B, *S_in, C_in] -> [B, *S_out, C_out]``: a zero-padded grid conv (``groups = 1``) by the native kernel.
 
     ``image`` is read where it lies, channels innermost or channel-major (an NCHW image's nodes), and the
@@ -188,8 +225,9 @@ class NativeDenseConv(Function):
     the flipped, transposed weights, padded by ``(kernel - 1) dilation - padding``; the weight gradient is
     one GEMM per offset over the padded grid's rows (:func:`_offset_products`), or on small grids
     (:data:`GATHERED_WEIGHT_GRAD_MAX_NODES`) one GEMM of the output gradient and the gathered windows.
-    Strided convs send the output gradient back over the reversed grid graph (:func:`dense_conv_transpose`)
-    and contract it with the gathered windows for the weight gradient. A backward that must itself be differentiable
+    Strided convs send the output gradient back over the reversed grid graph (:func:`dense_conv_transpose`:
+    the transposed conv, phase by phase on the same kernel where :func:`native_transpose_applies`) and
+    contract it with the gathered windows for the weight gradient. A backward that must itself be differentiable
     (``create_graph=True``) or that receives batched gradients recomputes the conv in plain torch ops
     (:func:`plain_window_conv`) and differentiates that. Bilinear in ``image`` and ``weight``, so the
     ``jvp`` is the same conv on the tangents.
@@ -201,31 +239,17 @@ class NativeDenseConv(Function):
                                      tuple(left for left, _ in geom.padding), geom.dilation)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        image, weight, bias, ctx.geom = inputs
-        save_bilinear(ctx, image, weight, bias)
+    def native_grads(image: Tensor, weight: Tensor, grad: Tensor, geom: ConvGeometry, need_x: bool,
+                     need_weight: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        return native_dense_grads(image, weight, grad, geom, need_x, need_weight)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        image, weight = ctx.saved_tensors
-        geom = ctx.geom
-        need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_bias = grad_out.sum(tuple(range(grad_out.dim() - 1))) if ctx.has_bias and ctx.needs_input_grad[2] \
-            else None
-        if torch.is_grad_enabled() or plain_ops(grad_out):
-            def compute(image: Tensor, weight: Tensor) -> Tensor:
-                return plain_window_conv(image, geom, weight, None, 1).view(grad_out.shape)
-            grad_x, grad_weight = recomputed_grads(compute, image, weight, grad_out, need_x, need_weight)
-        else:
-            grad_x, grad_weight = native_dense_grads(image, weight, grad_out, geom, need_x, need_weight)
-        return grad_x, grad_weight, grad_bias, None
+    def plain(image: Tensor, weight: Tensor, geom: ConvGeometry) -> Tensor:
+        return plain_window_conv(image, geom, weight, None, 1)
 
     @staticmethod
-    def jvp(ctx, image_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
-        image, weight = ctx.saved_tensors
-        terms = [NativeDenseConv.apply(image_t, weight, None, ctx.geom) if image_t is not None else None,
-                 NativeDenseConv.apply(image, weight_t, None, ctx.geom) if weight_t is not None else None, bias_t]
-        return sum_tangents(terms, (image.size(0), *ctx.geom.out_size, weight.size(0)), image)
+    def out_shape(image: Tensor, weight: Tensor, geom: ConvGeometry) -> Tuple[int, ...]:
+        return (image.size(0), *geom.out_size, weight.size(0))
 
 
 def native_conv_transpose(x: Tensor, weight: Tensor, bias: Optional[Tensor], geom: ConvGeometry,
@@ -294,7 +318,7 @@ def native_transpose_applies(x: Tensor, geom: ConvGeometry, weight: Tensor, bias
             and not plain_ops(x, weight, bias) and _native.dense_applies(x, weight, bias))
 
 
-class NativeConvTranspose(Function):
+class NativeConvTranspose(_NativeBilinearMap):
     """``[B, *S_out, C_out] -> [B, *S_in, C_in]``: the transposed conv of ``geom`` (its adjoint) by the native kernel.
 
     ``weight`` is the conv's ``[C_out, C_in, *kernel]``. The forward is :func:`native_conv_transpose`; the
@@ -310,22 +334,8 @@ class NativeConvTranspose(Function):
         return native_conv_transpose(image, weight, bias, geom)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        image, weight, bias, ctx.geom = inputs
-        save_bilinear(ctx, image, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        image, weight = ctx.saved_tensors
-        geom = ctx.geom
-        need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_bias = grad.sum(tuple(range(grad.dim() - 1))) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        if torch.is_grad_enabled() or plain_ops(grad):
-            def compute(image: Tensor, weight: Tensor) -> Tensor:
-                nodes = image.reshape(image.size(0), -1, image.size(-1)).contiguous()
-                return _scattered_conv_transpose(nodes, geom, weight.transpose(0, 1), None, 1).view(grad.shape)
-            grad_x, grad_weight = recomputed_grads(compute, image, weight, grad, need_x, need_weight)
-            return grad_x, grad_weight, grad_bias, None
+    def native_grads(image: Tensor, weight: Tensor, grad: Tensor, geom: ConvGeometry, need_x: bool,
+                     need_weight: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         grad_x = grad_weight = None
         if need_x:                                                     # the conv of the gradient, as image lies
             grad_x = _native.dense_forward(grad, weight, None, geom.out_size, geom.stride,
@@ -333,15 +343,16 @@ class NativeConvTranspose(Function):
                                            major=is_channel_major(image))
         if need_weight:
             grad_weight = native_dense_grads(grad, weight, image, geom, False, True)[1]
-        return grad_x, grad_weight, grad_bias, None
+        return grad_x, grad_weight
 
     @staticmethod
-    def jvp(ctx, image_t: Optional[Tensor], weight_t: Optional[Tensor], bias_t: Optional[Tensor], _) -> Tensor:
-        image, weight = ctx.saved_tensors
-        terms = [NativeConvTranspose.apply(image_t, weight, None, ctx.geom) if image_t is not None else None,
-                 NativeConvTranspose.apply(image, weight_t, None, ctx.geom) if weight_t is not None else None,
-                 bias_t]
-        return sum_tangents(terms, (image.size(0), *ctx.geom.in_size, weight.size(1)), image)
+    def plain(image: Tensor, weight: Tensor, geom: ConvGeometry) -> Tensor:
+        nodes = image.reshape(image.size(0), -1, image.size(-1)).contiguous()
+        return _scattered_conv_transpose(nodes, geom, weight.transpose(0, 1), None, 1)
+
+    @staticmethod
+    def out_shape(image: Tensor, weight: Tensor, geom: ConvGeometry) -> Tuple[int, ...]:
+        return (image.size(0), *geom.in_size, weight.size(1))
 
 
 def native_dense_grads(image: Tensor, weight: Tensor, grad_out: Tensor, geom: ConvGeometry, need_x: bool,
