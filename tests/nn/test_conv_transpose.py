@@ -150,62 +150,64 @@ def test_errors():
 NATIVE = pytest.mark.skipif(not _native.DENSE_ISA or not _native.available(),
                             reason="needs the native dense kernel (an AVX2 or AVX-512 CPU and the built library)")
 
+#: (nd, kernel, stride, padding, output_padding) the phases run; the last has phases no tap reaches (the bias alone)
+PHASE_CONFIGS = [(1, 3, 2, 1, 1), (1, 5, 3, 2, 0), (2, 3, 2, 1, 1), (2, 4, 2, 1, 0), (2, 7, 3, 2, 2), (2, 5, 2, 2, 1),
+                 (2, 3, 1, 1, 0), (3, 3, 2, 1, 1), (3, 4, 2, 0, 0), (2, (1, 5), (2, 1), (0, 2), (1, 0))]
+CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.fixture
+def phase_calls(monkeypatch):
+    """The calls of the native phases (:func:`~gridgnn.nn._dense.native_conv_transpose`), counted."""
+    calls = []
+    phases = _dense.native_conv_transpose
+    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
+    return calls
+
 
 @NATIVE
-@pytest.mark.parametrize("nd, k, s, p, op", [(1, 3, 2, 1, 1), (1, 5, 3, 2, 0), (2, 3, 2, 1, 1), (2, 4, 2, 1, 0),
-                                             (2, 7, 3, 2, 2), (2, 5, 2, 2, 1), (2, 3, 1, 1, 0), (3, 3, 2, 1, 1),
-                                             (3, 4, 2, 0, 0), (2, (1, 5), (2, 1), (0, 2), (1, 0))],
-                         ids=str)                                 # (the last: phases no tap reaches, the bias alone)
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_native_phases_equal_torch_in_float32(nd, k, s, p, op, channels_last, monkeypatch):
+@pytest.mark.parametrize("nd, k, s, p, op, channels_last", [
+    (*cfg, last) for cfg in PHASE_CONFIGS for last in (False, True) if cfg[0] > 1 or not last], ids=str)
+def test_native_phases_equal_torch_in_float32(nd, k, s, p, op, channels_last, phase_calls, monkeypatch):
     """Ungrouped, in float32: each phase of targets is a stride-1 conv on the native kernel, in both layouts.
 
     Forward, input, weight and bias gradients against torch's transposed conv; the phases ran (counted),
     as the native kernel's strided conv in the backward.
     """
-    calls = []
-    phases = _dense.native_conv_transpose
-    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
     monkeypatch.setattr(_dense, "PHASES_MIN_SOURCES", 1)                 # (small grids, for the test's speed)
     torch.manual_seed(0)
     reference = TORCH[nd](40, 36, k, s, p, op)
     twin = TWINS[nd].from_conv(reference)
     x = torch.randn(2, 40, *({1: (13,), 2: (7, 6), 3: (4, 3, 5)}[nd]))
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last if nd == 2 else torch.channels_last_3d) if nd > 1 else x
+    layout = CHANNELS_LAST[nd] if channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=layout)
     x_twin, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
     out, expected = twin(x_twin), reference(x_ref)
     grad = torch.randn_like(expected)
-    params = [twin.weight, twin.bias], [reference.weight, reference.bias]
-    grads = torch.autograd.grad(out, [x_twin, *params[0]], grad)
-    expected_grads = torch.autograd.grad(expected, [x_ref, *params[1]], grad)
+    grads = torch.autograd.grad(out, [x_twin, twin.weight, twin.bias], grad)
+    expected_grads = torch.autograd.grad(expected, [x_ref, reference.weight, reference.bias], grad)
     tol = gg.testing.TOLERANCES[torch.float32]
     for a, b in zip((out, *grads), (expected, *expected_grads)):
         torch.testing.assert_close(a, b, rtol=tol.rtol, atol=tol.atol * (1 + b.abs().max().item()))
-    layout = {2: torch.channels_last, 3: torch.channels_last_3d}.get(nd) if channels_last else None
-    assert calls and out.is_contiguous(memory_format=layout or torch.contiguous_format)
+    assert phase_calls and out.is_contiguous(memory_format=layout)
 
 
 @NATIVE
 @pytest.mark.parametrize("k, s, p", [(3, 2, 1), (5, 2, 2), (7, 2, 3), (4, 3, 1)])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_strided_convs_send_the_input_gradient_back_by_phases(k, s, p, channels_last, monkeypatch):
+def test_strided_convs_send_the_input_gradient_back_by_phases(k, s, p, channels_last, phase_calls, monkeypatch):
     """A strided conv's input gradient on the native kernel is its transposed conv, phase by phase."""
-    calls = []
-    phases = _dense.native_conv_transpose
-    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
     monkeypatch.setattr(_dense, "PHASES_MIN_SOURCES", 1)                 # (small grids, for the test's speed)
     torch.manual_seed(0)
     reference = nn.Conv2d(24, 40, k, s, p)
-    x = torch.randn(2, 24, 15, 14)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 24, 15, 14).contiguous(memory_format=layout)
     x_twin, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
     grad = torch.randn_like(reference(x))
     got = torch.autograd.grad(gg.nn.GridConv2d.from_conv(reference)(x_twin), x_twin, grad)[0]
     expected = torch.autograd.grad(reference(x_ref), x_ref, grad)[0]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * (1 + expected.abs().max().item()))
-    assert calls and got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert phase_calls and got.is_contiguous(memory_format=layout)
 
 
 @NATIVE
@@ -213,20 +215,17 @@ def test_strided_convs_send_the_input_gradient_back_by_phases(k, s, p, channels_
                                     dict(kernel_size=3, stride=2, dilation=2), dict(kernel_size=3, stride=2, groups=2),
                                     dict(out_channels=3, kernel_size=3, stride=2), dict(kernel_size=3, stride=2)],
                          ids=["tap_a_phase", "3x3_stride_3", "dilated", "grouped", "rgb", "small_grid"])
-def test_transposed_convs_the_phases_do_not_pay_for_keep_the_scatter(kwargs, monkeypatch):
+def test_transposed_convs_the_phases_do_not_pay_for_keep_the_scatter(kwargs, phase_calls, monkeypatch):
     """One tap a phase, dilation, groups, few target channels and small grids keep the GEMM and scatter (exact)."""
-    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: pytest.fail("phases ran"))
     if kwargs != dict(kernel_size=3, stride=2):                 # (the others: excluded whatever the grid's size)
         monkeypatch.setattr(_dense, "PHASES_MIN_SOURCES", 1)
     reference = nn.ConvTranspose2d(**{"in_channels": 32, "out_channels": 32, **kwargs})
     assert_conv_equivalent(reference, input_size=(6, 5))
+    assert not phase_calls
 
 
 @NATIVE
-def test_large_grids_take_the_phases_by_default(monkeypatch):
+def test_large_grids_take_the_phases_by_default(phase_calls):
     """From :data:`~gridgnn.nn._dense.PHASES_MIN_SOURCES` source nodes an image (here 32 x 32) the phases run."""
-    calls = []
-    phases = _dense.native_conv_transpose
-    monkeypatch.setattr(_dense, "native_conv_transpose", lambda *a, **kw: calls.append(1) or phases(*a, **kw))
     assert_conv_equivalent(nn.ConvTranspose2d(32, 24, 4, 2, 1), input_size=(32, 32), batch_size=1)
-    assert calls
+    assert phase_calls
