@@ -273,6 +273,7 @@ def native_conv_transpose(x: Tensor, weight: Tensor, bias: Optional[Tensor], geo
     major = is_channel_major(x) if major is None else major
     out = x.new_empty(b, c, *geom.in_size).movedim(1, -1) if major else x.new_empty(b, *geom.in_size, c)
     ones = (1,) * nd
+    taps_last = weight.reshape(*weight.shape[:2], -1)                 # [C_out, C_in, K]: one copy at most a call
     for phase in itertools.product(*(range(s) for s in geom.stride)):
         first = [(r - left) % s for r, (left, _), s in zip(phase, geom.padding, geom.stride)]
         count = [-(-(n - q) // s) for n, q, s in zip(geom.in_size, first, geom.stride)]   # targets per axis
@@ -283,8 +284,8 @@ def native_conv_transpose(x: Tensor, weight: Tensor, bias: Optional[Tensor], geo
         if min(taps) <= 0:
             targets.copy_(bias.expand_as(targets)) if bias is not None else targets.zero_()
             continue
-        phase_weight = weight.flatten(2).index_select(2, _phase_taps(geom.kernel_size, geom.stride, phase,
-                                                                     weight.device)).view(*weight.shape[:2], *taps)
+        phase_weight = taps_last.index_select(2, _phase_taps(geom.kernel_size, geom.stride, phase,
+                                                             weight.device)).view(*weight.shape[:2], *taps)
         pad = tuple(j - 1 - (q + left - r) // s
                     for j, q, (left, _), r, s in zip(taps, first, geom.padding, phase, geom.stride))
         targets.copy_(_native.dense_forward(x, phase_weight, bias, tuple(count), ones, pad, ones, transposed=True,

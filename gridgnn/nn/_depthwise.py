@@ -25,7 +25,6 @@ at once. The boxes above stay the kernel of every other call (CUDA, other dtypes
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from typing import List, Optional, Tuple
@@ -39,7 +38,7 @@ from ._compiled import compiled_depthwise
 from ._function import Function, save_bilinear
 from ._gemm import sum_tangents
 from ._padding import pad_nodes
-from ._transforms import plain_ops
+from ._transforms import cached_in_eager, plain_ops
 
 #: floats of one output chunk (~2 MiB): big enough to amortise the per-op overhead, small enough for cache
 CHUNK_ELEMENTS = 1 << 19
@@ -59,6 +58,7 @@ def _axis_boxes(size_in: int, size_out: int, kernel: int, dilation: int, pad: in
     return boxes
 
 
+@cached_in_eager(maxsize=256)
 def tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) -> List[Tuple[int, Box, Box]]:
     """``[(t, out_box, in_box), ...]`` for each kernel offset ``t`` (row-major) that has edges.
 
@@ -67,12 +67,6 @@ def tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) -
     eager mode (~40 us of Python a call); traced directly under ``torch.compile``, which
     bakes the boxes into the graph once.
     """
-    if torch.compiler.is_compiling():
-        return _tap_boxes(geom, in_size, zero_padded)
-    return _cached_tap_boxes(geom, in_size, zero_padded)
-
-
-def _tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) -> List[Tuple[int, Box, Box]]:
     per_axis = [_axis_boxes(n_in, n_out, k, dil, left if zero_padded else 0, s)
                 for n_in, n_out, k, dil, (left, _), s in zip(in_size, geom.out_size, geom.kernel_size,
                                                               geom.dilation, geom.padding, geom.stride)]
@@ -82,8 +76,6 @@ def _tap_boxes(geom: ConvGeometry, in_size: Tuple[int, ...], zero_padded: bool) 
             taps.append((t, tuple(a[0] for a in axes), tuple(a[1] for a in axes)))
     return taps
 
-
-_cached_tap_boxes = functools.lru_cache(maxsize=256)(_tap_boxes)
 
 
 def view_of(t: Tensor, box: Box, batch: slice = slice(None)) -> Tensor:

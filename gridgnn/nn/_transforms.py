@@ -15,10 +15,13 @@ and get the same arithmetic written with them:
 """
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Callable, Optional, TypeVar
 
 import torch
 from torch import Tensor
+
+_T = TypeVar("_T")
 
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 #: the batched gradients of ``torch.autograd.grad(..., is_grads_batched=True)`` (torch's legacy vmap)
@@ -35,3 +38,20 @@ def plain_ops(*tensors: Optional[Tensor]) -> bool:
 def under_functorch(*tensors: Optional[Tensor]) -> bool:
     """Whether a ``torch.func`` transform is transforming any of ``tensors`` (never while compile traces)."""
     return not torch.compiler.is_compiling() and any(t is not None and _is_wrapped(t) for t in tensors)
+
+
+def cached_in_eager(maxsize: int) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """``functools.lru_cache`` for eager calls of a function of hashable geometry, none under ``torch.compile``.
+
+    Compiled, the function runs directly, so dynamo traces no cache (it warns when it does) and bakes
+    the result into the graph once. The cached results must never reach a caller that could edit them
+    in place.
+    """
+    def wrap(fn: Callable[..., _T]) -> Callable[..., _T]:
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        @functools.wraps(fn)
+        def call(*args):
+            return fn(*args) if torch.compiler.is_compiling() else cached(*args)
+        return call
+    return wrap

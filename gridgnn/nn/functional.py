@@ -15,7 +15,6 @@ transposed-conv or pooling op (torch's layers are only the reference in tests).
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Optional, Sequence, Tuple, Union
 
@@ -32,7 +31,7 @@ from ._dense import dense_conv_transpose, dense_grid_conv, plain_window_reduce
 from ._depthwise import window_max, window_sum
 from ._general import general_conv
 from ._offset_plan import transposed_message_weight
-from ._transforms import plain_ops
+from ._transforms import cached_in_eager, plain_ops
 
 #: torch's adaptive ``output_size``: an int, or a tuple of ints and None (keep that dim's size)
 AdaptiveSize = Union[int, None, Sequence[Optional[int]]]
@@ -260,7 +259,12 @@ def _adaptive_windows(n: int, o: int) -> Tuple[list, list]:
     return outs, ins
 
 
-def _build_adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: torch.device) -> Tensor:
+@cached_in_eager(maxsize=128)
+def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: torch.device) -> Tensor:
+    """The edges adaptive pooling computes with, ``[2, E]``.
+
+    Cached, so never handed out: a caller that edited them in place would change every later pool of that size.
+    """
     src = torch.zeros(1, dtype=torch.long, device=device)
     dst = torch.zeros(1, dtype=torch.long, device=device)
     for n, o in zip(in_size, out_size):
@@ -268,20 +272,6 @@ def _build_adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], d
         src = (src[:, None] * n + ins[None, :]).flatten()                        # row-major over dims so far
         dst = (dst[:, None] * o + outs[None, :]).flatten()
     return torch.stack([src, dst])                                                # [2, E]
-
-
-_cached_adaptive_edges = functools.lru_cache(maxsize=128)(_build_adaptive_edges)
-
-
-def _adaptive_edges(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: torch.device) -> Tensor:
-    """The edges adaptive pooling computes with, ``[2, E]``.
-
-    Cached in eager mode and never handed out (a caller that edited them in place would change every
-    later pool of that size); built directly under ``torch.compile``, which bakes them into the graph once.
-    """
-    if torch.compiler.is_compiling():
-        return _build_adaptive_edges(in_size, out_size, device)
-    return _cached_adaptive_edges(in_size, out_size, device)
 
 
 def adaptive_pool_graph(in_size: Tuple[int, ...], out_size: Tuple[int, ...], device: Device = None) -> Tensor:
